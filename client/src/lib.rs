@@ -1,0 +1,1 @@
+//! `ebm-client`: a typed async client for the `ebm.v1` API.

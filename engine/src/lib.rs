@@ -1,0 +1,5 @@
+//! `ebm-engine`: models, samplers, trainers, estimators and compute backends for
+//! energy-based models. No I/O and no async runtime: a library a researcher can use
+//! without the service.
+
+pub mod rng;
