@@ -1,5 +1,8 @@
-//! `ebm-engine`: models, samplers, trainers, estimators and compute backends for
-//! energy-based models. No I/O and no async runtime: a library a researcher can use
-//! without the service.
+//! `ebm-engine`: models, samplers, trainers and estimators for energy-based models. No I/O
+//! and no async runtime: a library a researcher can use without the service.
 
+pub mod data;
+pub mod error;
+pub mod models;
 pub mod rng;
+pub mod sampler;

@@ -1,0 +1,3 @@
+//! Model families: parameters, energies and exact answers for small models.
+
+pub mod potts;

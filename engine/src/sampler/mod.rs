@@ -1,0 +1,3 @@
+//! MCMC samplers over many chains.
+
+pub mod potts_sweep;
