@@ -1,3 +1,4 @@
 //! Model families: parameters, energies and exact answers for small models.
 
+pub mod lattice;
 pub mod potts;
