@@ -2,9 +2,9 @@
 //! 256 x 256 torus (and any L given as the first argument), with 1 and 8 chains, both updates.
 //! Run: `cargo bench -p ebm-engine --bench lattice_flips [-- L]`. Results: docs/benchmarks.md.
 
-use ebm_engine::models::lattice::LatticeIsing;
+use ebm_engine::lattice::LatticeIsing;
 use ebm_engine::rng::RngStream;
-use ebm_engine::sampler::checkerboard::{LatticeChains, LatticeUpdate};
+use ebm_engine::lattice::checkerboard::{LatticeChains, LatticeUpdate};
 use std::time::Instant;
 
 fn main() {

@@ -3,6 +3,6 @@
 
 pub mod data;
 pub mod error;
-pub mod models;
+pub mod lattice;
+pub mod potts;
 pub mod rng;
-pub mod sampler;

@@ -1,4 +1,3 @@
-//! Data sets: parsing uploaded files and the statistics models train on.
+//! Data sets: parsing uploaded files.
 
 pub mod fasta;
-pub mod msa;

@@ -4,6 +4,8 @@
 //!
 //! Canonical state layout: row-major `i8` [L, L], site (y, x) at y * L + x.
 
+pub mod checkerboard;
+
 use crate::error::EngineError;
 
 /// Smallest and largest torus side accepted (even: the checkerboard needs two colours).

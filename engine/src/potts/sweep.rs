@@ -12,7 +12,7 @@
 //! - Metropolis: the proposal is b = (s + 1 + ((word1 >> 8) * (q - 1) >> 24)) mod q, uniform
 //!   over the other q - 1 states; accept iff uniform(word 0) < exp(beta (e_b - e_s)).
 
-use crate::models::potts::PottsModel;
+use crate::potts::PottsModel;
 use crate::rng::{uniform_from_bits, RngKey};
 use rayon::prelude::*;
 
@@ -116,8 +116,8 @@ pub fn random_states(n_chains: usize, sites: usize, q: usize, key: RngKey) -> Ve
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::msa::Frequencies;
-    use crate::models::potts::tests::random_model;
+    use crate::potts::stats::Frequencies;
+    use crate::potts::tests::random_model;
     use crate::rng::RngStream;
 
     /// Runs `chains` chains for `burn_in` + `samples` sweeps and returns the frequencies of

@@ -17,7 +17,7 @@
 //! - Heat bath: s' = +1 iff u < T_up(n), p_up = 1 / (1 + exp(-2 beta (J n + h))).
 
 use crate::error::EngineError;
-use crate::models::lattice::LatticeIsing;
+use crate::lattice::LatticeIsing;
 use crate::rng::{RngKey, RngStream, PHILOX_M0, PHILOX_M1, PHILOX_W0, PHILOX_W1};
 use rayon::prelude::*;
 

@@ -5,6 +5,9 @@
 //! Besides the energy: local fields (what the samplers use), exact enumeration for small
 //! models (log Z, marginals; f64 with log-sum-exp) and the pseudo-log-likelihood.
 
+pub mod stats;
+pub mod sweep;
+
 use crate::error::EngineError;
 use rayon::prelude::*;
 

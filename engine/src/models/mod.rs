@@ -1,4 +1,0 @@
-//! Model families: parameters, energies and exact answers for small models.
-
-pub mod lattice;
-pub mod potts;

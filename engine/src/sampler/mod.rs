@@ -1,4 +1,0 @@
-//! MCMC samplers over many chains.
-
-pub mod checkerboard;
-pub mod potts_sweep;
