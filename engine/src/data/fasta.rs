@@ -96,7 +96,7 @@ pub fn parse_alignment(
     let mut row: Vec<u8> = Vec::new();
     let mut row_unknown = 0usize;
 
-    let mut finish = |name: &str,
+    let finish = |name: &str,
                       line_no: usize,
                       row: &mut Vec<u8>,
                       row_unknown: &mut usize,

@@ -5,6 +5,10 @@
 //! Canonical state layout: row-major `i8` [L, L], site (y, x) at y * L + x.
 
 pub mod checkerboard;
+pub mod file;
+pub mod trainer;
+#[cfg(test)]
+mod trainer_tests;
 
 use crate::error::EngineError;
 
@@ -58,6 +62,48 @@ impl LatticeIsing {
     pub fn energy(&self, spins: &[i8]) -> f64 {
         let (bonds, total) = self.bond_and_spin_sums(spins);
         -(self.coupling as f64) * bonds as f64 - self.field as f64 * total as f64
+    }
+
+    /// Exact log Z by enumeration (f64, log-sum-exp); L^2 <= 20 only.
+    pub fn log_partition(&self) -> Result<f64, EngineError> {
+        let n = self.sites();
+        if n > 20 {
+            return Err(EngineError::invalid(format!(
+                "exact enumeration of a {0} x {0} lattice (2^{n} states) is too large; at most 20 spins",
+                self.size
+            )));
+        }
+        let neg_energy = |k: u32| {
+            let spins: Vec<i8> = (0..n).map(|i| if k >> i & 1 == 1 { 1 } else { -1 }).collect();
+            -self.energy(&spins)
+        };
+        let max = (0..1u32 << n).map(neg_energy).fold(f64::NEG_INFINITY, f64::max);
+        let z: f64 = (0..1u32 << n).map(|k| (neg_energy(k) - max).exp()).sum();
+        Ok(max + z.ln())
+    }
+
+    /// Mean pseudo-log-likelihood per configuration, sum_i log p(s_i | neighbours), of
+    /// canonical states [rows, L, L].
+    pub fn pseudo_log_likelihood(&self, states: &[i8]) -> f64 {
+        let (l, n) = (self.size, self.sites());
+        let rows = states.len() / n;
+        let mut total = 0.0;
+        for r in 0..rows {
+            let s = &states[r * n..(r + 1) * n];
+            for y in 0..l {
+                for x in 0..l {
+                    let nb = s[((y + l - 1) % l) * l + x] as f64
+                        + s[((y + 1) % l) * l + x] as f64
+                        + s[y * l + (x + l - 1) % l] as f64
+                        + s[y * l + (x + 1) % l] as f64;
+                    let local = self.coupling as f64 * nb + self.field as f64;
+                    // log p(s | nb) = s local - log(2 cosh(local)), stably.
+                    let a = local.abs();
+                    total += s[y * l + x] as f64 * local - (a + (1.0 + (-2.0 * a).exp()).ln());
+                }
+            }
+        }
+        total / rows.max(1) as f64
     }
 
     /// Exact log Z, <s_i> and <s_i s_j> (row-major [N, N]) by enumeration; L^2 <= 20 only.

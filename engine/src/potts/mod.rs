@@ -5,8 +5,14 @@
 //! Besides the energy: local fields (what the samplers use), exact enumeration for small
 //! models (log Z, marginals; f64 with log-sum-exp) and the pseudo-log-likelihood.
 
+pub mod checkpoint;
+pub mod data;
+pub mod file;
 pub mod stats;
 pub mod sweep;
+pub mod trainer;
+#[cfg(test)]
+mod trainer_tests;
 
 use crate::error::EngineError;
 use rayon::prelude::*;
@@ -250,7 +256,7 @@ impl PottsModel {
     }
 }
 
-fn check_shape(sites: usize, q: usize) -> Result<(), EngineError> {
+pub fn check_shape(sites: usize, q: usize) -> Result<(), EngineError> {
     if q < 2 || q > MAX_Q {
         return Err(EngineError::invalid(format!(
             "a Potts model needs 2 <= q <= {MAX_Q} states per site, not q = {q}"

@@ -1,0 +1,385 @@
+//! Training the lattice Ising model's J and h from spin configurations by moment matching:
+//! per update, k checkerboard sweeps of the chains (persistent for `pcd`, restarted from data
+//! for `cd`, a ladder for `pt`), then
+//! grad J = 2 (<b>_data - <b>_model), grad h = <m>_data - <m>_model,
+//! with b = (sum over bonds s_i s_j) / 2N and m = (sum s_i) / N per configuration (the
+//! log-likelihood gradient per site). One epoch is one update. Data: rows of L * L spins
+//! (+1/-1, or 0/1 read as -1/+1), row-major.
+
+use super::checkerboard::{LatticeChains, LatticeUpdate};
+use super::LatticeIsing;
+use crate::data::{Dataset, ValueKind};
+use crate::error::{EngineError, Result};
+use crate::potts::trainer::{apply, fingerprint, Rule};
+use crate::rng::{streams, RngKey, RngStream};
+use crate::spec::{DataShape, Method, ModelSpec, OptimizerKind, TrainSettings, TrainSpec};
+use crate::tempering::{ParallelTempering, TemperedChains};
+use crate::tensors::{TensorReader, TensorWriter};
+use crate::train::{EpochReport, FamilyTrainer};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+const PLL_ROWS: usize = 200;
+const FORMAT: &str = "ebm-lattice-checkpoint/1";
+
+pub struct LatticeTrainer {
+    settings: TrainSettings,
+    model_spec: ModelSpec,
+    train_spec: TrainSpec,
+    seed: u64,
+    data_fingerprint: u64,
+    model: LatticeIsing,
+    update: LatticeUpdate,
+    /// Training configurations, canonical [rows, L, L].
+    data: Vec<i8>,
+    rows: usize,
+    data_bond: f64,
+    data_magnetization: f64,
+    /// Replicas x chains (replica-major); replica t at betas[t].
+    chains: LatticeChains,
+    tempering: Option<ParallelTempering>,
+    /// Optimizer state of (J, h): each entry holds two values.
+    opt: Vec<Vec<f32>>,
+    epoch: usize,
+    updates: u64,
+    rng_sweep: RngStream,
+    rng_swap: RngStream,
+}
+
+/// Settings with the lattice defaults (k = 10 sweeps, 100 chains) where the spec is silent.
+pub fn lattice_settings(train: &TrainSpec, rows: usize) -> Result<TrainSettings> {
+    let mut spec = train.clone();
+    spec.k = spec.k.or(Some(10));
+    spec.chains = spec.chains.or(Some(100));
+    spec.batch_size = None;
+    spec.resolve(rows)
+}
+
+/// Checks a lattice_ising training request against the data's shape.
+pub fn validate(model: &ModelSpec, train: &TrainSpec, data: &DataShape) -> Result<()> {
+    check_spec(model, train, data.cols)?;
+    if data.kind == ValueKind::Categorical {
+        return Err(EngineError::invalid("lattice_ising needs spin data (+1/-1 or 0/1), not an alignment"));
+    }
+    lattice_settings(train, data.rows).map(|_| ())
+}
+
+fn check_spec(model: &ModelSpec, train: &TrainSpec, cols: usize) -> Result<usize> {
+    if model.hidden.is_some() || model.q.is_some() {
+        return Err(EngineError::invalid("model.hidden and model.q do not apply to lattice_ising"));
+    }
+    let side = (cols as f64).sqrt().round() as usize;
+    let size = model.size.map_or(side, |s| s as usize);
+    if size * size != cols {
+        return Err(EngineError::invalid(format!(
+            "lattice_ising with size {size} needs rows of {} spins (L x L, row-major), the data have {cols} columns",
+            size * size
+        )));
+    }
+    LatticeIsing::new(size, 0.0, 0.0)?;
+    LatticeUpdate::from_name(&train.sampler)?;
+    if train.validation_fraction.is_some_and(|f| f > 0.0) {
+        return Err(EngineError::invalid("train.validation_fraction is not supported for lattice_ising"));
+    }
+    Ok(size)
+}
+
+fn spins_of(data: &Dataset) -> Result<Vec<i8>> {
+    let binary = data.values.iter().all(|&v| v == 0.0 || v == 1.0);
+    data.values
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| match v {
+            1.0 => Ok(1),
+            -1.0 => Ok(-1),
+            0.0 if binary => Ok(-1),
+            _ => Err(EngineError::invalid(format!(
+                "lattice_ising data must be spins +1/-1 (or 0/1), but row {}, column {} is {v}",
+                i / data.cols,
+                i % data.cols
+            ))),
+        })
+        .collect()
+}
+
+impl LatticeTrainer {
+    pub fn new(model_spec: &ModelSpec, train_spec: &TrainSpec, seed: u64, data: Dataset) -> Result<Self> {
+        let size = check_spec(model_spec, train_spec, data.cols)?;
+        let model = LatticeIsing::new(size, 0.0, 0.0)?;
+        let settings = lattice_settings(train_spec, data.rows)?;
+        let update = LatticeUpdate::from_name(&train_spec.sampler)?;
+        let spins = spins_of(&data)?;
+        let rows = data.rows;
+        let sums = LatticeChains::from_spins(size, rows, &spins)?.bond_and_spin_sums();
+        let n = (size * size) as f64;
+        let data_bond = sums.iter().map(|s| s.0 as f64).sum::<f64>() / (2.0 * n * rows as f64);
+        let data_magnetization = sums.iter().map(|s| s.1 as f64).sum::<f64>() / (n * rows as f64);
+        let replicas = settings.betas.len().max(1);
+        let chains = LatticeChains::random(size, settings.chains * replicas, RngKey::new(seed, streams::CHAIN_INIT, 0))?;
+        let n_state = if settings.optimizer == OptimizerKind::Adam { 2 } else { 1 };
+        Ok(LatticeTrainer {
+            tempering: (settings.method == Method::Pt).then(|| ParallelTempering::new(settings.betas.clone())),
+            opt: vec![vec![0.0; 2]; n_state],
+            model_spec: model_spec.clone(),
+            train_spec: train_spec.clone(),
+            seed,
+            data_fingerprint: fingerprint(&data),
+            model,
+            update,
+            data: spins,
+            rows,
+            data_bond,
+            data_magnetization,
+            chains,
+            epoch: 0,
+            updates: 0,
+            rng_sweep: RngStream::new(seed, streams::VISIBLE),
+            rng_swap: RngStream::new(seed, streams::SWAP),
+            settings,
+        })
+    }
+
+    pub fn resume(model_spec: &ModelSpec, train_spec: &TrainSpec, seed: u64, data: Dataset, bytes: &[u8]) -> Result<Self> {
+        let mut t = Self::new(model_spec, train_spec, seed, data)?;
+        let file = TensorReader::parse(bytes, "the checkpoint")?;
+        let state: State = serde_json::from_str(file.meta("state").unwrap_or(""))
+            .map_err(|e| EngineError::invalid(format!("the checkpoint has no readable lattice state: {e}")))?;
+        if state.format != FORMAT
+            || state.seed != seed
+            || state.data_fingerprint != t.data_fingerprint
+            || &state.model_spec != model_spec
+            || &state.train_spec != train_spec
+        {
+            return Err(EngineError::invalid(
+                "the checkpoint belongs to a different spec, seed or data set; start a new job instead",
+            ));
+        }
+        t.model = LatticeIsing::new(t.model.size, file.finite_f32("J", Some(&[]))?[0], file.finite_f32("h", Some(&[]))?[0])?;
+        for (i, s) in t.opt.iter_mut().enumerate() {
+            *s = file.finite_f32(&format!("opt.{i}"), Some(&[2]))?;
+        }
+        let n = t.chains.chains;
+        let spins = file.finite_f32("chains", Some(&[n, t.model.sites()]))?;
+        let spins: Vec<i8> = spins.iter().map(|&s| if s > 0.0 { 1 } else { -1 }).collect();
+        t.chains = LatticeChains::from_spins(t.model.size, n, &spins)?;
+        t.epoch = state.epoch;
+        t.updates = state.updates;
+        t.rng_sweep.step = state.rng_sweep;
+        t.rng_swap.step = state.rng_swap;
+        if let Some(pt) = t.tempering.as_mut() {
+            if state.pt_attempted.len() != pt.attempted.len() {
+                return Err(EngineError::invalid("the checkpoint's tempering ladder differs from the spec"));
+            }
+            pt.attempted = state.pt_attempted;
+            pt.accepted = state.pt_accepted;
+            pt.rounds = state.pt_rounds;
+        }
+        Ok(t)
+    }
+
+    pub fn model(&self) -> &LatticeIsing {
+        &self.model
+    }
+
+    /// All chains (every replica), canonical [chains, L, L].
+    pub fn chain_spins(&self) -> Vec<i8> {
+        self.chains.spins()
+    }
+
+    fn sample(&mut self) -> Result<()> {
+        let (n, k) = (self.settings.chains, self.settings.k);
+        match self.settings.method {
+            Method::Cd => {
+                let key = RngKey::new(self.seed, streams::ORDER, self.updates);
+                let sites = self.model.sites();
+                let mut starts = Vec::with_capacity(n * sites);
+                for c in 0..n {
+                    let r = ((key.words(c as u32)[0] as u64 * self.rows as u64) >> 32) as usize;
+                    starts.extend_from_slice(&self.data[r * sites..(r + 1) * sites]);
+                }
+                self.chains = LatticeChains::from_spins(self.model.size, n, &starts)?;
+                self.chains.sweep(&self.model, &vec![1.0; n], self.update, &mut self.rng_sweep, k);
+            }
+            Method::Pcd => self.chains.sweep(&self.model, &vec![1.0; n], self.update, &mut self.rng_sweep, k),
+            Method::Pt => {
+                let mut pt = self.tempering.take().ok_or_else(|| EngineError::Internal("pt without a ladder".into()))?;
+                // All replicas sweep together, each chain at its replica's beta.
+                let betas: Vec<f32> = pt.betas.iter().flat_map(|&b| std::iter::repeat_n(b as f32, n)).collect();
+                let mut done = 0;
+                while done < k {
+                    let sweeps = self.settings.pt_swap_every.min(k - done);
+                    self.chains.sweep(&self.model, &betas, self.update, &mut self.rng_sweep, sweeps);
+                    let key = self.rng_swap.next_key();
+                    pt.swap_neighbours(&mut Replicas { trainer: self, n }, key)?;
+                    done += sweeps;
+                }
+                self.tempering = Some(pt);
+            }
+        }
+        Ok(())
+    }
+
+    /// Mean bond product and magnetisation per site over the beta = 1 chains, and |m|.
+    fn model_moments(&self) -> (f64, f64, f64) {
+        let n = self.settings.chains;
+        let sums = self.chains.bond_and_spin_sums();
+        let beta_one = &sums[sums.len() - n..];
+        let sites = self.model.sites() as f64;
+        let bond = beta_one.iter().map(|s| s.0 as f64).sum::<f64>() / (2.0 * sites * n as f64);
+        let m = beta_one.iter().map(|s| s.1 as f64).sum::<f64>() / (sites * n as f64);
+        let abs_m = beta_one.iter().map(|s| (s.1 as f64).abs()).sum::<f64>() / (sites * n as f64);
+        (bond, m, abs_m)
+    }
+}
+
+struct Replicas<'a> {
+    trainer: &'a mut LatticeTrainer,
+    n: usize,
+}
+
+impl TemperedChains for Replicas<'_> {
+    fn chains_per_replica(&self) -> usize {
+        self.n
+    }
+    fn sweep(&mut self, _replica: usize, _beta: f64) -> Result<()> {
+        Err(EngineError::Internal("lattice replicas sweep together".into()))
+    }
+    fn energies(&mut self, replica: usize) -> Result<Vec<f64>> {
+        let e = self.trainer.chains.energies(&self.trainer.model);
+        Ok(e[replica * self.n..(replica + 1) * self.n].to_vec())
+    }
+    fn swap(&mut self, a: usize, b: usize, mask: &[bool]) -> Result<()> {
+        for (r, &m) in mask.iter().enumerate() {
+            if m {
+                self.trainer.chains.swap_chains(a * self.n + r, b * self.n + r);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct State {
+    format: String,
+    model_spec: ModelSpec,
+    train_spec: TrainSpec,
+    seed: u64,
+    data_fingerprint: u64,
+    epoch: usize,
+    updates: u64,
+    rng_sweep: u64,
+    rng_swap: u64,
+    pt_attempted: Vec<u64>,
+    pt_accepted: Vec<u64>,
+    pt_rounds: u64,
+}
+
+impl FamilyTrainer for LatticeTrainer {
+    fn epochs_done(&self) -> usize {
+        self.epoch
+    }
+
+    fn epochs_total(&self) -> usize {
+        self.settings.epochs
+    }
+
+    fn run_epoch(&mut self, should_stop: &dyn Fn() -> bool, progress: &mut dyn FnMut(f64)) -> Result<Option<EpochReport>> {
+        if self.epoch >= self.settings.epochs {
+            return Err(EngineError::invalid("training is already finished"));
+        }
+        if should_stop() {
+            return Ok(None);
+        }
+        let started = Instant::now();
+        let lr = self.settings.learning_rate_at(self.epoch);
+        self.sample()?;
+        let (bond, m, abs_m) = self.model_moments();
+        let grad = [(2.0 * (self.data_bond - bond)) as f32, (self.data_magnetization - m) as f32];
+        self.updates += 1;
+        let mut params = [self.model.coupling, self.model.field];
+        apply(&mut params, &grad, &mut self.opt, &Rule::new(&self.settings, lr, self.updates), true);
+        if params.iter().any(|v| !v.is_finite()) {
+            return Err(EngineError::Diverged(format!(
+                "lattice_ising parameters became J = {}, h = {} at update {}; lower the learning rate",
+                params[0], params[1], self.updates
+            )));
+        }
+        self.model.coupling = params[0];
+        self.model.field = params[1];
+        let train_seconds = started.elapsed().as_secs_f64();
+        self.epoch += 1;
+        let flips = (self.chains.chains * self.settings.k * self.model.sites()) as f64;
+        let mut metrics = BTreeMap::new();
+        metrics.insert("train_seconds".into(), train_seconds);
+        metrics.insert("samples_per_second".into(), (self.chains.chains * self.settings.k) as f64 / train_seconds.max(1e-9));
+        metrics.insert("flips_per_ns".into(), flips / train_seconds.max(1e-9) / 1e9);
+        metrics.insert("learning_rate".into(), lr);
+        metrics.insert("coupling".into(), self.model.coupling as f64);
+        metrics.insert("field".into(), self.model.field as f64);
+        metrics.insert("bond_data".into(), self.data_bond);
+        metrics.insert("bond_model".into(), bond);
+        metrics.insert("magnetization_data".into(), self.data_magnetization);
+        metrics.insert("magnetization_model".into(), m);
+        metrics.insert("abs_magnetization_model".into(), abs_m);
+        let eval = PLL_ROWS.min(self.rows) * self.model.sites();
+        metrics.insert("pseudo_log_likelihood".into(), self.model.pseudo_log_likelihood(&self.data[..eval]));
+        if self.model.sites() <= 16 {
+            let log_z = self.model.log_partition()?;
+            let sites = self.model.sites();
+            let mean_neg_e = (0..self.rows).map(|r| -self.model.energy(&self.data[r * sites..(r + 1) * sites])).sum::<f64>() / self.rows as f64;
+            metrics.insert("log_z".into(), log_z);
+            metrics.insert("log_likelihood".into(), mean_neg_e - log_z);
+        }
+        if let Some(pt) = &self.tempering {
+            let rates = pt.acceptance_rates();
+            for (i, r) in rates.iter().enumerate() {
+                metrics.insert(format!("pt_swap_rate_{i}"), *r);
+            }
+            metrics.insert("pt_swap_rate_min".into(), rates.iter().cloned().fold(f64::INFINITY, f64::min));
+        }
+        metrics.insert("epoch_seconds".into(), started.elapsed().as_secs_f64());
+        progress(self.epoch as f64 / self.settings.epochs as f64);
+        Ok(Some(EpochReport { epoch: self.epoch, metrics }))
+    }
+
+    fn checkpoint(&self) -> Result<Vec<u8>> {
+        let mut out = TensorWriter::new();
+        out.add("J", &[], &[self.model.coupling])?;
+        out.add("h", &[], &[self.model.field])?;
+        for (i, s) in self.opt.iter().enumerate() {
+            out.add(&format!("opt.{i}"), &[2], s)?;
+        }
+        let spins: Vec<f32> = self.chains.spins().iter().map(|&s| s as f32).collect();
+        out.add("chains", &[self.chains.chains, self.model.sites()], &spins)?;
+        let pt = self.tempering.as_ref();
+        let state = State {
+            format: FORMAT.into(),
+            model_spec: self.model_spec.clone(),
+            train_spec: self.train_spec.clone(),
+            seed: self.seed,
+            data_fingerprint: self.data_fingerprint,
+            epoch: self.epoch,
+            updates: self.updates,
+            rng_sweep: self.rng_sweep.step,
+            rng_swap: self.rng_swap.step,
+            pt_attempted: pt.map(|p| p.attempted.clone()).unwrap_or_default(),
+            pt_accepted: pt.map(|p| p.accepted.clone()).unwrap_or_default(),
+            pt_rounds: pt.map_or(0, |p| p.rounds),
+        };
+        out.meta("type", "lattice_ising-checkpoint");
+        out.meta("state", serde_json::to_string(&state).map_err(|e| EngineError::Internal(e.to_string()))?);
+        out.to_bytes()
+    }
+
+    fn model_file(&self) -> Result<Vec<u8>> {
+        let mut meta = BTreeMap::new();
+        meta.insert("epochs".into(), self.epoch.to_string());
+        meta.insert("seed".into(), self.seed.to_string());
+        meta.insert("method".into(), format!("{:?}", self.settings.method).to_lowercase());
+        meta.insert("model_spec".into(), serde_json::to_string(&self.model_spec).unwrap_or_default());
+        meta.insert("train_spec".into(), serde_json::to_string(&self.train_spec).unwrap_or_default());
+        meta.insert("backend".into(), "cpu".into());
+        super::file::to_bytes(&self.model, &meta)
+    }
+}

@@ -1,0 +1,563 @@
+//! Boltzmann-machine DCA: a Potts model trained by moment matching. Every update runs k
+//! sweeps of the chains (persistent for `pcd`, restarted from data for `cd`, a temperature
+//! ladder for `pt`) and moves the parameters along
+//! grad h_i(a) = f_i(a) - p_i(a), grad J_ij(a, b) = f_ij(a, b) - p_ij(a, b),
+//! data frequencies f (weighted, with pseudocount) minus model frequencies p from the chains,
+//! minus L1/L2 decay on J. One epoch is one such full-batch update (as in adabmDCA).
+//!
+//! Defaults where Potts practice differs from RBMs: chains 1000, k = 10 sweeps, learning
+//! rate 0.01, SGD momentum 0, sampler gibbs, reweighting at 80% identity, pseudocount
+//! 1 / M_eff. Per epoch it reports the Pearson correlation between data and model connected
+//! correlations (`pearson`, the DCA stopping criterion), the pseudo-log-likelihood, the exact
+//! log-likelihood when q^L is small, wall time and chain sweeps per second.
+
+use crate::data::fasta::UnknownResidues;
+use crate::data::{Dataset, ValueKind};
+use crate::error::{EngineError, Result};
+use crate::potts::data::{resolve_q, states_of, weigh, Sequences};
+use crate::potts::stats::{pearson, Frequencies};
+use crate::potts::sweep::{random_states, sweep, PottsUpdate};
+use crate::potts::PottsModel;
+use crate::rng::{permutation, streams, RngKey, RngStream};
+use crate::spec::{validation_rows, DataShape, Method, ModelSpec, OptimizerKind, TrainSettings, TrainSpec};
+use crate::tempering::{ParallelTempering, TemperedChains};
+use crate::train::{EpochReport, FamilyTrainer};
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+/// Exact log-likelihood every epoch up to this many configurations, at the end up to 2^20.
+const EXACT_EVERY_EPOCH: f64 = 65_536.0;
+const EXACT_FINAL: f64 = 1_048_576.0;
+/// Sequences the pseudo-log-likelihood is evaluated on per epoch.
+const PLL_ROWS: usize = 500;
+
+/// Potts-specific options of the model spec, resolved.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PottsOptions {
+    pub q: usize,
+    pub reweight_identity: f64,
+    /// None: 1 / M_eff.
+    pub pseudocount: Option<f64>,
+    pub unknown_residues: UnknownResidues,
+    pub update: PottsUpdate,
+}
+
+impl PottsOptions {
+    pub fn resolve(model: &ModelSpec, train: &TrainSpec, data: &Dataset) -> Result<Self> {
+        let pseudocount = match model.pseudocount {
+            None => None,
+            Some(p) if p.is_finite() && (0.0..1.0).contains(&p) => Some(p),
+            Some(p) => {
+                return Err(EngineError::invalid(format!(
+                    "model.pseudocount must lie in [0, 1), not {p}"
+                )))
+            }
+        };
+        if model.hidden.is_some() || model.size.is_some() {
+            return Err(EngineError::invalid(
+                "model.hidden and model.size do not apply to potts (sites come from the data)",
+            ));
+        }
+        Ok(PottsOptions {
+            q: resolve_q(data, model.q)?,
+            reweight_identity: model.reweight_identity.unwrap_or(0.8),
+            pseudocount,
+            unknown_residues: UnknownResidues::from_name(model.unknown_residues.as_deref().unwrap_or(""))?,
+            update: PottsUpdate::from_name(&train.sampler)?,
+        })
+    }
+}
+
+/// Checks a Potts training request against the data's shape before any work starts.
+pub fn validate(model: &ModelSpec, train: &TrainSpec, data: &DataShape) -> Result<()> {
+    if model.hidden.is_some() || model.size.is_some() {
+        return Err(EngineError::invalid(
+            "model.hidden and model.size do not apply to potts (sites come from the data)",
+        ));
+    }
+    let q = match (data.kind, data.q, model.q) {
+        (ValueKind::Categorical, dq, Some(mq)) if dq > 0 && dq != mq => {
+            return Err(EngineError::invalid(format!(
+                "model.q = {mq} but the data set's alphabet has q = {dq}: leave model.q out or set it to {dq}"
+            )))
+        }
+        (ValueKind::Categorical, dq, _) if dq > 0 => dq as usize,
+        (ValueKind::Real, _, None) => {
+            return Err(EngineError::invalid(
+                "a potts model on numeric data needs model.q (states 0..q-1 per column)",
+            ))
+        }
+        (_, _, Some(mq)) => mq as usize,
+        (_, _, None) => 2,
+    };
+    crate::potts::check_shape(data.cols, q)?;
+    if let Some(p) = model.pseudocount {
+        if !(p.is_finite() && (0.0..1.0).contains(&p)) {
+            return Err(EngineError::invalid(format!("model.pseudocount must lie in [0, 1), not {p}")));
+        }
+    }
+    if let Some(r) = model.reweight_identity {
+        if !(r.is_finite() && (0.0..=1.0).contains(&r)) {
+            return Err(EngineError::invalid(format!(
+                "model.reweight_identity must lie in [0, 1] (0 switches reweighting off), not {r}"
+            )));
+        }
+    }
+    UnknownResidues::from_name(model.unknown_residues.as_deref().unwrap_or(""))?;
+    PottsUpdate::from_name(&train.sampler)?;
+    let settings = potts_settings(train, data.rows)?;
+    check_sizes(&settings, data.cols, q)
+}
+
+fn check_sizes(settings: &TrainSettings, sites: usize, q: usize) -> Result<()> {
+    let chains_total = settings.chains * settings.betas.len().max(1);
+    if (chains_total as u64) * (sites as u64) >= u32::MAX as u64 / 2 {
+        return Err(EngineError::invalid(format!(
+            "{chains_total} chains x {sites} sites is too many: lower train.chains"
+        )));
+    }
+    let lq = (sites * q) as u64;
+    if lq * lq > 400_000_000 {
+        return Err(EngineError::invalid(format!(
+            "a Potts model with L = {sites} sites and q = {q} has {} couplings, more than this \
+             server trains (4e8)",
+            lq * lq
+        )));
+    }
+    Ok(())
+}
+
+/// Settings with the Potts defaults applied where the spec left a value unset.
+pub fn potts_settings(train: &TrainSpec, rows: usize) -> Result<TrainSettings> {
+    let mut spec = train.clone();
+    spec.chains = spec.chains.or(Some(1000));
+    spec.k = spec.k.or(Some(10));
+    if spec.optimizer.trim().is_empty() || spec.optimizer.trim() == "sgd" {
+        spec.learning_rate = spec.learning_rate.or(Some(0.01));
+        spec.momentum = spec.momentum.or(Some(0.0));
+    }
+    // Full-batch updates: the batch size is not used; keep resolve's check quiet.
+    spec.batch_size = None;
+    spec.resolve(rows)
+}
+
+pub struct PottsTrainer {
+    pub(super) settings: TrainSettings,
+    pub(super) options: PottsOptions,
+    pub(super) model_spec: ModelSpec,
+    pub(super) train_spec: TrainSpec,
+    pub(super) seed: u64,
+    pub(super) data_fingerprint: u64,
+    pub(super) model: PottsModel,
+    train_set: Sequences,
+    valid_set: Option<Sequences>,
+    data_freq: Frequencies,
+    data_connected: Vec<f64>,
+    pub(super) pseudocount: f64,
+    notes: Vec<String>,
+    /// The data came from a FASTA alignment (states follow the protein alphabet).
+    from_fasta: bool,
+    /// [replicas * chains, L], replica-major; replica t runs at betas[t] (pcd/cd: one replica).
+    pub(super) chains: Vec<u8>,
+    pub(super) tempering: Option<ParallelTempering>,
+    /// Optimizer state of h and J (sgd: velocity; adam: two moments).
+    pub(super) opt_h: Vec<Vec<f32>>,
+    pub(super) opt_j: Vec<Vec<f32>>,
+    pub(super) epoch: usize,
+    pub(super) updates: u64,
+    pub(super) rng_sweep: RngStream,
+    pub(super) rng_swap: RngStream,
+}
+
+impl PottsTrainer {
+    pub fn new(model_spec: &ModelSpec, train_spec: &TrainSpec, seed: u64, data: Dataset) -> Result<Self> {
+        let options = PottsOptions::resolve(model_spec, train_spec, &data)?;
+        let (states, kept, mut notes) = states_of(&data, options.q, options.unknown_residues)?;
+        let settings = potts_settings(train_spec, kept.len())?;
+        let (rows, sites, q) = (kept.len(), data.cols, options.q);
+        crate::potts::check_shape(sites, q)?;
+        check_sizes(&settings, sites, q)?;
+        // Validation split: a permutation from the seed, the first rows held out.
+        let held_out = validation_rows(rows, settings.validation_fraction);
+        let order = permutation(rows, RngKey::new(seed, streams::SPLIT, 0));
+        let (valid_rows, train_rows): (Vec<usize>, Vec<usize>) = if held_out > 0 {
+            let mut v: Vec<usize> = order[..held_out].iter().map(|&r| r as usize).collect();
+            let mut t: Vec<usize> = order[held_out..].iter().map(|&r| r as usize).collect();
+            v.sort_unstable();
+            t.sort_unstable();
+            (v, t)
+        } else {
+            (Vec::new(), (0..rows).collect())
+        };
+        let all = Sequences { rows, sites, states, weights: vec![1.0; rows] };
+        let train_raw = all.select(&train_rows);
+        let train_set = weigh(train_raw.states, train_raw.rows, sites, options.reweight_identity)?;
+        let valid_set = (!valid_rows.is_empty()).then(|| {
+            let v = all.select(&valid_rows);
+            sequence_weights_of(v, options.reweight_identity)
+        });
+        let m_eff = train_set.m_eff();
+        let pseudocount = options.pseudocount.unwrap_or(1.0 / m_eff.max(1.0));
+        notes.push(format!(
+            "{} training sequences, M_eff = {m_eff:.1} at {}% identity, pseudocount {pseudocount:.3e}",
+            train_set.rows,
+            options.reweight_identity * 100.0
+        ));
+        let data_freq = Frequencies::from_states(&train_set.states, train_set.rows, sites, q, Some(&train_set.weights), pseudocount);
+        let data_connected = data_freq.connected();
+        // Independent-site start: h_i(a) = log f_i(a) (centred), J = 0 (as adabmDCA).
+        let mut model = PottsModel::zeros(sites, q)?;
+        for i in 0..sites {
+            let logs: Vec<f64> = (0..q).map(|a| data_freq.one[i * q + a].max(1e-12).ln()).collect();
+            let mean = logs.iter().sum::<f64>() / q as f64;
+            for a in 0..q {
+                model.fields[i * q + a] = (logs[a] - mean) as f32;
+            }
+        }
+        let replicas = settings.betas.len().max(1);
+        let chains = random_states(settings.chains * replicas, sites, q, RngKey::new(seed, streams::CHAIN_INIT, 0));
+        let tempering = (settings.method == Method::Pt).then(|| ParallelTempering::new(settings.betas.clone()));
+        let n_state = match settings.optimizer {
+            OptimizerKind::Sgd => 1,
+            OptimizerKind::Adam => 2,
+        };
+        let lq = sites * q;
+        Ok(PottsTrainer {
+            options,
+            model_spec: model_spec.clone(),
+            train_spec: train_spec.clone(),
+            seed,
+            data_fingerprint: fingerprint(&data),
+            model,
+            train_set,
+            valid_set,
+            data_freq,
+            data_connected,
+            pseudocount,
+            notes,
+            from_fasta: data.notes.iter().any(|n| n.starts_with("FASTA/A2M")),
+            chains,
+            tempering,
+            opt_h: vec![vec![0.0; lq]; n_state],
+            opt_j: vec![vec![0.0; lq * lq]; n_state],
+            epoch: 0,
+            updates: 0,
+            rng_sweep: RngStream::new(seed, streams::VISIBLE),
+            rng_swap: RngStream::new(seed, streams::SWAP),
+            settings,
+        })
+    }
+
+    pub fn model(&self) -> &PottsModel {
+        &self.model
+    }
+
+    pub fn settings(&self) -> &TrainSettings {
+        &self.settings
+    }
+
+    /// What data preparation did (unknown residues, M_eff, pseudocount).
+    pub fn notes(&self) -> &[String] {
+        &self.notes
+    }
+
+    /// The chains at beta = 1 (the last replica), [chains, L].
+    pub fn model_chains(&self) -> &[u8] {
+        let n = self.settings.chains * self.model.sites;
+        &self.chains[self.chains.len() - n..]
+    }
+
+    /// k sweeps of the chains as the method says.
+    fn sample(&mut self) -> Result<()> {
+        let (n, l, k) = (self.settings.chains, self.model.sites, self.settings.k);
+        match self.settings.method {
+            Method::Cd => {
+                // Restart every chain at a training sequence drawn uniformly (element c of
+                // the ORDER key of this update).
+                let key = RngKey::new(self.seed, streams::ORDER, self.updates);
+                let rows = self.train_set.rows as u64;
+                for c in 0..n {
+                    let r = ((key.words(c as u32)[0] as u64 * rows) >> 32) as usize;
+                    self.chains[c * l..(c + 1) * l].copy_from_slice(&self.train_set.states[r * l..(r + 1) * l]);
+                }
+                self.sweeps_single(k);
+            }
+            Method::Pcd => self.sweeps_single(k),
+            Method::Pt => {
+                let mut pt = self.tempering.take().ok_or_else(|| EngineError::Internal("pt without a ladder".into()))?;
+                let every = self.settings.pt_swap_every;
+                let mut done = 0;
+                let result = (|| {
+                    while done < k {
+                        let sweeps = every.min(k - done);
+                        let key = self.rng_swap.next_key();
+                        let mut replicas = Replicas { trainer: self, chains_per_replica: n };
+                        pt.round(&mut replicas, sweeps, key)?;
+                        done += sweeps;
+                    }
+                    Ok(())
+                })();
+                self.tempering = Some(pt);
+                result?;
+            }
+        }
+        Ok(())
+    }
+
+    fn sweeps_single(&mut self, k: usize) {
+        let betas = vec![1.0f32; self.settings.chains];
+        for _ in 0..k {
+            sweep(&self.model, &mut self.chains, &betas, self.options.update, self.rng_sweep.next_key());
+        }
+    }
+
+    /// One full-batch gradient step from the current chains.
+    fn step(&mut self, model_freq: &Frequencies, learning_rate: f64) -> Result<()> {
+        let (l, q) = (self.model.sites, self.model.q);
+        let lq = l * q;
+        let grad_h: Vec<f32> = (0..lq).map(|x| (self.data_freq.one[x] - model_freq.one[x]) as f32).collect();
+        let grad_j: Vec<f32> = (0..lq * lq)
+            .map(|xy| {
+                let (x, y) = (xy / lq, xy % lq);
+                if x / q == y / q {
+                    0.0
+                } else {
+                    (self.data_freq.two[xy] - model_freq.two[xy]) as f32
+                }
+            })
+            .collect();
+        self.updates += 1;
+        let rule = Rule::new(&self.settings, learning_rate, self.updates);
+        apply(&mut self.model.fields, &grad_h, &mut self.opt_h, &rule, false);
+        apply(&mut self.model.couplings, &grad_j, &mut self.opt_j, &rule, true);
+        // Diagonal blocks stay exactly zero (their gradient and decay are zero; momentum too).
+        if let Some(i) = self.model.fields.iter().chain(&self.model.couplings).position(|v| !v.is_finite()) {
+            return Err(EngineError::Diverged(format!(
+                "a Potts parameter became {} at update {} (flat index {i}); lower the learning rate or add l2",
+                if i < lq { self.model.fields[i] } else { self.model.couplings[i - lq] },
+                self.updates
+            )));
+        }
+        Ok(())
+    }
+
+    fn epoch_metrics(&self, model_freq: &Frequencies, metrics: &mut BTreeMap<String, f64>) -> Result<()> {
+        metrics.insert("pearson".into(), pearson(&self.data_connected, &model_freq.connected()));
+        let (l, eval) = (self.model.sites, PLL_ROWS.min(self.train_set.rows));
+        let t = &self.train_set;
+        metrics.insert(
+            "pseudo_log_likelihood".into(),
+            self.model.pseudo_log_likelihood(&t.states[..eval * l], Some(&t.weights[..eval])),
+        );
+        if let Some(v) = &self.valid_set {
+            let e = PLL_ROWS.min(v.rows);
+            metrics.insert("val_pseudo_log_likelihood".into(), self.model.pseudo_log_likelihood(&v.states[..e * l], Some(&v.weights[..e])));
+        }
+        let configurations = self.model.configurations();
+        let last = self.epoch >= self.settings.epochs;
+        if configurations <= EXACT_EVERY_EPOCH || (last && configurations <= EXACT_FINAL) {
+            let exact = self.model.enumerate()?;
+            metrics.insert("log_z".into(), exact.log_z);
+            metrics.insert("log_likelihood".into(), self.model.log_likelihood(&t.states, Some(&t.weights), exact.log_z));
+            if let Some(v) = &self.valid_set {
+                metrics.insert("val_log_likelihood".into(), self.model.log_likelihood(&v.states, Some(&v.weights), exact.log_z));
+            }
+        }
+        metrics.insert("m_eff".into(), t.m_eff());
+        if let Some(pt) = &self.tempering {
+            let rates = pt.acceptance_rates();
+            for (i, r) in rates.iter().enumerate() {
+                metrics.insert(format!("pt_swap_rate_{i}"), *r);
+            }
+            metrics.insert("pt_swap_rate_min".into(), rates.iter().cloned().fold(f64::INFINITY, f64::min));
+        }
+        for (name, v) in metrics.iter() {
+            if v.is_infinite() || (v.is_nan() && !name.starts_with("pt_swap_rate")) {
+                return Err(EngineError::Diverged(format!(
+                    "metric {name} is {v} after epoch {}; lower the learning rate or add l2",
+                    self.epoch
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn sequence_weights_of(s: Sequences, identity: f64) -> Sequences {
+    let (rows, sites) = (s.rows, s.sites);
+    weigh(s.states, rows, sites, identity).expect("threshold checked on the training set")
+}
+
+/// FNV-1a over the shape and the value bits (checkpoints refuse other data).
+pub(crate) fn fingerprint(data: &Dataset) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |x: u64| {
+        h ^= x;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    };
+    eat(data.rows as u64);
+    eat(data.cols as u64);
+    for v in &data.values {
+        eat(v.to_bits() as u64);
+    }
+    h
+}
+
+/// One optimizer step's constants (the same rule as the RBM backends' `apply_update`).
+pub(crate) struct Rule {
+    pub lr: f32,
+    pub l1: f32,
+    pub l2: f32,
+    pub optimizer: OptimizerKind,
+    pub momentum: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+    pub t: u64,
+}
+
+impl Rule {
+    pub(crate) fn new(s: &TrainSettings, learning_rate: f64, t: u64) -> Self {
+        Rule {
+            lr: learning_rate as f32,
+            l1: s.l1 as f32,
+            l2: s.l2 as f32,
+            optimizer: s.optimizer,
+            momentum: s.momentum as f32,
+            beta1: s.adam_beta1 as f32,
+            beta2: s.adam_beta2 as f32,
+            eps: s.adam_eps as f32,
+            t,
+        }
+    }
+}
+
+/// Ascends `grad` (minus L1/L2 decay when `decay`): sgd velocity = momentum v + lr step;
+/// adam with bias correction at step t.
+pub(crate) fn apply(param: &mut [f32], grad: &[f32], state: &mut [Vec<f32>], r: &Rule, decay: bool) {
+    let (l1, l2) = if decay { (r.l1, r.l2) } else { (0.0, 0.0) };
+    let step = |p: f32, g: f32| g - l2 * p - l1 * p.signum() * (p != 0.0) as u8 as f32;
+    match r.optimizer {
+        OptimizerKind::Sgd => {
+            let v = &mut state[0];
+            for i in 0..param.len() {
+                v[i] = r.momentum * v[i] + r.lr * step(param[i], grad[i]);
+                param[i] += v[i];
+            }
+        }
+        OptimizerKind::Adam => {
+            let t = r.t.max(1) as i32;
+            let (c1, c2) = (1.0 / (1.0 - r.beta1.powi(t)), 1.0 / (1.0 - r.beta2.powi(t)));
+            let (m1, m2) = state.split_at_mut(1);
+            let (a, b) = (&mut m1[0], &mut m2[0]);
+            for i in 0..param.len() {
+                let g = step(param[i], grad[i]);
+                a[i] = r.beta1 * a[i] + (1.0 - r.beta1) * g;
+                b[i] = r.beta2 * b[i] + (1.0 - r.beta2) * g * g;
+                param[i] += r.lr * (a[i] * c1) / ((b[i] * c2).sqrt() + r.eps);
+            }
+        }
+    }
+}
+
+/// The replicas of `pt`, seen through the engine's generic tempering.
+struct Replicas<'a> {
+    trainer: &'a mut PottsTrainer,
+    chains_per_replica: usize,
+}
+
+impl TemperedChains for Replicas<'_> {
+    fn chains_per_replica(&self) -> usize {
+        self.chains_per_replica
+    }
+
+    fn sweep(&mut self, replica: usize, beta: f64) -> Result<()> {
+        let t = &mut *self.trainer;
+        let span = self.chains_per_replica * t.model.sites;
+        let betas = vec![beta as f32; self.chains_per_replica];
+        let key = t.rng_sweep.next_key();
+        sweep(&t.model, &mut t.chains[replica * span..(replica + 1) * span], &betas, t.options.update, key);
+        Ok(())
+    }
+
+    fn energies(&mut self, replica: usize) -> Result<Vec<f64>> {
+        let t = &self.trainer;
+        let span = self.chains_per_replica * t.model.sites;
+        Ok(crate::potts::sweep::energies(&t.model, &t.chains[replica * span..(replica + 1) * span]))
+    }
+
+    fn swap(&mut self, a: usize, b: usize, mask: &[bool]) -> Result<()> {
+        let t = &mut *self.trainer;
+        let l = t.model.sites;
+        let span = self.chains_per_replica * l;
+        for (r, &m) in mask.iter().enumerate() {
+            if m {
+                for i in 0..l {
+                    t.chains.swap(a * span + r * l + i, b * span + r * l + i);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl FamilyTrainer for PottsTrainer {
+    fn epochs_done(&self) -> usize {
+        self.epoch
+    }
+
+    fn epochs_total(&self) -> usize {
+        self.settings.epochs
+    }
+
+    fn run_epoch(&mut self, should_stop: &dyn Fn() -> bool, progress: &mut dyn FnMut(f64)) -> Result<Option<EpochReport>> {
+        if self.epoch >= self.settings.epochs {
+            return Err(EngineError::invalid("training is already finished"));
+        }
+        if should_stop() {
+            return Ok(None);
+        }
+        let started = Instant::now();
+        let lr = self.settings.learning_rate_at(self.epoch);
+        self.sample()?;
+        let (l, q) = (self.model.sites, self.model.q);
+        let model_freq = Frequencies::from_states(self.model_chains(), self.settings.chains, l, q, None, 0.0);
+        self.step(&model_freq, lr)?;
+        let train_seconds = started.elapsed().as_secs_f64();
+        self.epoch += 1;
+        let mut metrics = BTreeMap::new();
+        let replicas = self.settings.betas.len().max(1);
+        let sweeps = (self.settings.chains * replicas * self.settings.k) as f64;
+        metrics.insert("train_seconds".into(), train_seconds);
+        metrics.insert("samples_per_second".into(), sweeps / train_seconds.max(1e-9));
+        metrics.insert("learning_rate".into(), lr);
+        // The metrics describe the chains that produced this update's gradient.
+        let metrics_started = Instant::now();
+        self.epoch_metrics(&model_freq, &mut metrics)?;
+        metrics.insert("metrics_seconds".into(), metrics_started.elapsed().as_secs_f64());
+        metrics.insert("epoch_seconds".into(), started.elapsed().as_secs_f64());
+        progress(self.epoch as f64 / self.settings.epochs as f64);
+        Ok(Some(EpochReport { epoch: self.epoch, metrics }))
+    }
+
+    fn checkpoint(&self) -> Result<Vec<u8>> {
+        super::checkpoint::save(self)
+    }
+
+    fn model_file(&self) -> Result<Vec<u8>> {
+        let mut meta = BTreeMap::new();
+        meta.insert("epochs".into(), self.epoch.to_string());
+        meta.insert("seed".into(), self.seed.to_string());
+        meta.insert("method".into(), format!("{:?}", self.settings.method).to_lowercase());
+        meta.insert("model_spec".into(), serde_json::to_string(&self.model_spec).unwrap_or_default());
+        meta.insert("train_spec".into(), serde_json::to_string(&self.train_spec).unwrap_or_default());
+        meta.insert("backend".into(), "cpu".into());
+        meta.insert("pseudocount".into(), self.pseudocount.to_string());
+        meta.insert("m_eff".into(), self.train_set.m_eff().to_string());
+        meta.insert("notes".into(), self.notes.join("; "));
+        if self.from_fasta {
+            meta.insert("alphabet".into(), String::from_utf8_lossy(crate::data::fasta::PROTEIN_ALPHABET).into_owned());
+        }
+        crate::potts::file::to_bytes(&self.model, &meta)
+    }
+}
