@@ -16,7 +16,7 @@ use crate::data::{Dataset, ValueKind};
 use crate::error::{EngineError, Result};
 use crate::potts::data::{resolve_q, states_of, weigh, Sequences};
 use crate::potts::stats::{pearson, Frequencies};
-use crate::potts::sweep::{random_states, sweep, PottsUpdate};
+use crate::potts::sweep::{random_states, sweep, sweeps, PottsUpdate};
 use crate::potts::PottsModel;
 use crate::rng::{permutation, streams, RngKey, RngStream};
 use crate::spec::{validation_rows, DataShape, Method, ModelSpec, OptimizerKind, TrainSettings, TrainSpec};
@@ -306,9 +306,8 @@ impl PottsTrainer {
 
     fn sweeps_single(&mut self, k: usize) {
         let betas = vec![1.0f32; self.settings.chains];
-        for _ in 0..k {
-            sweep(&self.model, &mut self.chains, &betas, self.options.update, self.rng_sweep.next_key());
-        }
+        let keys: Vec<RngKey> = (0..k).map(|_| self.rng_sweep.next_key()).collect();
+        sweeps(&self.model, &mut self.chains, &betas, self.options.update, &keys);
     }
 
     /// One full-batch gradient step from the current chains.
