@@ -5,8 +5,8 @@
 use crate::error::{ClientError, Result};
 use ebm_api::v1::{
     self, dataset_service_client::DatasetServiceClient, job_service_client::JobServiceClient,
-    model_service_client::ModelServiceClient, upload_dataset_request, Chunk, Dataset, Job,
-    JobSpec, JobState, Model,
+    model_service_client::ModelServiceClient, upload_dataset_request, Chunk, Dataset, Job, JobSpec,
+    JobState, Model,
 };
 use futures_util::{Stream, StreamExt};
 use std::path::Path;
@@ -29,9 +29,14 @@ const PAGE_SIZE: u32 = 100;
 pub struct BearerToken(Option<MetadataValue<Ascii>>);
 
 impl tonic::service::Interceptor for BearerToken {
-    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
         if let Some(value) = &self.0 {
-            request.metadata_mut().insert("authorization", value.clone());
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
         }
         Ok(request)
     }
@@ -213,7 +218,12 @@ impl Client {
 
     pub async fn get_dataset(&self, id: &str) -> Result<Dataset> {
         let request = v1::GetDatasetRequest { id: id.into() };
-        Ok(self.datasets.clone().get_dataset(request).await?.into_inner())
+        Ok(self
+            .datasets
+            .clone()
+            .get_dataset(request)
+            .await?
+            .into_inner())
     }
 
     /// One page of data sets.
@@ -226,7 +236,12 @@ impl Client {
             page_size,
             page_token,
         };
-        Ok(self.datasets.clone().list_datasets(request).await?.into_inner())
+        Ok(self
+            .datasets
+            .clone()
+            .list_datasets(request)
+            .await?
+            .into_inner())
     }
 
     /// Every data set, following page tokens.
@@ -342,7 +357,12 @@ impl Client {
             job_id: job_id.into(),
             name: name.into(),
         };
-        let stream = self.jobs.clone().download_artifact(request).await?.into_inner();
+        let stream = self
+            .jobs
+            .clone()
+            .download_artifact(request)
+            .await?
+            .into_inner();
         collect_chunks(stream).await
     }
 
@@ -382,12 +402,22 @@ impl Client {
     /// Downloads a model's safetensors file.
     pub async fn download_model(&self, id: &str) -> Result<Vec<u8>> {
         let request = v1::DownloadModelRequest { id: id.into() };
-        let stream = self.models.clone().download_model(request).await?.into_inner();
+        let stream = self
+            .models
+            .clone()
+            .download_model(request)
+            .await?
+            .into_inner();
         collect_chunks(stream).await
     }
 
     /// Imports a safetensors file as a model of `model_type`.
-    pub async fn import_model(&self, model_type: &str, name: &str, bytes: Vec<u8>) -> Result<Model> {
+    pub async fn import_model(
+        &self,
+        model_type: &str,
+        name: &str,
+        bytes: Vec<u8>,
+    ) -> Result<Model> {
         use v1::import_model_request::Part;
         let header = v1::ImportModelRequest {
             part: Some(Part::Header(v1::ImportModelHeader {
@@ -403,7 +433,12 @@ impl Client {
             })
             .collect();
         let requests = futures_util::stream::iter(std::iter::once(header).chain(chunks));
-        Ok(self.models.clone().import_model(requests).await?.into_inner())
+        Ok(self
+            .models
+            .clone()
+            .import_model(requests)
+            .await?
+            .into_inner())
     }
 
     pub(crate) fn jobs_client(&self) -> JobServiceClient<Authed> {
@@ -422,7 +457,11 @@ fn file_chunks(
         async move {
             let mut file = file?;
             let mut buf = Vec::with_capacity(CHUNK_BYTES);
-            match (&mut file).take(CHUNK_BYTES as u64).read_to_end(&mut buf).await {
+            match (&mut file)
+                .take(CHUNK_BYTES as u64)
+                .read_to_end(&mut buf)
+                .await
+            {
                 Ok(0) => None,
                 Ok(_) => Some((buf, Some(file))),
                 Err(e) => {
@@ -479,7 +518,10 @@ mod tests {
         // Port 1 on localhost: nothing listens there.
         let err = Client::connect("127.0.0.1:1", None).await.err().unwrap();
         let text = err.to_string();
-        assert!(text.contains("cannot reach the server at http://127.0.0.1:1"), "{text}");
+        assert!(
+            text.contains("cannot reach the server at http://127.0.0.1:1"),
+            "{text}"
+        );
         assert!(text.contains("Is ebm-server running?"), "{text}");
     }
 }

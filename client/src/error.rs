@@ -59,7 +59,11 @@ impl ClientError {
 pub fn is_transient(status: &tonic::Status) -> bool {
     matches!(
         status.code(),
-        Code::Unavailable | Code::Unknown | Code::Aborted | Code::DeadlineExceeded | Code::Cancelled
+        Code::Unavailable
+            | Code::Unknown
+            | Code::Aborted
+            | Code::DeadlineExceeded
+            | Code::Cancelled
     )
 }
 

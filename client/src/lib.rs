@@ -14,6 +14,7 @@
 mod client;
 pub mod error;
 pub mod npy;
+pub mod rbm;
 pub mod spec;
 mod watch;
 

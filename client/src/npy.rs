@@ -147,7 +147,10 @@ mod tests {
             values: vec![0.0, 1.0, 1.0, 0.0, 0.0, 1.0],
         };
         let bytes = write_u8(&m);
-        assert_eq!((10 + u16::from_le_bytes([bytes[8], bytes[9]]) as usize) % 64, 0);
+        assert_eq!(
+            (10 + u16::from_le_bytes([bytes[8], bytes[9]]) as usize) % 64,
+            0
+        );
         assert_eq!(read(&bytes).unwrap(), m);
         assert_eq!(read(&write_f32(&m)).unwrap(), m);
     }
@@ -168,6 +171,9 @@ mod tests {
             values: vec![1.0; 16],
         });
         truncated.truncate(truncated.len() - 3);
-        assert!(read(&truncated).unwrap_err().to_string().contains("shorter"));
+        assert!(read(&truncated)
+            .unwrap_err()
+            .to_string()
+            .contains("shorter"));
     }
 }

@@ -104,7 +104,9 @@ fn apply_override(table: &mut Table, assignment: &str) -> Result<()> {
         .ok()
         .and_then(|mut t| t.remove("v"))
         .unwrap_or_else(|| Value::String(raw.to_string()));
-    let (last, parents) = path.split_last().expect("split yields at least one segment");
+    let (last, parents) = path
+        .split_last()
+        .expect("split yields at least one segment");
     let mut here = table;
     for (depth, segment) in parents.iter().enumerate() {
         let entry = here
@@ -229,10 +231,17 @@ fn name_bad_value(table: &Table, error: toml::de::Error) -> ClientError {
             return invalid(format!("bad value for `{name}` ({value}): {reason}"));
         }
     }
-    invalid(format!("the job spec does not fit: {}", error.message().trim()))
+    invalid(format!(
+        "the job spec does not fit: {}",
+        error.message().trim()
+    ))
 }
 
-fn collect_leaves<'a>(table: &'a Table, path: &mut Vec<String>, out: &mut Vec<(Vec<String>, &'a Value)>) {
+fn collect_leaves<'a>(
+    table: &'a Table,
+    path: &mut Vec<String>,
+    out: &mut Vec<(Vec<String>, &'a Value)>,
+) {
     for (key, value) in table {
         path.push(key.clone());
         match value {

@@ -32,13 +32,22 @@ fn parses_the_design_train_example() {
     let parsed = parse_spec(TRAIN, &[]).unwrap();
     let spec = parsed.spec;
     assert_eq!(parsed.dataset_path, None);
-    assert_eq!((spec.kind.as_str(), spec.name.as_str(), spec.seed), ("train", "digits-rbm", 7));
+    assert_eq!(
+        (spec.kind.as_str(), spec.name.as_str(), spec.seed),
+        ("train", "digits-rbm", 7)
+    );
     assert_eq!(spec.dataset, "ds_1");
     let model = spec.model_config.unwrap();
-    assert_eq!((model.r#type.as_str(), model.hidden), ("bernoulli_rbm", Some(64)));
+    assert_eq!(
+        (model.r#type.as_str(), model.hidden),
+        ("bernoulli_rbm", Some(64))
+    );
     let train = spec.train.unwrap();
     assert_eq!(train.method, "pcd");
-    assert_eq!((train.k, train.chains, train.epochs), (Some(1), Some(100), Some(20)));
+    assert_eq!(
+        (train.k, train.chains, train.epochs),
+        (Some(1), Some(100), Some(20))
+    );
     assert_eq!(train.learning_rate, Some(0.05));
     assert_eq!(train.l2, Some(0.0));
     assert_eq!(train.l1, None, "unset options stay unset (server defaults)");
@@ -55,7 +64,10 @@ fn parses_estimate_and_observe_examples() {
     assert_eq!(spec.model, "mdl_9");
     assert!(spec.model_config.is_none());
     let estimate = spec.estimate.unwrap();
-    assert_eq!((estimate.method.as_str(), estimate.betas), ("ais", Some(10000)));
+    assert_eq!(
+        (estimate.method.as_str(), estimate.betas),
+        ("ais", Some(10000))
+    );
 
     let spec = parse_spec(
         "kind = \"observe\"\nmodel = \"mdl_9\"\n[observe]\nstatistic = \"hamming_to\"\nreference = [0, 1, 1]\nbins = 65\n",
@@ -93,9 +105,12 @@ fn overrides_set_nested_values_as_toml() {
 
 #[test]
 fn overrides_create_missing_sections() {
-    let spec = parse_spec("kind = \"sample\"\nmodel = \"mdl_1\"", &["sample.samples=10".into()])
-        .unwrap()
-        .spec;
+    let spec = parse_spec(
+        "kind = \"sample\"\nmodel = \"mdl_1\"",
+        &["sample.samples=10".into()],
+    )
+    .unwrap()
+    .spec;
     assert_eq!(spec.sample.unwrap().samples, Some(10));
 }
 
@@ -117,7 +132,9 @@ fn dataset_path_is_returned_for_upload() {
 
 #[test]
 fn non_finite_values_pass_through_for_the_server_to_judge() {
-    let spec = parse_spec(TRAIN, &["train.learning_rate=nan".into()]).unwrap().spec;
+    let spec = parse_spec(TRAIN, &["train.learning_rate=nan".into()])
+        .unwrap()
+        .spec;
     assert!(spec.train.unwrap().learning_rate.unwrap().is_nan());
 }
 
