@@ -2,9 +2,9 @@
 //! 256 x 256 torus (and any L given as the first argument), with 1 and 8 chains, both updates.
 //! Run: `cargo bench -p ebm-engine --bench lattice_flips [-- L]`. Results: docs/benchmarks.md.
 
+use ebm_engine::lattice::checkerboard::{LatticeChains, LatticeUpdate};
 use ebm_engine::lattice::LatticeIsing;
 use ebm_engine::rng::RngStream;
-use ebm_engine::lattice::checkerboard::{LatticeChains, LatticeUpdate};
 use std::time::Instant;
 
 fn main() {
@@ -48,7 +48,14 @@ fn cpu_seconds() -> f64 {
     let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
         return 0.0;
     };
-    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
-    let ticks: f64 = fields.get(11..13).map_or(0.0, |f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum());
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = fields.get(11..13).map_or(0.0, |f| {
+        f.iter().filter_map(|v| v.parse::<f64>().ok()).sum()
+    });
     ticks / 100.0
 }

@@ -12,7 +12,10 @@ use ebm_engine::train::FamilyTrainer;
 use std::time::Instant;
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
     let updates: u32 = args.first().and_then(|a| a.parse().ok()).unwrap_or(100);
     let chains: u32 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(1000);
     let sweeps: u32 = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(10);
@@ -21,7 +24,10 @@ fn main() {
     let bytes = std::fs::read(path).expect("data/msa/PF00014.fasta");
     let started = Instant::now();
     let data = parse_dataset(DataFormat::Fasta, &bytes, &ParseLimits::default()).unwrap();
-    let model = ModelSpec { model_type: "potts".into(), ..Default::default() };
+    let model = ModelSpec {
+        model_type: "potts".into(),
+        ..Default::default()
+    };
     let train = TrainSpec {
         chains: Some(chains),
         k: Some(sweeps),
@@ -39,7 +45,10 @@ fn main() {
     for note in trainer.notes() {
         println!("  {note}");
     }
-    println!("{:>7} {:>12} {:>12} {:>9} {:>10}", "update", "update s", "metrics s", "pearson", "pll");
+    println!(
+        "{:>7} {:>12} {:>12} {:>9} {:>10}",
+        "update", "update s", "metrics s", "pearson", "pll"
+    );
     let mut total_update = 0.0;
     let mut last = None;
     while trainer.epochs_done() < trainer.epochs_total() {
@@ -49,7 +58,11 @@ fn main() {
         if report.epoch % 10 == 0 || report.epoch == 1 || report.epoch as u32 == updates {
             println!(
                 "{:>7} {:>12.4} {:>12.4} {:>9.4} {:>10.3}",
-                report.epoch, m["train_seconds"], m["metrics_seconds"], m["pearson"], m["pseudo_log_likelihood"]
+                report.epoch,
+                m["train_seconds"],
+                m["metrics_seconds"],
+                m["pearson"],
+                m["pseudo_log_likelihood"]
             );
         }
         last = Some(report);

@@ -97,10 +97,10 @@ pub fn parse_alignment(
     let mut row_unknown = 0usize;
 
     let finish = |name: &str,
-                      line_no: usize,
-                      row: &mut Vec<u8>,
-                      row_unknown: &mut usize,
-                      align: &mut Alignment|
+                  line_no: usize,
+                  row: &mut Vec<u8>,
+                  row_unknown: &mut usize,
+                  align: &mut Alignment|
      -> Result<(), EngineError> {
         if row.is_empty() {
             return Err(EngineError::invalid(format!(
@@ -152,7 +152,13 @@ pub fn parse_alignment(
             if let Some((name, start)) = current.take() {
                 finish(&name, start, &mut row, &mut row_unknown, &mut align)?;
             }
-            let name: String = header.split_whitespace().next().unwrap_or("").chars().take(80).collect();
+            let name: String = header
+                .split_whitespace()
+                .next()
+                .unwrap_or("")
+                .chars()
+                .take(80)
+                .collect();
             current = Some((name, line_no));
             continue;
         }
@@ -232,7 +238,13 @@ impl Alignment {
     pub fn values(&self) -> Vec<f32> {
         self.states
             .iter()
-            .map(|&s| if s == UNKNOWN_RESIDUE { f32::NAN } else { s as f32 })
+            .map(|&s| {
+                if s == UNKNOWN_RESIDUE {
+                    f32::NAN
+                } else {
+                    s as f32
+                }
+            })
             .collect()
     }
 }
@@ -280,20 +292,15 @@ mod tests {
     #[test]
     fn ragged_rows_are_refused_naming_the_record() {
         let err = parse(">a\nACD\n>bad_one\nAC\n").unwrap_err();
-        let EngineError::InvalidInput(msg) = err else { panic!() };
+        let EngineError::InvalidInput(msg) = err else {
+            panic!()
+        };
         assert!(msg.contains("bad_one") && msg.contains("ragged"), "{msg}");
     }
 
     #[test]
     fn bad_inputs_are_refused() {
-        for text in [
-            "",
-            "ACD\n",
-            ">a\n",
-            ">a\nac..\n",
-            ">a\nAC1\n",
-            ">a\nAC*\n",
-        ] {
+        for text in ["", "ACD\n", ">a\n", ">a\nac..\n", ">a\nAC1\n", ">a\nAC*\n"] {
             assert!(
                 matches!(parse(text), Err(EngineError::InvalidInput(_))),
                 "{text:?} accepted"

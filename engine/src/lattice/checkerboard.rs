@@ -62,7 +62,10 @@ fn threshold(p: f32) -> u32 {
 
 impl Thresholds {
     fn new(model: &LatticeIsing, beta: f32) -> Self {
-        let mut t = Thresholds { flip: [[0; 5]; 2], up: [0; 5] };
+        let mut t = Thresholds {
+            flip: [[0; 5]; 2],
+            up: [0; 5],
+        };
         for (ni, n) in [-4.0f32, -2.0, 0.0, 2.0, 4.0].into_iter().enumerate() {
             let local = model.coupling * n + model.field;
             for (si, s) in [-1.0f32, 1.0].into_iter().enumerate() {
@@ -97,11 +100,16 @@ impl LatticeChains {
         for c in 0..chains {
             for y in 0..size {
                 for x in 0..size {
-                    colours[(x + y) % 2][(c * size + y) * half + x / 2] = spins[c * n + y * size + x];
+                    colours[(x + y) % 2][(c * size + y) * half + x / 2] =
+                        spins[c * n + y * size + x];
                 }
             }
         }
-        Ok(LatticeChains { size, chains, colours })
+        Ok(LatticeChains {
+            size,
+            chains,
+            colours,
+        })
     }
 
     /// Independent uniformly random spins from one key (site (y, x) of chain c uses element
@@ -110,7 +118,13 @@ impl LatticeChains {
         let n = size * size;
         let spins: Vec<i8> = (0..chains * n)
             .into_par_iter()
-            .map(|k| if key.words(k as u32)[0] >> 31 == 1 { 1 } else { -1 })
+            .map(|k| {
+                if key.words(k as u32)[0] >> 31 == 1 {
+                    1
+                } else {
+                    -1
+                }
+            })
             .collect();
         Self::from_spins(size, chains, &spins)
     }
@@ -172,7 +186,14 @@ impl LatticeChains {
     }
 
     /// `n_sweeps` full sweeps; `betas` holds one inverse temperature per chain.
-    pub fn sweep(&mut self, model: &LatticeIsing, betas: &[f32], update: LatticeUpdate, rng: &mut RngStream, n_sweeps: usize) {
+    pub fn sweep(
+        &mut self,
+        model: &LatticeIsing,
+        betas: &[f32],
+        update: LatticeUpdate,
+        rng: &mut RngStream,
+        n_sweeps: usize,
+    ) {
         assert_eq!(model.size, self.size, "model and chains differ in size");
         assert_eq!(betas.len(), self.chains, "one beta per chain");
         let tables: Vec<Thresholds> = betas.iter().map(|&b| Thresholds::new(model, b)).collect();
@@ -184,7 +205,13 @@ impl LatticeChains {
         }
     }
 
-    fn half_sweep(&mut self, colour: usize, tables: &[Thresholds], update: LatticeUpdate, key: RngKey) {
+    fn half_sweep(
+        &mut self,
+        colour: usize,
+        tables: &[Thresholds],
+        update: LatticeUpdate,
+        key: RngKey,
+    ) {
         let (l, half) = (self.size, self.size / 2);
         let [c0, c1] = &mut self.colours;
         let (cur, other): (&mut Vec<i8>, &Vec<i8>) = if colour == 0 { (c0, c1) } else { (c1, c0) };
@@ -248,7 +275,9 @@ fn row_kernel() -> RowKernel {
     *KERNEL.get_or_init(|| {
         #[cfg(target_arch = "x86_64")]
         {
-            if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512bw") {
+            if std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx512bw")
+            {
                 return |job, nsum, words| unsafe { update_rows_avx512(job, nsum, words) };
             }
             if std::arch::is_x86_feature_detected!("avx2") {
@@ -283,11 +312,23 @@ fn neighbour_sums(other: &[i8], chain: usize, l: usize, y: usize, colour: usize,
     // Iterators over equal-length slices: no bounds checks, so these loops vectorise.
     if (y + colour) % 2 == 0 {
         nsum[0] = up[0] + down[0] + same[0] + same[half - 1];
-        for ((((n, u), d), s), left) in nsum[1..].iter_mut().zip(&up[1..]).zip(&down[1..]).zip(&same[1..]).zip(&same[..half - 1]) {
+        for ((((n, u), d), s), left) in nsum[1..]
+            .iter_mut()
+            .zip(&up[1..])
+            .zip(&down[1..])
+            .zip(&same[1..])
+            .zip(&same[..half - 1])
+        {
             *n = u + d + s + left;
         }
     } else {
-        for ((((n, u), d), s), right) in nsum[..half - 1].iter_mut().zip(&up[..half - 1]).zip(&down[..half - 1]).zip(&same[..half - 1]).zip(&same[1..]) {
+        for ((((n, u), d), s), right) in nsum[..half - 1]
+            .iter_mut()
+            .zip(&up[..half - 1])
+            .zip(&down[..half - 1])
+            .zip(&same[..half - 1])
+            .zip(&same[1..])
+        {
             *n = u + d + s + right;
         }
         nsum[half - 1] = up[half - 1] + down[half - 1] + same[half - 1] + same[0];
@@ -359,7 +400,11 @@ fn select5(n: i8, table: &[u32; 5]) -> u32 {
     t = if n == -2 { table[1] } else { t };
     t = if n == 0 { table[2] } else { t };
     t = if n == 2 { table[3] } else { t };
-    if n == 4 { table[4] } else { t }
+    if n == 4 {
+        table[4]
+    } else {
+        t
+    }
 }
 
 /// Updates one row of colour sites given their neighbour sums and Philox words.
@@ -453,9 +498,20 @@ mod tests {
                 }
             }
             let n = (chains_n * samples) as f64;
-            let err1 = m1.iter().zip(&one).map(|(a, b)| (a / n - b).abs()).fold(0.0, f64::max);
-            let err2 = m2.iter().zip(&two).map(|(a, b)| (a / n - b).abs()).fold(0.0, f64::max);
-            assert!(err1 < 0.05 && err2 < 0.05, "{update:?}: errors {err1} {err2}");
+            let err1 = m1
+                .iter()
+                .zip(&one)
+                .map(|(a, b)| (a / n - b).abs())
+                .fold(0.0, f64::max);
+            let err2 = m2
+                .iter()
+                .zip(&two)
+                .map(|(a, b)| (a / n - b).abs())
+                .fold(0.0, f64::max);
+            assert!(
+                err1 < 0.05 && err2 < 0.05,
+                "{update:?}: errors {err1} {err2}"
+            );
         }
     }
 

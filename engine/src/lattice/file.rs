@@ -25,13 +25,17 @@ pub fn from_bytes(bytes: &[u8]) -> Result<LatticeIsing> {
 pub fn from_reader(file: &TensorReader<'_>) -> Result<LatticeIsing> {
     if let Some(t) = file.meta("type") {
         if t != "lattice_ising" {
-            return Err(EngineError::invalid(format!("the model file holds a {t} model, not lattice_ising")));
+            return Err(EngineError::invalid(format!(
+                "the model file holds a {t} model, not lattice_ising"
+            )));
         }
     }
     let size: usize = file
         .meta("size")
         .and_then(|s| s.trim().parse().ok())
-        .ok_or_else(|| EngineError::invalid("a lattice_ising model file needs metadata \"size\" = L"))?;
+        .ok_or_else(|| {
+            EngineError::invalid("a lattice_ising model file needs metadata \"size\" = L")
+        })?;
     let coupling = file.finite_f32("J", Some(&[]))?[0];
     let field = file.finite_f32("h", Some(&[]))?[0];
     if let Some(extra) = file.names().into_iter().find(|n| n != "J" && n != "h") {
@@ -52,12 +56,18 @@ mod tests {
         let bytes = to_bytes(&m, &BTreeMap::new()).unwrap();
         assert_eq!(from_bytes(&bytes).unwrap(), m);
         let info = crate::model_file::inspect_model(&bytes).unwrap();
-        assert_eq!((info.model_type.as_str(), info.dims["size"]), ("lattice_ising", 32));
+        assert_eq!(
+            (info.model_type.as_str(), info.dims["size"]),
+            ("lattice_ising", 32)
+        );
         let mut w = TensorWriter::new();
         w.add("J", &[], &[1.0]).unwrap();
         w.add("h", &[], &[0.0]).unwrap();
         w.meta("type", "lattice_ising");
         w.meta("size", "7");
-        assert!(from_bytes(&w.to_bytes().unwrap()).is_err(), "odd sizes are refused");
+        assert!(
+            from_bytes(&w.to_bytes().unwrap()).is_err(),
+            "odd sizes are refused"
+        );
     }
 }

@@ -35,9 +35,15 @@ impl LatticeIsing {
             )));
         }
         if !coupling.is_finite() || !field.is_finite() {
-            return Err(EngineError::invalid("lattice_ising J and h must be finite numbers"));
+            return Err(EngineError::invalid(
+                "lattice_ising J and h must be finite numbers",
+            ));
         }
-        Ok(LatticeIsing { size, coupling, field })
+        Ok(LatticeIsing {
+            size,
+            coupling,
+            field,
+        })
     }
 
     pub fn sites(&self) -> usize {
@@ -51,7 +57,8 @@ impl LatticeIsing {
         for y in 0..l {
             for x in 0..l {
                 let s = spins[y * l + x] as i64;
-                bonds += s * (spins[y * l + (x + 1) % l] as i64 + spins[((y + 1) % l) * l + x] as i64);
+                bonds +=
+                    s * (spins[y * l + (x + 1) % l] as i64 + spins[((y + 1) % l) * l + x] as i64);
                 total += s;
             }
         }
@@ -74,10 +81,14 @@ impl LatticeIsing {
             )));
         }
         let neg_energy = |k: u32| {
-            let spins: Vec<i8> = (0..n).map(|i| if k >> i & 1 == 1 { 1 } else { -1 }).collect();
+            let spins: Vec<i8> = (0..n)
+                .map(|i| if k >> i & 1 == 1 { 1 } else { -1 })
+                .collect();
             -self.energy(&spins)
         };
-        let max = (0..1u32 << n).map(neg_energy).fold(f64::NEG_INFINITY, f64::max);
+        let max = (0..1u32 << n)
+            .map(neg_energy)
+            .fold(f64::NEG_INFINITY, f64::max);
         let z: f64 = (0..1u32 << n).map(|k| (neg_energy(k) - max).exp()).sum();
         Ok(max + z.ln())
     }
@@ -154,7 +165,9 @@ mod tests {
         // All up: 2 L^2 = 32 bonds, 16 spins.
         assert_eq!(m.energy(&[1; 16]), -32.0 - 8.0);
         // Checkerboard: every bond anti-aligned, magnetisation 0.
-        let cb: Vec<i8> = (0..16).map(|k| if (k / 4 + k % 4) % 2 == 0 { 1 } else { -1 }).collect();
+        let cb: Vec<i8> = (0..16)
+            .map(|k| if (k / 4 + k % 4) % 2 == 0 { 1 } else { -1 })
+            .collect();
         assert_eq!(m.energy(&cb), 32.0);
     }
 

@@ -60,14 +60,18 @@ pub fn lattice_settings(train: &TrainSpec, rows: usize) -> Result<TrainSettings>
 pub fn validate(model: &ModelSpec, train: &TrainSpec, data: &DataShape) -> Result<()> {
     check_spec(model, train, data.cols)?;
     if data.kind == ValueKind::Categorical {
-        return Err(EngineError::invalid("lattice_ising needs spin data (+1/-1 or 0/1), not an alignment"));
+        return Err(EngineError::invalid(
+            "lattice_ising needs spin data (+1/-1 or 0/1), not an alignment",
+        ));
     }
     lattice_settings(train, data.rows).map(|_| ())
 }
 
 fn check_spec(model: &ModelSpec, train: &TrainSpec, cols: usize) -> Result<usize> {
     if model.hidden.is_some() || model.q.is_some() {
-        return Err(EngineError::invalid("model.hidden and model.q do not apply to lattice_ising"));
+        return Err(EngineError::invalid(
+            "model.hidden and model.q do not apply to lattice_ising",
+        ));
     }
     let side = (cols as f64).sqrt().round() as usize;
     let size = model.size.map_or(side, |s| s as usize);
@@ -80,7 +84,9 @@ fn check_spec(model: &ModelSpec, train: &TrainSpec, cols: usize) -> Result<usize
     LatticeIsing::new(size, 0.0, 0.0)?;
     LatticeUpdate::from_name(&train.sampler)?;
     if train.validation_fraction.is_some_and(|f| f > 0.0) {
-        return Err(EngineError::invalid("train.validation_fraction is not supported for lattice_ising"));
+        return Err(EngineError::invalid(
+            "train.validation_fraction is not supported for lattice_ising",
+        ));
     }
     Ok(size)
 }
@@ -104,7 +110,12 @@ fn spins_of(data: &Dataset) -> Result<Vec<i8>> {
 }
 
 impl LatticeTrainer {
-    pub fn new(model_spec: &ModelSpec, train_spec: &TrainSpec, seed: u64, data: Dataset) -> Result<Self> {
+    pub fn new(
+        model_spec: &ModelSpec,
+        train_spec: &TrainSpec,
+        seed: u64,
+        data: Dataset,
+    ) -> Result<Self> {
         let size = check_spec(model_spec, train_spec, data.cols)?;
         let model = LatticeIsing::new(size, 0.0, 0.0)?;
         let settings = lattice_settings(train_spec, data.rows)?;
@@ -116,10 +127,19 @@ impl LatticeTrainer {
         let data_bond = sums.iter().map(|s| s.0 as f64).sum::<f64>() / (2.0 * n * rows as f64);
         let data_magnetization = sums.iter().map(|s| s.1 as f64).sum::<f64>() / (n * rows as f64);
         let replicas = settings.betas.len().max(1);
-        let chains = LatticeChains::random(size, settings.chains * replicas, RngKey::new(seed, streams::CHAIN_INIT, 0))?;
-        let n_state = if settings.optimizer == OptimizerKind::Adam { 2 } else { 1 };
+        let chains = LatticeChains::random(
+            size,
+            settings.chains * replicas,
+            RngKey::new(seed, streams::CHAIN_INIT, 0),
+        )?;
+        let n_state = if settings.optimizer == OptimizerKind::Adam {
+            2
+        } else {
+            1
+        };
         Ok(LatticeTrainer {
-            tempering: (settings.method == Method::Pt).then(|| ParallelTempering::new(settings.betas.clone())),
+            tempering: (settings.method == Method::Pt)
+                .then(|| ParallelTempering::new(settings.betas.clone())),
             opt: vec![vec![0.0; 2]; n_state],
             model_spec: model_spec.clone(),
             train_spec: train_spec.clone(),
@@ -140,11 +160,18 @@ impl LatticeTrainer {
         })
     }
 
-    pub fn resume(model_spec: &ModelSpec, train_spec: &TrainSpec, seed: u64, data: Dataset, bytes: &[u8]) -> Result<Self> {
+    pub fn resume(
+        model_spec: &ModelSpec,
+        train_spec: &TrainSpec,
+        seed: u64,
+        data: Dataset,
+        bytes: &[u8],
+    ) -> Result<Self> {
         let mut t = Self::new(model_spec, train_spec, seed, data)?;
         let file = TensorReader::parse(bytes, "the checkpoint")?;
-        let state: State = serde_json::from_str(file.meta("state").unwrap_or(""))
-            .map_err(|e| EngineError::invalid(format!("the checkpoint has no readable lattice state: {e}")))?;
+        let state: State = serde_json::from_str(file.meta("state").unwrap_or("")).map_err(|e| {
+            EngineError::invalid(format!("the checkpoint has no readable lattice state: {e}"))
+        })?;
         if state.format != FORMAT
             || state.seed != seed
             || state.data_fingerprint != t.data_fingerprint
@@ -155,13 +182,20 @@ impl LatticeTrainer {
                 "the checkpoint belongs to a different spec, seed or data set; start a new job instead",
             ));
         }
-        t.model = LatticeIsing::new(t.model.size, file.finite_f32("J", Some(&[]))?[0], file.finite_f32("h", Some(&[]))?[0])?;
+        t.model = LatticeIsing::new(
+            t.model.size,
+            file.finite_f32("J", Some(&[]))?[0],
+            file.finite_f32("h", Some(&[]))?[0],
+        )?;
         for (i, s) in t.opt.iter_mut().enumerate() {
             *s = file.finite_f32(&format!("opt.{i}"), Some(&[2]))?;
         }
         let n = t.chains.chains;
         let spins = file.finite_f32("chains", Some(&[n, t.model.sites()]))?;
-        let spins: Vec<i8> = spins.iter().map(|&s| if s > 0.0 { 1 } else { -1 }).collect();
+        let spins: Vec<i8> = spins
+            .iter()
+            .map(|&s| if s > 0.0 { 1 } else { -1 })
+            .collect();
         t.chains = LatticeChains::from_spins(t.model.size, n, &spins)?;
         t.epoch = state.epoch;
         t.updates = state.updates;
@@ -169,7 +203,9 @@ impl LatticeTrainer {
         t.rng_swap.step = state.rng_swap;
         if let Some(pt) = t.tempering.as_mut() {
             if state.pt_attempted.len() != pt.attempted.len() {
-                return Err(EngineError::invalid("the checkpoint's tempering ladder differs from the spec"));
+                return Err(EngineError::invalid(
+                    "the checkpoint's tempering ladder differs from the spec",
+                ));
             }
             pt.attempted = state.pt_attempted;
             pt.accepted = state.pt_accepted;
@@ -199,17 +235,42 @@ impl LatticeTrainer {
                     starts.extend_from_slice(&self.data[r * sites..(r + 1) * sites]);
                 }
                 self.chains = LatticeChains::from_spins(self.model.size, n, &starts)?;
-                self.chains.sweep(&self.model, &vec![1.0; n], self.update, &mut self.rng_sweep, k);
+                self.chains.sweep(
+                    &self.model,
+                    &vec![1.0; n],
+                    self.update,
+                    &mut self.rng_sweep,
+                    k,
+                );
             }
-            Method::Pcd => self.chains.sweep(&self.model, &vec![1.0; n], self.update, &mut self.rng_sweep, k),
+            Method::Pcd => self.chains.sweep(
+                &self.model,
+                &vec![1.0; n],
+                self.update,
+                &mut self.rng_sweep,
+                k,
+            ),
             Method::Pt => {
-                let mut pt = self.tempering.take().ok_or_else(|| EngineError::Internal("pt without a ladder".into()))?;
+                let mut pt = self
+                    .tempering
+                    .take()
+                    .ok_or_else(|| EngineError::Internal("pt without a ladder".into()))?;
                 // All replicas sweep together, each chain at its replica's beta.
-                let betas: Vec<f32> = pt.betas.iter().flat_map(|&b| std::iter::repeat_n(b as f32, n)).collect();
+                let betas: Vec<f32> = pt
+                    .betas
+                    .iter()
+                    .flat_map(|&b| std::iter::repeat_n(b as f32, n))
+                    .collect();
                 let mut done = 0;
                 while done < k {
                     let sweeps = self.settings.pt_swap_every.min(k - done);
-                    self.chains.sweep(&self.model, &betas, self.update, &mut self.rng_sweep, sweeps);
+                    self.chains.sweep(
+                        &self.model,
+                        &betas,
+                        self.update,
+                        &mut self.rng_sweep,
+                        sweeps,
+                    );
                     let key = self.rng_swap.next_key();
                     pt.swap_neighbours(&mut Replicas { trainer: self, n }, key)?;
                     done += sweeps;
@@ -243,7 +304,9 @@ impl TemperedChains for Replicas<'_> {
         self.n
     }
     fn sweep(&mut self, _replica: usize, _beta: f64) -> Result<()> {
-        Err(EngineError::Internal("lattice replicas sweep together".into()))
+        Err(EngineError::Internal(
+            "lattice replicas sweep together".into(),
+        ))
     }
     fn energies(&mut self, replica: usize) -> Result<Vec<f64>> {
         let e = self.trainer.chains.energies(&self.trainer.model);
@@ -252,7 +315,9 @@ impl TemperedChains for Replicas<'_> {
     fn swap(&mut self, a: usize, b: usize, mask: &[bool]) -> Result<()> {
         for (r, &m) in mask.iter().enumerate() {
             if m {
-                self.trainer.chains.swap_chains(a * self.n + r, b * self.n + r);
+                self.trainer
+                    .chains
+                    .swap_chains(a * self.n + r, b * self.n + r);
             }
         }
         Ok(())
@@ -284,7 +349,11 @@ impl FamilyTrainer for LatticeTrainer {
         self.settings.epochs
     }
 
-    fn run_epoch(&mut self, should_stop: &dyn Fn() -> bool, progress: &mut dyn FnMut(f64)) -> Result<Option<EpochReport>> {
+    fn run_epoch(
+        &mut self,
+        should_stop: &dyn Fn() -> bool,
+        progress: &mut dyn FnMut(f64),
+    ) -> Result<Option<EpochReport>> {
         if self.epoch >= self.settings.epochs {
             return Err(EngineError::invalid("training is already finished"));
         }
@@ -295,10 +364,19 @@ impl FamilyTrainer for LatticeTrainer {
         let lr = self.settings.learning_rate_at(self.epoch);
         self.sample()?;
         let (bond, m, abs_m) = self.model_moments();
-        let grad = [(2.0 * (self.data_bond - bond)) as f32, (self.data_magnetization - m) as f32];
+        let grad = [
+            (2.0 * (self.data_bond - bond)) as f32,
+            (self.data_magnetization - m) as f32,
+        ];
         self.updates += 1;
         let mut params = [self.model.coupling, self.model.field];
-        apply(&mut params, &grad, &mut self.opt, &Rule::new(&self.settings, lr, self.updates), true);
+        apply(
+            &mut params,
+            &grad,
+            &mut self.opt,
+            &Rule::new(&self.settings, lr, self.updates),
+            true,
+        );
         if params.iter().any(|v| !v.is_finite()) {
             return Err(EngineError::Diverged(format!(
                 "lattice_ising parameters became J = {}, h = {} at update {}; lower the learning rate",
@@ -312,7 +390,10 @@ impl FamilyTrainer for LatticeTrainer {
         let flips = (self.chains.chains * self.settings.k * self.model.sites()) as f64;
         let mut metrics = BTreeMap::new();
         metrics.insert("train_seconds".into(), train_seconds);
-        metrics.insert("samples_per_second".into(), (self.chains.chains * self.settings.k) as f64 / train_seconds.max(1e-9));
+        metrics.insert(
+            "samples_per_second".into(),
+            (self.chains.chains * self.settings.k) as f64 / train_seconds.max(1e-9),
+        );
         metrics.insert("flips_per_ns".into(), flips / train_seconds.max(1e-9) / 1e9);
         metrics.insert("learning_rate".into(), lr);
         metrics.insert("coupling".into(), self.model.coupling as f64);
@@ -323,11 +404,17 @@ impl FamilyTrainer for LatticeTrainer {
         metrics.insert("magnetization_model".into(), m);
         metrics.insert("abs_magnetization_model".into(), abs_m);
         let eval = PLL_ROWS.min(self.rows) * self.model.sites();
-        metrics.insert("pseudo_log_likelihood".into(), self.model.pseudo_log_likelihood(&self.data[..eval]));
+        metrics.insert(
+            "pseudo_log_likelihood".into(),
+            self.model.pseudo_log_likelihood(&self.data[..eval]),
+        );
         if self.model.sites() <= 16 {
             let log_z = self.model.log_partition()?;
             let sites = self.model.sites();
-            let mean_neg_e = (0..self.rows).map(|r| -self.model.energy(&self.data[r * sites..(r + 1) * sites])).sum::<f64>() / self.rows as f64;
+            let mean_neg_e = (0..self.rows)
+                .map(|r| -self.model.energy(&self.data[r * sites..(r + 1) * sites]))
+                .sum::<f64>()
+                / self.rows as f64;
             metrics.insert("log_z".into(), log_z);
             metrics.insert("log_likelihood".into(), mean_neg_e - log_z);
         }
@@ -336,11 +423,17 @@ impl FamilyTrainer for LatticeTrainer {
             for (i, r) in rates.iter().enumerate() {
                 metrics.insert(format!("pt_swap_rate_{i}"), *r);
             }
-            metrics.insert("pt_swap_rate_min".into(), rates.iter().cloned().fold(f64::INFINITY, f64::min));
+            metrics.insert(
+                "pt_swap_rate_min".into(),
+                rates.iter().cloned().fold(f64::INFINITY, f64::min),
+            );
         }
         metrics.insert("epoch_seconds".into(), started.elapsed().as_secs_f64());
         progress(self.epoch as f64 / self.settings.epochs as f64);
-        Ok(Some(EpochReport { epoch: self.epoch, metrics }))
+        Ok(Some(EpochReport {
+            epoch: self.epoch,
+            metrics,
+        }))
     }
 
     fn checkpoint(&self) -> Result<Vec<u8>> {
@@ -368,7 +461,10 @@ impl FamilyTrainer for LatticeTrainer {
             pt_rounds: pt.map_or(0, |p| p.rounds),
         };
         out.meta("type", "lattice_ising-checkpoint");
-        out.meta("state", serde_json::to_string(&state).map_err(|e| EngineError::Internal(e.to_string()))?);
+        out.meta(
+            "state",
+            serde_json::to_string(&state).map_err(|e| EngineError::Internal(e.to_string()))?,
+        );
         out.to_bytes()
     }
 
@@ -376,9 +472,18 @@ impl FamilyTrainer for LatticeTrainer {
         let mut meta = BTreeMap::new();
         meta.insert("epochs".into(), self.epoch.to_string());
         meta.insert("seed".into(), self.seed.to_string());
-        meta.insert("method".into(), format!("{:?}", self.settings.method).to_lowercase());
-        meta.insert("model_spec".into(), serde_json::to_string(&self.model_spec).unwrap_or_default());
-        meta.insert("train_spec".into(), serde_json::to_string(&self.train_spec).unwrap_or_default());
+        meta.insert(
+            "method".into(),
+            format!("{:?}", self.settings.method).to_lowercase(),
+        );
+        meta.insert(
+            "model_spec".into(),
+            serde_json::to_string(&self.model_spec).unwrap_or_default(),
+        );
+        meta.insert(
+            "train_spec".into(),
+            serde_json::to_string(&self.train_spec).unwrap_or_default(),
+        );
         meta.insert("backend".into(), "cpu".into());
         super::file::to_bytes(&self.model, &meta)
     }

@@ -20,11 +20,21 @@ fn samples(model: &LatticeIsing, chains: usize) -> Dataset {
     c.sweep(model, &betas, LatticeUpdate::HeatBath, &mut rng, 30);
     values.extend(c.spins().iter().map(|&s| s as f32));
     let n = model.sites();
-    Dataset { rows: 2 * chains, cols: n, values, kind: ValueKind::Real, q: 0, notes: vec![] }
+    Dataset {
+        rows: 2 * chains,
+        cols: n,
+        values,
+        kind: ValueKind::Real,
+        q: 0,
+        notes: vec![],
+    }
 }
 
 fn spec() -> ModelSpec {
-    ModelSpec { model_type: "lattice_ising".into(), ..Default::default() }
+    ModelSpec {
+        model_type: "lattice_ising".into(),
+        ..Default::default()
+    }
 }
 
 /// Moment matching recovers J = 0.3, h = 0.05 from 1000 configurations of an 8 x 8 torus.
@@ -53,16 +63,39 @@ fn recovers_coupling_and_field() {
         last = t.run_epoch(&|| false, &mut |_| {}).unwrap();
     }
     let m = t.model();
-    eprintln!("learned J = {}, h = {}; {:?}", m.coupling, m.field, last.unwrap().metrics);
-    assert!((m.coupling - 0.3).abs() < 0.03 && (m.field - 0.05).abs() < 0.03, "J = {}, h = {}", m.coupling, m.field);
+    eprintln!(
+        "learned J = {}, h = {}; {:?}",
+        m.coupling,
+        m.field,
+        last.unwrap().metrics
+    );
+    assert!(
+        (m.coupling - 0.3).abs() < 0.03 && (m.field - 0.05).abs() < 0.03,
+        "J = {}, h = {}",
+        m.coupling,
+        m.field
+    );
 }
 
 #[test]
 fn resume_continues_exactly() {
     let data = samples(&LatticeIsing::new(4, 0.4, 0.0).unwrap(), 20);
     for train in [
-        TrainSpec { chains: Some(10), k: Some(2), epochs: Some(6), ..Default::default() },
-        TrainSpec { method: "pt".into(), betas: vec![0.3, 0.6, 1.0], chains: Some(8), k: Some(3), epochs: Some(6), sampler: "metropolis".into(), ..Default::default() },
+        TrainSpec {
+            chains: Some(10),
+            k: Some(2),
+            epochs: Some(6),
+            ..Default::default()
+        },
+        TrainSpec {
+            method: "pt".into(),
+            betas: vec![0.3, 0.6, 1.0],
+            chains: Some(8),
+            k: Some(3),
+            epochs: Some(6),
+            sampler: "metropolis".into(),
+            ..Default::default()
+        },
     ] {
         let run = |t: &mut LatticeTrainer, n: usize| {
             for _ in 0..n {
@@ -85,17 +118,62 @@ fn resume_continues_exactly() {
 
 #[test]
 fn bad_requests_are_refused() {
-    let shape = |cols| DataShape { rows: 10, cols, kind: ValueKind::Binary, q: 0 };
+    let shape = |cols| DataShape {
+        rows: 10,
+        cols,
+        kind: ValueKind::Binary,
+        q: 0,
+    };
     let train = TrainSpec::default();
     assert!(super::trainer::validate(&spec(), &train, &shape(16)).is_ok());
     assert!(super::trainer::validate(&spec(), &train, &shape(15)).is_err());
-    assert!(super::trainer::validate(&spec(), &train, &shape(9)).is_err(), "odd L");
-    assert!(super::trainer::validate(&ModelSpec { size: Some(8), ..spec() }, &train, &shape(16)).is_err());
-    assert!(super::trainer::validate(&ModelSpec { q: Some(3), ..spec() }, &train, &shape(16)).is_err());
-    let pt = TrainSpec { method: "pt".into(), ..Default::default() };
-    assert!(super::trainer::validate(&spec(), &pt, &shape(16)).is_err(), "pt without a ladder");
-    let cat = DataShape { rows: 10, cols: 16, kind: ValueKind::Categorical, q: 21 };
+    assert!(
+        super::trainer::validate(&spec(), &train, &shape(9)).is_err(),
+        "odd L"
+    );
+    assert!(super::trainer::validate(
+        &ModelSpec {
+            size: Some(8),
+            ..spec()
+        },
+        &train,
+        &shape(16)
+    )
+    .is_err());
+    assert!(super::trainer::validate(
+        &ModelSpec {
+            q: Some(3),
+            ..spec()
+        },
+        &train,
+        &shape(16)
+    )
+    .is_err());
+    let pt = TrainSpec {
+        method: "pt".into(),
+        ..Default::default()
+    };
+    assert!(
+        super::trainer::validate(&spec(), &pt, &shape(16)).is_err(),
+        "pt without a ladder"
+    );
+    let cat = DataShape {
+        rows: 10,
+        cols: 16,
+        kind: ValueKind::Categorical,
+        q: 21,
+    };
     assert!(super::trainer::validate(&spec(), &train, &cat).is_err());
-    let data = Dataset { rows: 1, cols: 4, values: vec![1.0, -1.0, 0.5, 1.0], kind: ValueKind::Real, q: 0, notes: vec![] };
-    assert!(LatticeTrainer::new(&spec(), &train, 1, data).is_err(), "non-spin values");
+    let data = Dataset {
+        rows: 1,
+        cols: 4,
+        values: vec![1.0, -1.0, 0.5, 1.0],
+        kind: ValueKind::Real,
+        q: 0,
+        notes: vec![],
+    };
+    assert!(
+        LatticeTrainer::new(&spec(), &train, 1, data).is_err(),
+        "non-spin values"
+    );
 }

@@ -59,22 +59,37 @@ pub fn save(t: &PottsTrainer) -> Result<Vec<u8>> {
     out.meta("type", "potts-checkpoint");
     out.meta(
         "state",
-        serde_json::to_string(&state).map_err(|e| EngineError::Internal(format!("checkpoint state: {e}")))?,
+        serde_json::to_string(&state)
+            .map_err(|e| EngineError::Internal(format!("checkpoint state: {e}")))?,
     );
     out.to_bytes()
 }
 
 /// A trainer rebuilt from spec, seed and data, then moved to the checkpoint's position.
-pub fn resume(model_spec: &ModelSpec, train_spec: &TrainSpec, seed: u64, data: Dataset, bytes: &[u8]) -> Result<PottsTrainer> {
+pub fn resume(
+    model_spec: &ModelSpec,
+    train_spec: &TrainSpec,
+    seed: u64,
+    data: Dataset,
+    bytes: &[u8],
+) -> Result<PottsTrainer> {
     let fp = fingerprint(&data);
     let mut t = PottsTrainer::new(model_spec, train_spec, seed, data)?;
     let file = TensorReader::parse(bytes, "the checkpoint")?;
-    let state: State = serde_json::from_str(file.meta("state").unwrap_or(""))
-        .map_err(|e| EngineError::invalid(format!("the checkpoint has no readable Potts state: {e}")))?;
+    let state: State = serde_json::from_str(file.meta("state").unwrap_or("")).map_err(|e| {
+        EngineError::invalid(format!("the checkpoint has no readable Potts state: {e}"))
+    })?;
     if state.format != FORMAT {
-        return Err(EngineError::invalid(format!("checkpoint format {:?} is not {FORMAT}", state.format)));
+        return Err(EngineError::invalid(format!(
+            "checkpoint format {:?} is not {FORMAT}",
+            state.format
+        )));
     }
-    if state.seed != seed || state.data_fingerprint != fp || &state.model_spec != model_spec || &state.train_spec != train_spec {
+    if state.seed != seed
+        || state.data_fingerprint != fp
+        || &state.model_spec != model_spec
+        || &state.train_spec != train_spec
+    {
         return Err(EngineError::invalid(
             "the checkpoint belongs to a different spec, seed or data set; start a new job instead",
         ));
@@ -89,8 +104,13 @@ pub fn resume(model_spec: &ModelSpec, train_spec: &TrainSpec, seed: u64, data: D
         *s = file.finite_f32(&format!("opt.J.{i}"), Some(&[l, q, l, q]))?;
     }
     let chains = file.finite_f32("chains", Some(&[t.chains.len() / l, l]))?;
-    if chains.iter().any(|&s| !(s >= 0.0 && (s as usize) < q && s.fract() == 0.0)) {
-        return Err(EngineError::invalid("the checkpoint's chains hold states outside 0..q"));
+    if chains
+        .iter()
+        .any(|&s| !(s >= 0.0 && (s as usize) < q && s.fract() == 0.0))
+    {
+        return Err(EngineError::invalid(
+            "the checkpoint's chains hold states outside 0..q",
+        ));
     }
     t.chains = chains.iter().map(|&s| s as u8).collect();
     t.epoch = state.epoch;
@@ -98,8 +118,12 @@ pub fn resume(model_spec: &ModelSpec, train_spec: &TrainSpec, seed: u64, data: D
     t.rng_sweep.step = state.rng_sweep;
     t.rng_swap.step = state.rng_swap;
     if let Some(pt) = t.tempering.as_mut() {
-        if state.pt_attempted.len() != pt.attempted.len() || state.pt_accepted.len() != pt.accepted.len() {
-            return Err(EngineError::invalid("the checkpoint's tempering ladder differs from the spec"));
+        if state.pt_attempted.len() != pt.attempted.len()
+            || state.pt_accepted.len() != pt.accepted.len()
+        {
+            return Err(EngineError::invalid(
+                "the checkpoint's tempering ladder differs from the spec",
+            ));
         }
         pt.attempted = state.pt_attempted;
         pt.accepted = state.pt_accepted;

@@ -81,10 +81,16 @@ pub fn resolve_q(data: &Dataset, model_q: Option<u32>) -> Result<usize> {
 
 /// States of every row, unknown residues (NaN) mapped to gap (state 0) or their rows
 /// dropped; returns the states, the kept row indices and notes.
-pub fn states_of(data: &Dataset, q: usize, unknown: UnknownResidues) -> Result<(Vec<u8>, Vec<usize>, Vec<String>)> {
+pub fn states_of(
+    data: &Dataset,
+    q: usize,
+    unknown: UnknownResidues,
+) -> Result<(Vec<u8>, Vec<usize>, Vec<String>)> {
     let cols = data.cols;
     if cols < 2 {
-        return Err(EngineError::invalid("a Potts model needs at least 2 columns (sites)"));
+        return Err(EngineError::invalid(
+            "a Potts model needs at least 2 columns (sites)",
+        ));
     }
     let mut states = Vec::with_capacity(data.values.len());
     let mut kept = Vec::with_capacity(data.rows);
@@ -140,7 +146,12 @@ pub fn weigh(states: Vec<u8>, rows: usize, sites: usize, identity: f64) -> Resul
         )));
     }
     let weights = sequence_weights(&states, rows, sites, identity);
-    Ok(Sequences { rows, sites, states, weights })
+    Ok(Sequences {
+        rows,
+        sites,
+        states,
+        weights,
+    })
 }
 
 #[cfg(test)]
@@ -148,7 +159,14 @@ mod tests {
     use super::*;
 
     fn categorical(rows: usize, cols: usize, values: Vec<f32>, q: u32) -> Dataset {
-        Dataset { rows, cols, values, kind: ValueKind::Categorical, q, notes: vec![] }
+        Dataset {
+            rows,
+            cols,
+            values,
+            kind: ValueKind::Categorical,
+            q,
+            notes: vec![],
+        }
     }
 
     #[test]
@@ -156,7 +174,10 @@ mod tests {
         let d = categorical(3, 2, vec![1.0, f32::NAN, 2.0, 3.0, f32::NAN, f32::NAN], 21);
         let (s, kept, notes) = states_of(&d, 21, UnknownResidues::Gap).unwrap();
         assert_eq!((s, kept), (vec![1, 0, 2, 3, 0, 0], vec![0, 1, 2]));
-        assert!(notes[0].contains("3 unknown residues in 2 sequences"), "{notes:?}");
+        assert!(
+            notes[0].contains("3 unknown residues in 2 sequences"),
+            "{notes:?}"
+        );
         let (s, kept, notes) = states_of(&d, 21, UnknownResidues::Drop).unwrap();
         assert_eq!((s, kept), (vec![2, 3], vec![1]));
         assert!(notes[0].contains("2 sequences"), "{notes:?}");
@@ -170,12 +191,26 @@ mod tests {
         assert_eq!(resolve_q(&d, None).unwrap(), 21);
         assert!(resolve_q(&d, Some(5)).is_err());
         assert!(resolve_q(&d, Some(1)).is_err());
-        let binary = Dataset { kind: ValueKind::Binary, q: 0, ..d.clone() };
+        let binary = Dataset {
+            kind: ValueKind::Binary,
+            q: 0,
+            ..d.clone()
+        };
         assert_eq!(resolve_q(&binary, None).unwrap(), 2);
         assert_eq!(resolve_q(&binary, Some(3)).unwrap(), 3);
-        let real = Dataset { kind: ValueKind::Real, q: 0, values: vec![0.0, 2.5], ..d.clone() };
+        let real = Dataset {
+            kind: ValueKind::Real,
+            q: 0,
+            values: vec![0.0, 2.5],
+            ..d.clone()
+        };
         assert!(resolve_q(&real, None).is_err());
-        let ints = Dataset { kind: ValueKind::Real, q: 0, values: vec![0.0, 4.0], ..d };
+        let ints = Dataset {
+            kind: ValueKind::Real,
+            q: 0,
+            values: vec![0.0, 4.0],
+            ..d
+        };
         assert_eq!(resolve_q(&ints, None).unwrap(), 5);
         assert!(resolve_q(&ints, Some(3)).is_err());
     }

@@ -30,21 +30,29 @@ pub fn from_bytes(bytes: &[u8]) -> Result<PottsModel> {
 pub fn from_reader(file: &TensorReader<'_>) -> Result<PottsModel> {
     if let Some(t) = file.meta("type") {
         if t != "potts" {
-            return Err(EngineError::invalid(format!("the model file holds a {t} model, not potts")));
+            return Err(EngineError::invalid(format!(
+                "the model file holds a {t} model, not potts"
+            )));
         }
     }
-    let shape = file
-        .shape("J")
-        .ok_or_else(|| EngineError::invalid("a potts model file needs tensor \"J\" [L, q, L, q]"))?;
+    let shape = file.shape("J").ok_or_else(|| {
+        EngineError::invalid("a potts model file needs tensor \"J\" [L, q, L, q]")
+    })?;
     let [l, q, l2, q2] = shape[..] else {
-        return Err(EngineError::invalid(format!("tensor \"J\" must be [L, q, L, q], got {shape:?}")));
+        return Err(EngineError::invalid(format!(
+            "tensor \"J\" must be [L, q, L, q], got {shape:?}"
+        )));
     };
     if l != l2 || q != q2 {
-        return Err(EngineError::invalid(format!("tensor \"J\" must be [L, q, L, q], got {shape:?}")));
+        return Err(EngineError::invalid(format!(
+            "tensor \"J\" must be [L, q, L, q], got {shape:?}"
+        )));
     }
     crate::potts::check_shape(l, q)?;
     if (l * q) as u64 * (l * q) as u64 > 400_000_000 {
-        return Err(EngineError::invalid(format!("tensor \"J\" {shape:?} is too large")));
+        return Err(EngineError::invalid(format!(
+            "tensor \"J\" {shape:?} is too large"
+        )));
     }
     let couplings = file.finite_f32("J", Some(&[l, q, l, q]))?;
     let fields = file.finite_f32("h", Some(&[l, q]))?;
@@ -73,7 +81,10 @@ mod tests {
         let mut bad = m.clone();
         bad.couplings[5] += 1.0;
         let bytes = to_bytes(&bad, &BTreeMap::new()).unwrap();
-        assert!(matches!(from_bytes(&bytes), Err(EngineError::InvalidInput(_))));
+        assert!(matches!(
+            from_bytes(&bytes),
+            Err(EngineError::InvalidInput(_))
+        ));
         assert!(crate::model_file::inspect_model(&bytes).is_err());
     }
 }

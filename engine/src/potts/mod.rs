@@ -60,9 +60,16 @@ impl PottsModel {
             )));
         }
         if fields.iter().chain(&couplings).any(|v| !v.is_finite()) {
-            return Err(EngineError::invalid("Potts parameters must be finite numbers"));
+            return Err(EngineError::invalid(
+                "Potts parameters must be finite numbers",
+            ));
         }
-        let mut model = PottsModel { sites, q, fields, couplings };
+        let mut model = PottsModel {
+            sites,
+            q,
+            fields,
+            couplings,
+        };
         for x in 0..lq {
             for y in 0..=x {
                 let (a, b) = (model.couplings[x * lq + y], model.couplings[y * lq + x]);
@@ -78,7 +85,10 @@ impl PottsModel {
                 if (a - b).abs() > 1e-4 * (1.0 + a.abs().max(b.abs())) {
                     return Err(EngineError::invalid(format!(
                         "J must be symmetric: J[{},{},{},{}] = {a} but the mirrored entry is {b}",
-                        x / q, x % q, y / q, y % q
+                        x / q,
+                        x % q,
+                        y / q,
+                        y % q
                     )));
                 }
                 let mean = 0.5 * (a + b);
@@ -159,10 +169,13 @@ impl PottsModel {
         };
         let max_neg_energy = (0..count)
             .into_par_iter()
-            .map_init(|| vec![0u8; l], |state, k| {
-                decode(k, state);
-                -self.energy(state)
-            })
+            .map_init(
+                || vec![0u8; l],
+                |state, k| {
+                    decode(k, state);
+                    -self.energy(state)
+                },
+            )
             .reduce(|| f64::NEG_INFINITY, f64::max);
         let chunk = 4096;
         let (z, two) = (0..count.div_ceil(chunk))
@@ -206,16 +219,19 @@ impl PottsModel {
         let rows = states.len() / l.max(1);
         let (sum, total) = (0..rows)
             .into_par_iter()
-            .map_init(|| vec![0f32; q], |field, n| {
-                let s = &states[n * l..(n + 1) * l];
-                let w = weights.map_or(1.0, |w| w[n]);
-                let mut pll = 0.0f64;
-                for i in 0..l {
-                    self.local_field(s, i, field);
-                    pll += field[s[i] as usize] as f64 - log_sum_exp_f32(field);
-                }
-                (w * pll, w)
-            })
+            .map_init(
+                || vec![0f32; q],
+                |field, n| {
+                    let s = &states[n * l..(n + 1) * l];
+                    let w = weights.map_or(1.0, |w| w[n]);
+                    let mut pll = 0.0f64;
+                    for i in 0..l {
+                        self.local_field(s, i, field);
+                        pll += field[s[i] as usize] as f64 - log_sum_exp_f32(field);
+                    }
+                    (w * pll, w)
+                },
+            )
             .reduce(|| (0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
         sum / total.max(f64::MIN_POSITIVE)
     }
@@ -242,8 +258,12 @@ impl PottsModel {
             for j in i + 1..l {
                 let block = |a: usize, b: usize| self.coupling(i, a, j, b) as f64;
                 let qf = q as f64;
-                let row: Vec<f64> = (0..q).map(|a| (0..q).map(|b| block(a, b)).sum::<f64>() / qf).collect();
-                let col: Vec<f64> = (0..q).map(|b| (0..q).map(|a| block(a, b)).sum::<f64>() / qf).collect();
+                let row: Vec<f64> = (0..q)
+                    .map(|a| (0..q).map(|b| block(a, b)).sum::<f64>() / qf)
+                    .collect();
+                let col: Vec<f64> = (0..q)
+                    .map(|b| (0..q).map(|a| block(a, b)).sum::<f64>() / qf)
+                    .collect();
                 let mean = row.iter().sum::<f64>() / qf;
                 for a in 0..q {
                     for b in 0..q {
@@ -273,7 +293,11 @@ pub fn check_shape(sites: usize, q: usize) -> Result<(), EngineError> {
 /// log sum exp of f32 values, accumulated in f64.
 pub fn log_sum_exp_f32(values: &[f32]) -> f64 {
     let m = values.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)) as f64;
-    m + values.iter().map(|&v| (v as f64 - m).exp()).sum::<f64>().ln()
+    m + values
+        .iter()
+        .map(|&v| (v as f64 - m).exp())
+        .sum::<f64>()
+        .ln()
 }
 
 /// Exact statistics of a Potts model: one-point [L, q], two-point [L, q, L, q].
@@ -349,7 +373,9 @@ pub(crate) mod tests {
         let mut j = vec![0.0; 16];
         j[1] = 1.0; // inside the diagonal block of site 0
         assert!(PottsModel::from_parts(2, 2, vec![0.0; 4], j).is_err());
-        assert!(PottsModel::from_parts(2, 2, vec![f32::NAN, 0.0, 0.0, 0.0], vec![0.0; 16]).is_err());
+        assert!(
+            PottsModel::from_parts(2, 2, vec![f32::NAN, 0.0, 0.0, 0.0], vec![0.0; 16]).is_err()
+        );
         assert!(random_model(30, 3, 1.0, 1).enumerate().is_err());
     }
 

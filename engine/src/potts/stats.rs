@@ -26,7 +26,8 @@ pub fn sequence_weights(states: &[u8], rows: usize, cols: usize, threshold: f64)
             let neighbours = states
                 .chunks_exact(cols)
                 .filter(|b| {
-                    let matches: usize = a.iter().zip(b.iter()).map(|(x, y)| (x == y) as usize).sum();
+                    let matches: usize =
+                        a.iter().zip(b.iter()).map(|(x, y)| (x == y) as usize).sum();
                     matches >= needed
                 })
                 .count();
@@ -68,24 +69,34 @@ impl Frequencies {
         }
         let mut two = vec![0.0; lq * lq];
         // Each block-row (i, a) of f2 is written by one task: disjoint, parallel over i.
-        two.par_chunks_mut(q * lq).enumerate().for_each(|(i, block)| {
-            for n in 0..rows {
-                let s = &states[n * sites..(n + 1) * sites];
-                let w = weight(n);
-                let row = &mut block[s[i] as usize * lq..(s[i] as usize + 1) * lq];
-                for (j, &b) in s.iter().enumerate() {
-                    row[j * q + b as usize] += w;
+        two.par_chunks_mut(q * lq)
+            .enumerate()
+            .for_each(|(i, block)| {
+                for n in 0..rows {
+                    let s = &states[n * sites..(n + 1) * sites];
+                    let w = weight(n);
+                    let row = &mut block[s[i] as usize * lq..(s[i] as usize + 1) * lq];
+                    for (j, &b) in s.iter().enumerate() {
+                        row[j * q + b as usize] += w;
+                    }
                 }
-            }
-        });
-        let (keep, flat1, flat2) = (1.0 - pseudocount, pseudocount / q as f64, pseudocount / (q * q) as f64);
+            });
+        let (keep, flat1, flat2) = (
+            1.0 - pseudocount,
+            pseudocount / q as f64,
+            pseudocount / (q * q) as f64,
+        );
         for v in one.iter_mut() {
             *v = keep * *v / total + flat1;
         }
         two.par_chunks_mut(lq).enumerate().for_each(|(ia, row)| {
             let i = ia / q;
             for (jb, v) in row.iter_mut().enumerate() {
-                *v = if jb / q == i { 0.0 } else { keep * *v / total + flat2 };
+                *v = if jb / q == i {
+                    0.0
+                } else {
+                    keep * *v / total + flat2
+                };
             }
         });
         for i in 0..sites {
@@ -105,7 +116,10 @@ impl Frequencies {
             for j in i + 1..l {
                 for a in 0..q {
                     for b in 0..q {
-                        out.push(self.two[(i * q + a) * lq + j * q + b] - self.one[i * q + a] * self.one[j * q + b]);
+                        out.push(
+                            self.two[(i * q + a) * lq + j * q + b]
+                                - self.one[i * q + a] * self.one[j * q + b],
+                        );
                     }
                 }
             }

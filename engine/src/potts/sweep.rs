@@ -37,14 +37,26 @@ impl PottsUpdate {
 
 /// One sweep over all sites of every chain. `chains` is row-major [n_chains, L];
 /// `betas` holds one inverse temperature per chain.
-pub fn sweep(model: &PottsModel, chains: &mut [u8], betas: &[f32], update: PottsUpdate, key: RngKey) {
+pub fn sweep(
+    model: &PottsModel,
+    chains: &mut [u8],
+    betas: &[f32],
+    update: PottsUpdate,
+    key: RngKey,
+) {
     sweeps(model, chains, betas, update, &[key]);
 }
 
 /// `keys.len()` sweeps of every chain, sweep t with `keys[t]` (exactly as many calls of
 /// [`sweep`] would do, up to float rounding of the local fields); each chain runs all of
 /// them in one task, keeping its local fields in cache.
-pub fn sweeps(model: &PottsModel, chains: &mut [u8], betas: &[f32], update: PottsUpdate, keys: &[RngKey]) {
+pub fn sweeps(
+    model: &PottsModel,
+    chains: &mut [u8],
+    betas: &[f32],
+    update: PottsUpdate,
+    keys: &[RngKey],
+) {
     let l = model.sites;
     let kernel = chain_kernel();
     chains
@@ -54,7 +66,16 @@ pub fn sweeps(model: &PottsModel, chains: &mut [u8], betas: &[f32], update: Pott
         .for_each_init(
             || (vec![0f32; l * model.q], vec![0f32; model.q]),
             |(fields, scratch), (c, (state, &beta))| {
-                kernel(model, state, beta, update, keys, (c * l) as u32, fields, scratch)
+                kernel(
+                    model,
+                    state,
+                    beta,
+                    update,
+                    keys,
+                    (c * l) as u32,
+                    fields,
+                    scratch,
+                )
             },
         );
 }
@@ -83,7 +104,8 @@ pub fn sweep_chain(
     (chain_kernel())(model, state, beta, update, &[key], base, fields, scratch)
 }
 
-type ChainKernel = fn(&PottsModel, &mut [u8], f32, PottsUpdate, &[RngKey], u32, &mut [f32], &mut [f32]);
+type ChainKernel =
+    fn(&PottsModel, &mut [u8], f32, PottsUpdate, &[RngKey], u32, &mut [f32], &mut [f32]);
 
 /// The chain kernel compiled for the best instruction set of this CPU.
 fn chain_kernel() -> ChainKernel {
@@ -92,10 +114,16 @@ fn chain_kernel() -> ChainKernel {
         #[cfg(target_arch = "x86_64")]
         {
             if std::arch::is_x86_feature_detected!("avx512f") {
-                return |m, s, b, u, k, base, f, x| unsafe { sweep_chain_avx512(m, s, b, u, k, base, f, x) };
+                return |m, s, b, u, k, base, f, x| unsafe {
+                    sweep_chain_avx512(m, s, b, u, k, base, f, x)
+                };
             }
-            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-                return |m, s, b, u, k, base, f, x| unsafe { sweep_chain_avx2(m, s, b, u, k, base, f, x) };
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                return |m, s, b, u, k, base, f, x| unsafe {
+                    sweep_chain_avx2(m, s, b, u, k, base, f, x)
+                };
             }
         }
         sweep_chain_generic
@@ -105,14 +133,32 @@ fn chain_kernel() -> ChainKernel {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn sweep_chain_avx512(m: &PottsModel, s: &mut [u8], b: f32, u: PottsUpdate, k: &[RngKey], base: u32, f: &mut [f32], x: &mut [f32]) {
+unsafe fn sweep_chain_avx512(
+    m: &PottsModel,
+    s: &mut [u8],
+    b: f32,
+    u: PottsUpdate,
+    k: &[RngKey],
+    base: u32,
+    f: &mut [f32],
+    x: &mut [f32],
+) {
     sweep_chain_generic(m, s, b, u, k, base, f, x)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn sweep_chain_avx2(m: &PottsModel, s: &mut [u8], b: f32, u: PottsUpdate, k: &[RngKey], base: u32, f: &mut [f32], x: &mut [f32]) {
+unsafe fn sweep_chain_avx2(
+    m: &PottsModel,
+    s: &mut [u8],
+    b: f32,
+    u: PottsUpdate,
+    k: &[RngKey],
+    base: u32,
+    f: &mut [f32],
+    x: &mut [f32],
+) {
     sweep_chain_generic(m, s, b, u, k, base, f, x)
 }
 
@@ -201,13 +247,19 @@ pub fn exp_nonpositive(x: f32) -> f32 {
     let x = x.clamp(-87.0, 0.0);
     let n = (x * LOG2E + ROUND) - ROUND;
     let r = x - n * LN2_HI - n * LN2_LO;
-    let p = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
+    let p = 1.0
+        + r * (1.0
+            + r * (0.5
+                + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
     p * f32::from_bits(((n as i32 + 127) as u32) << 23)
 }
 
 /// Energies of all chains (f64).
 pub fn energies(model: &PottsModel, chains: &[u8]) -> Vec<f64> {
-    chains.par_chunks(model.sites).map(|s| model.energy(s)).collect()
+    chains
+        .par_chunks(model.sites)
+        .map(|s| model.energy(s))
+        .collect()
 }
 
 /// Uniformly random initial states from one key (element `c * L + i`, word 0).
@@ -226,7 +278,13 @@ mod tests {
 
     /// Runs `chains` chains for `burn_in` + `samples` sweeps and returns the frequencies of
     /// all visited states after burn-in.
-    fn sampled_frequencies(model: &PottsModel, update: PottsUpdate, chains: usize, burn_in: usize, samples: usize) -> Frequencies {
+    fn sampled_frequencies(
+        model: &PottsModel,
+        update: PottsUpdate,
+        chains: usize,
+        burn_in: usize,
+        samples: usize,
+    ) -> Frequencies {
         let mut rng = RngStream::new(11, 1);
         let mut states = random_states(chains, model.sites, model.q, rng.next_key());
         let betas = vec![1.0f32; chains];
@@ -253,10 +311,26 @@ mod tests {
         let model = random_model(5, 3, 0.5, 7);
         let exact = model.enumerate().unwrap();
         let f = sampled_frequencies(&model, update, 400, 100, 50);
-        let max_one = f.one.iter().zip(&exact.one).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
-        let max_two = f.two.iter().zip(&exact.two).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
-        assert!(max_one < 0.03, "{update:?}: single-site marginals off by {max_one}");
-        assert!(max_two < 0.03, "{update:?}: pairwise marginals off by {max_two}");
+        let max_one = f
+            .one
+            .iter()
+            .zip(&exact.one)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max);
+        let max_two = f
+            .two
+            .iter()
+            .zip(&exact.two)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max);
+        assert!(
+            max_one < 0.03,
+            "{update:?}: single-site marginals off by {max_one}"
+        );
+        assert!(
+            max_two < 0.03,
+            "{update:?}: pairwise marginals off by {max_two}"
+        );
     }
 
     #[test]
@@ -281,7 +355,16 @@ mod tests {
         // Chain 3 swept alone with its base index gives the same result (chains independent).
         let mut c = random_states(10, 6, 4, key);
         let (mut fields, mut scratch) = (vec![0f32; 24], vec![0f32; 4]);
-        sweep_chain(&model, &mut c[18..24], 1.0, PottsUpdate::Gibbs, key, 18, &mut fields, &mut scratch);
+        sweep_chain(
+            &model,
+            &mut c[18..24],
+            1.0,
+            PottsUpdate::Gibbs,
+            key,
+            18,
+            &mut fields,
+            &mut scratch,
+        );
         assert_eq!(&c[18..24], &a[18..24]);
     }
 

@@ -19,7 +19,9 @@ use crate::potts::stats::{pearson, Frequencies};
 use crate::potts::sweep::{random_states, sweep, sweeps, PottsUpdate};
 use crate::potts::PottsModel;
 use crate::rng::{permutation, streams, RngKey, RngStream};
-use crate::spec::{validation_rows, DataShape, Method, ModelSpec, OptimizerKind, TrainSettings, TrainSpec};
+use crate::spec::{
+    validation_rows, DataShape, Method, ModelSpec, OptimizerKind, TrainSettings, TrainSpec,
+};
 use crate::tempering::{ParallelTempering, TemperedChains};
 use crate::train::{EpochReport, FamilyTrainer};
 use std::collections::BTreeMap;
@@ -62,7 +64,9 @@ impl PottsOptions {
             q: resolve_q(data, model.q)?,
             reweight_identity: model.reweight_identity.unwrap_or(0.8),
             pseudocount,
-            unknown_residues: UnknownResidues::from_name(model.unknown_residues.as_deref().unwrap_or(""))?,
+            unknown_residues: UnknownResidues::from_name(
+                model.unknown_residues.as_deref().unwrap_or(""),
+            )?,
             update: PottsUpdate::from_name(&train.sampler)?,
         })
     }
@@ -93,7 +97,9 @@ pub fn validate(model: &ModelSpec, train: &TrainSpec, data: &DataShape) -> Resul
     crate::potts::check_shape(data.cols, q)?;
     if let Some(p) = model.pseudocount {
         if !(p.is_finite() && (0.0..1.0).contains(&p)) {
-            return Err(EngineError::invalid(format!("model.pseudocount must lie in [0, 1), not {p}")));
+            return Err(EngineError::invalid(format!(
+                "model.pseudocount must lie in [0, 1), not {p}"
+            )));
         }
     }
     if let Some(r) = model.reweight_identity {
@@ -170,7 +176,12 @@ pub struct PottsTrainer {
 }
 
 impl PottsTrainer {
-    pub fn new(model_spec: &ModelSpec, train_spec: &TrainSpec, seed: u64, data: Dataset) -> Result<Self> {
+    pub fn new(
+        model_spec: &ModelSpec,
+        train_spec: &TrainSpec,
+        seed: u64,
+        data: Dataset,
+    ) -> Result<Self> {
         let options = PottsOptions::resolve(model_spec, train_spec, &data)?;
         let (states, kept, mut notes) = states_of(&data, options.q, options.unknown_residues)?;
         let settings = potts_settings(train_spec, kept.len())?;
@@ -189,9 +200,19 @@ impl PottsTrainer {
         } else {
             (Vec::new(), (0..rows).collect())
         };
-        let all = Sequences { rows, sites, states, weights: vec![1.0; rows] };
+        let all = Sequences {
+            rows,
+            sites,
+            states,
+            weights: vec![1.0; rows],
+        };
         let train_raw = all.select(&train_rows);
-        let train_set = weigh(train_raw.states, train_raw.rows, sites, options.reweight_identity)?;
+        let train_set = weigh(
+            train_raw.states,
+            train_raw.rows,
+            sites,
+            options.reweight_identity,
+        )?;
         let valid_set = (!valid_rows.is_empty()).then(|| {
             let v = all.select(&valid_rows);
             sequence_weights_of(v, options.reweight_identity)
@@ -203,20 +224,35 @@ impl PottsTrainer {
             train_set.rows,
             options.reweight_identity * 100.0
         ));
-        let data_freq = Frequencies::from_states(&train_set.states, train_set.rows, sites, q, Some(&train_set.weights), pseudocount);
+        let data_freq = Frequencies::from_states(
+            &train_set.states,
+            train_set.rows,
+            sites,
+            q,
+            Some(&train_set.weights),
+            pseudocount,
+        );
         let data_connected = data_freq.connected();
         // Independent-site start: h_i(a) = log f_i(a) (centred), J = 0 (as adabmDCA).
         let mut model = PottsModel::zeros(sites, q)?;
         for i in 0..sites {
-            let logs: Vec<f64> = (0..q).map(|a| data_freq.one[i * q + a].max(1e-12).ln()).collect();
+            let logs: Vec<f64> = (0..q)
+                .map(|a| data_freq.one[i * q + a].max(1e-12).ln())
+                .collect();
             let mean = logs.iter().sum::<f64>() / q as f64;
             for a in 0..q {
                 model.fields[i * q + a] = (logs[a] - mean) as f32;
             }
         }
         let replicas = settings.betas.len().max(1);
-        let chains = random_states(settings.chains * replicas, sites, q, RngKey::new(seed, streams::CHAIN_INIT, 0));
-        let tempering = (settings.method == Method::Pt).then(|| ParallelTempering::new(settings.betas.clone()));
+        let chains = random_states(
+            settings.chains * replicas,
+            sites,
+            q,
+            RngKey::new(seed, streams::CHAIN_INIT, 0),
+        );
+        let tempering =
+            (settings.method == Method::Pt).then(|| ParallelTempering::new(settings.betas.clone()));
         let n_state = match settings.optimizer {
             OptimizerKind::Sgd => 1,
             OptimizerKind::Adam => 2,
@@ -278,20 +314,27 @@ impl PottsTrainer {
                 let rows = self.train_set.rows as u64;
                 for c in 0..n {
                     let r = ((key.words(c as u32)[0] as u64 * rows) >> 32) as usize;
-                    self.chains[c * l..(c + 1) * l].copy_from_slice(&self.train_set.states[r * l..(r + 1) * l]);
+                    self.chains[c * l..(c + 1) * l]
+                        .copy_from_slice(&self.train_set.states[r * l..(r + 1) * l]);
                 }
                 self.sweeps_single(k);
             }
             Method::Pcd => self.sweeps_single(k),
             Method::Pt => {
-                let mut pt = self.tempering.take().ok_or_else(|| EngineError::Internal("pt without a ladder".into()))?;
+                let mut pt = self
+                    .tempering
+                    .take()
+                    .ok_or_else(|| EngineError::Internal("pt without a ladder".into()))?;
                 let every = self.settings.pt_swap_every;
                 let mut done = 0;
                 let result = (|| {
                     while done < k {
                         let sweeps = every.min(k - done);
                         let key = self.rng_swap.next_key();
-                        let mut replicas = Replicas { trainer: self, chains_per_replica: n };
+                        let mut replicas = Replicas {
+                            trainer: self,
+                            chains_per_replica: n,
+                        };
                         pt.round(&mut replicas, sweeps, key)?;
                         done += sweeps;
                     }
@@ -307,14 +350,22 @@ impl PottsTrainer {
     fn sweeps_single(&mut self, k: usize) {
         let betas = vec![1.0f32; self.settings.chains];
         let keys: Vec<RngKey> = (0..k).map(|_| self.rng_sweep.next_key()).collect();
-        sweeps(&self.model, &mut self.chains, &betas, self.options.update, &keys);
+        sweeps(
+            &self.model,
+            &mut self.chains,
+            &betas,
+            self.options.update,
+            &keys,
+        );
     }
 
     /// One full-batch gradient step from the current chains.
     fn step(&mut self, model_freq: &Frequencies, learning_rate: f64) -> Result<()> {
         let (l, q) = (self.model.sites, self.model.q);
         let lq = l * q;
-        let grad_h: Vec<f32> = (0..lq).map(|x| (self.data_freq.one[x] - model_freq.one[x]) as f32).collect();
+        let grad_h: Vec<f32> = (0..lq)
+            .map(|x| (self.data_freq.one[x] - model_freq.one[x]) as f32)
+            .collect();
         let grad_j: Vec<f32> = (0..lq * lq)
             .map(|xy| {
                 let (x, y) = (xy / lq, xy % lq);
@@ -327,10 +378,28 @@ impl PottsTrainer {
             .collect();
         self.updates += 1;
         let rule = Rule::new(&self.settings, learning_rate, self.updates);
-        apply(&mut self.model.fields, &grad_h, &mut self.opt_h, &rule, false);
-        apply(&mut self.model.couplings, &grad_j, &mut self.opt_j, &rule, true);
+        apply(
+            &mut self.model.fields,
+            &grad_h,
+            &mut self.opt_h,
+            &rule,
+            false,
+        );
+        apply(
+            &mut self.model.couplings,
+            &grad_j,
+            &mut self.opt_j,
+            &rule,
+            true,
+        );
         // Diagonal blocks stay exactly zero (their gradient and decay are zero; momentum too).
-        if let Some(i) = self.model.fields.iter().chain(&self.model.couplings).position(|v| !v.is_finite()) {
+        if let Some(i) = self
+            .model
+            .fields
+            .iter()
+            .chain(&self.model.couplings)
+            .position(|v| !v.is_finite())
+        {
             return Err(EngineError::Diverged(format!(
                 "a Potts parameter became {} at update {} (flat index {i}); lower the learning rate or add l2",
                 if i < lq { self.model.fields[i] } else { self.model.couplings[i - lq] },
@@ -340,26 +409,46 @@ impl PottsTrainer {
         Ok(())
     }
 
-    fn epoch_metrics(&self, model_freq: &Frequencies, metrics: &mut BTreeMap<String, f64>) -> Result<()> {
-        metrics.insert("pearson".into(), pearson(&self.data_connected, &model_freq.connected()));
+    fn epoch_metrics(
+        &self,
+        model_freq: &Frequencies,
+        metrics: &mut BTreeMap<String, f64>,
+    ) -> Result<()> {
+        metrics.insert(
+            "pearson".into(),
+            pearson(&self.data_connected, &model_freq.connected()),
+        );
         let (l, eval) = (self.model.sites, PLL_ROWS.min(self.train_set.rows));
         let t = &self.train_set;
         metrics.insert(
             "pseudo_log_likelihood".into(),
-            self.model.pseudo_log_likelihood(&t.states[..eval * l], Some(&t.weights[..eval])),
+            self.model
+                .pseudo_log_likelihood(&t.states[..eval * l], Some(&t.weights[..eval])),
         );
         if let Some(v) = &self.valid_set {
             let e = PLL_ROWS.min(v.rows);
-            metrics.insert("val_pseudo_log_likelihood".into(), self.model.pseudo_log_likelihood(&v.states[..e * l], Some(&v.weights[..e])));
+            metrics.insert(
+                "val_pseudo_log_likelihood".into(),
+                self.model
+                    .pseudo_log_likelihood(&v.states[..e * l], Some(&v.weights[..e])),
+            );
         }
         let configurations = self.model.configurations();
         let last = self.epoch >= self.settings.epochs;
         if configurations <= EXACT_EVERY_EPOCH || (last && configurations <= EXACT_FINAL) {
             let exact = self.model.enumerate()?;
             metrics.insert("log_z".into(), exact.log_z);
-            metrics.insert("log_likelihood".into(), self.model.log_likelihood(&t.states, Some(&t.weights), exact.log_z));
+            metrics.insert(
+                "log_likelihood".into(),
+                self.model
+                    .log_likelihood(&t.states, Some(&t.weights), exact.log_z),
+            );
             if let Some(v) = &self.valid_set {
-                metrics.insert("val_log_likelihood".into(), self.model.log_likelihood(&v.states, Some(&v.weights), exact.log_z));
+                metrics.insert(
+                    "val_log_likelihood".into(),
+                    self.model
+                        .log_likelihood(&v.states, Some(&v.weights), exact.log_z),
+                );
             }
         }
         metrics.insert("m_eff".into(), t.m_eff());
@@ -368,7 +457,10 @@ impl PottsTrainer {
             for (i, r) in rates.iter().enumerate() {
                 metrics.insert(format!("pt_swap_rate_{i}"), *r);
             }
-            metrics.insert("pt_swap_rate_min".into(), rates.iter().cloned().fold(f64::INFINITY, f64::min));
+            metrics.insert(
+                "pt_swap_rate_min".into(),
+                rates.iter().cloned().fold(f64::INFINITY, f64::min),
+            );
         }
         for (name, v) in metrics.iter() {
             if v.is_infinite() || (v.is_nan() && !name.starts_with("pt_swap_rate")) {
@@ -433,7 +525,13 @@ impl Rule {
 
 /// Ascends `grad` (minus L1/L2 decay when `decay`): sgd velocity = momentum v + lr step;
 /// adam with bias correction at step t.
-pub(crate) fn apply(param: &mut [f32], grad: &[f32], state: &mut [Vec<f32>], r: &Rule, decay: bool) {
+pub(crate) fn apply(
+    param: &mut [f32],
+    grad: &[f32],
+    state: &mut [Vec<f32>],
+    r: &Rule,
+    decay: bool,
+) {
     let (l1, l2) = if decay { (r.l1, r.l2) } else { (0.0, 0.0) };
     let step = |p: f32, g: f32| g - l2 * p - l1 * p.signum() * (p != 0.0) as u8 as f32;
     match r.optimizer {
@@ -475,14 +573,23 @@ impl TemperedChains for Replicas<'_> {
         let span = self.chains_per_replica * t.model.sites;
         let betas = vec![beta as f32; self.chains_per_replica];
         let key = t.rng_sweep.next_key();
-        sweep(&t.model, &mut t.chains[replica * span..(replica + 1) * span], &betas, t.options.update, key);
+        sweep(
+            &t.model,
+            &mut t.chains[replica * span..(replica + 1) * span],
+            &betas,
+            t.options.update,
+            key,
+        );
         Ok(())
     }
 
     fn energies(&mut self, replica: usize) -> Result<Vec<f64>> {
         let t = &self.trainer;
         let span = self.chains_per_replica * t.model.sites;
-        Ok(crate::potts::sweep::energies(&t.model, &t.chains[replica * span..(replica + 1) * span]))
+        Ok(crate::potts::sweep::energies(
+            &t.model,
+            &t.chains[replica * span..(replica + 1) * span],
+        ))
     }
 
     fn swap(&mut self, a: usize, b: usize, mask: &[bool]) -> Result<()> {
@@ -509,7 +616,11 @@ impl FamilyTrainer for PottsTrainer {
         self.settings.epochs
     }
 
-    fn run_epoch(&mut self, should_stop: &dyn Fn() -> bool, progress: &mut dyn FnMut(f64)) -> Result<Option<EpochReport>> {
+    fn run_epoch(
+        &mut self,
+        should_stop: &dyn Fn() -> bool,
+        progress: &mut dyn FnMut(f64),
+    ) -> Result<Option<EpochReport>> {
         if self.epoch >= self.settings.epochs {
             return Err(EngineError::invalid("training is already finished"));
         }
@@ -520,7 +631,8 @@ impl FamilyTrainer for PottsTrainer {
         let lr = self.settings.learning_rate_at(self.epoch);
         self.sample()?;
         let (l, q) = (self.model.sites, self.model.q);
-        let model_freq = Frequencies::from_states(self.model_chains(), self.settings.chains, l, q, None, 0.0);
+        let model_freq =
+            Frequencies::from_states(self.model_chains(), self.settings.chains, l, q, None, 0.0);
         self.step(&model_freq, lr)?;
         let train_seconds = started.elapsed().as_secs_f64();
         self.epoch += 1;
@@ -528,15 +640,24 @@ impl FamilyTrainer for PottsTrainer {
         let replicas = self.settings.betas.len().max(1);
         let sweeps = (self.settings.chains * replicas * self.settings.k) as f64;
         metrics.insert("train_seconds".into(), train_seconds);
-        metrics.insert("samples_per_second".into(), sweeps / train_seconds.max(1e-9));
+        metrics.insert(
+            "samples_per_second".into(),
+            sweeps / train_seconds.max(1e-9),
+        );
         metrics.insert("learning_rate".into(), lr);
         // The metrics describe the chains that produced this update's gradient.
         let metrics_started = Instant::now();
         self.epoch_metrics(&model_freq, &mut metrics)?;
-        metrics.insert("metrics_seconds".into(), metrics_started.elapsed().as_secs_f64());
+        metrics.insert(
+            "metrics_seconds".into(),
+            metrics_started.elapsed().as_secs_f64(),
+        );
         metrics.insert("epoch_seconds".into(), started.elapsed().as_secs_f64());
         progress(self.epoch as f64 / self.settings.epochs as f64);
-        Ok(Some(EpochReport { epoch: self.epoch, metrics }))
+        Ok(Some(EpochReport {
+            epoch: self.epoch,
+            metrics,
+        }))
     }
 
     fn checkpoint(&self) -> Result<Vec<u8>> {
@@ -547,15 +668,27 @@ impl FamilyTrainer for PottsTrainer {
         let mut meta = BTreeMap::new();
         meta.insert("epochs".into(), self.epoch.to_string());
         meta.insert("seed".into(), self.seed.to_string());
-        meta.insert("method".into(), format!("{:?}", self.settings.method).to_lowercase());
-        meta.insert("model_spec".into(), serde_json::to_string(&self.model_spec).unwrap_or_default());
-        meta.insert("train_spec".into(), serde_json::to_string(&self.train_spec).unwrap_or_default());
+        meta.insert(
+            "method".into(),
+            format!("{:?}", self.settings.method).to_lowercase(),
+        );
+        meta.insert(
+            "model_spec".into(),
+            serde_json::to_string(&self.model_spec).unwrap_or_default(),
+        );
+        meta.insert(
+            "train_spec".into(),
+            serde_json::to_string(&self.train_spec).unwrap_or_default(),
+        );
         meta.insert("backend".into(), "cpu".into());
         meta.insert("pseudocount".into(), self.pseudocount.to_string());
         meta.insert("m_eff".into(), self.train_set.m_eff().to_string());
         meta.insert("notes".into(), self.notes.join("; "));
         if self.from_fasta {
-            meta.insert("alphabet".into(), String::from_utf8_lossy(crate::data::fasta::PROTEIN_ALPHABET).into_owned());
+            meta.insert(
+                "alphabet".into(),
+                String::from_utf8_lossy(crate::data::fasta::PROTEIN_ALPHABET).into_owned(),
+            );
         }
         crate::potts::file::to_bytes(&self.model, &meta)
     }

@@ -40,11 +40,22 @@ fn exact_samples(model: &PottsModel, rows: usize, seed: u64) -> Dataset {
         let k = cdf.partition_point(|&c| c <= u).min(count - 1);
         values.extend(decode(k).iter().map(|&s| s as f32));
     }
-    Dataset { rows, cols: l, values, kind: ValueKind::Categorical, q: q as u32, notes: vec![] }
+    Dataset {
+        rows,
+        cols: l,
+        values,
+        kind: ValueKind::Categorical,
+        q: q as u32,
+        notes: vec![],
+    }
 }
 
 fn potts_spec() -> ModelSpec {
-    ModelSpec { model_type: "potts".into(), reweight_identity: Some(0.0), ..Default::default() }
+    ModelSpec {
+        model_type: "potts".into(),
+        reweight_identity: Some(0.0),
+        ..Default::default()
+    }
 }
 
 /// Inverse problem: 20000 exact samples of an L = 6, q = 3 model with couplings of scale
@@ -96,7 +107,14 @@ fn resume_continues_exactly() {
     let truth = random_model(5, 3, 0.5, 2);
     let data = exact_samples(&truth, 500, 1);
     for train in [
-        TrainSpec { chains: Some(50), k: Some(2), epochs: Some(10), momentum: Some(0.5), l2: Some(0.01), ..Default::default() },
+        TrainSpec {
+            chains: Some(50),
+            k: Some(2),
+            epochs: Some(10),
+            momentum: Some(0.5),
+            l2: Some(0.01),
+            ..Default::default()
+        },
         TrainSpec {
             method: "pt".into(),
             betas: vec![0.5, 1.0],
@@ -127,19 +145,73 @@ fn resume_continues_exactly() {
 #[test]
 fn bad_requests_are_refused() {
     let data = exact_samples(&random_model(4, 3, 0.5, 2), 50, 1);
-    let train = TrainSpec { epochs: Some(2), ..Default::default() };
+    let train = TrainSpec {
+        epochs: Some(2),
+        ..Default::default()
+    };
     let refuse = |model: ModelSpec, train: TrainSpec| {
         let r = PottsTrainer::new(&model, &train, 1, data.clone());
-        assert!(matches!(r, Err(EngineError::InvalidInput(_))), "{model:?} {train:?} accepted");
+        assert!(
+            matches!(r, Err(EngineError::InvalidInput(_))),
+            "{model:?} {train:?} accepted"
+        );
     };
-    refuse(ModelSpec { q: Some(1), ..potts_spec() }, train.clone());
-    refuse(ModelSpec { q: Some(2), ..potts_spec() }, train.clone());
-    refuse(ModelSpec { hidden: Some(3), ..potts_spec() }, train.clone());
-    refuse(ModelSpec { pseudocount: Some(1.5), ..potts_spec() }, train.clone());
-    refuse(ModelSpec { reweight_identity: Some(2.0), ..potts_spec() }, train.clone());
-    refuse(ModelSpec { unknown_residues: Some("keep".into()), ..potts_spec() }, train.clone());
-    refuse(potts_spec(), TrainSpec { method: "pt".into(), ..train.clone() });
-    refuse(potts_spec(), TrainSpec { sampler: "wolff".into(), ..train.clone() });
+    refuse(
+        ModelSpec {
+            q: Some(1),
+            ..potts_spec()
+        },
+        train.clone(),
+    );
+    refuse(
+        ModelSpec {
+            q: Some(2),
+            ..potts_spec()
+        },
+        train.clone(),
+    );
+    refuse(
+        ModelSpec {
+            hidden: Some(3),
+            ..potts_spec()
+        },
+        train.clone(),
+    );
+    refuse(
+        ModelSpec {
+            pseudocount: Some(1.5),
+            ..potts_spec()
+        },
+        train.clone(),
+    );
+    refuse(
+        ModelSpec {
+            reweight_identity: Some(2.0),
+            ..potts_spec()
+        },
+        train.clone(),
+    );
+    refuse(
+        ModelSpec {
+            unknown_residues: Some("keep".into()),
+            ..potts_spec()
+        },
+        train.clone(),
+    );
+    refuse(
+        potts_spec(),
+        TrainSpec {
+            method: "pt".into(),
+            ..train.clone()
+        },
+    );
+    refuse(
+        potts_spec(),
+        TrainSpec {
+            sampler: "wolff".into(),
+            ..train.clone()
+        },
+    );
 }
 
 /// The bundled PF00014 alignment trains end to end: a few updates raise the Pearson
@@ -147,9 +219,16 @@ fn bad_requests_are_refused() {
 #[test]
 fn pf00014_trains() {
     let bytes = include_bytes!("../../../data/msa/PF00014.fasta");
-    let data = crate::data::parse_dataset(crate::data::DataFormat::Fasta, bytes, &Default::default()).unwrap();
+    let data =
+        crate::data::parse_dataset(crate::data::DataFormat::Fasta, bytes, &Default::default())
+            .unwrap();
     assert_eq!((data.rows, data.cols, data.q), (4914, 53, 21));
-    let train = TrainSpec { chains: Some(200), k: Some(5), epochs: Some(3), ..Default::default() };
+    let train = TrainSpec {
+        chains: Some(200),
+        k: Some(5),
+        epochs: Some(3),
+        ..Default::default()
+    };
     let mut t = PottsTrainer::new(&potts_spec_reweighted(), &train, 1, data).unwrap();
     let mut reports = vec![];
     while t.epochs_done() < t.epochs_total() {
@@ -157,8 +236,15 @@ fn pf00014_trains() {
     }
     let m = &reports.last().unwrap().metrics;
     assert!(m["m_eff"] > 500.0 && m["m_eff"] < 4914.0, "{m:?}");
-    assert!(m["pearson"].is_finite() && m["pseudo_log_likelihood"] < 0.0, "{m:?}");
-    assert!(t.notes().iter().any(|n| n.contains("unknown residues")), "{:?}", t.notes());
+    assert!(
+        m["pearson"].is_finite() && m["pseudo_log_likelihood"] < 0.0,
+        "{m:?}"
+    );
+    assert!(
+        t.notes().iter().any(|n| n.contains("unknown residues")),
+        "{:?}",
+        t.notes()
+    );
     let file = t.model_file().unwrap();
     let info = crate::model_file::inspect_model(&file).unwrap();
     assert_eq!((info.dims["sites"], info.dims["q"]), (53, 21));
@@ -166,5 +252,8 @@ fn pf00014_trains() {
 }
 
 fn potts_spec_reweighted() -> ModelSpec {
-    ModelSpec { model_type: "potts".into(), ..Default::default() }
+    ModelSpec {
+        model_type: "potts".into(),
+        ..Default::default()
+    }
 }
