@@ -2,7 +2,7 @@
 //! time per gradient update and the Pearson correlation of connected correlations after a
 //! number of updates, at adabmDCA's settings (1000 chains, 10 sweeps per update, SGD with
 //! learning rate 0.01, 80% identity reweighting, pseudocount 1/M_eff).
-//! Run: `cargo bench -p ebm-engine --bench potts_dca -- [updates] [chains] [sweeps] [gibbs|metropolis]`.
+//! Run: `cargo bench -p ebm-engine --bench potts_dca -- [updates] [chains] [sweeps] [gibbs|metropolis] [alignment]`.
 //! `bench/potts_vs_adabmdca.sh` runs this next to adabmDCA; results in docs/benchmarks.md.
 
 use ebm_engine::data::{parse_dataset, DataFormat, ParseLimits};
@@ -20,8 +20,10 @@ fn main() {
     let chains: u32 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(1000);
     let sweeps: u32 = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(10);
     let sampler = args.get(3).cloned().unwrap_or_else(|| "gibbs".into());
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../data/msa/PF00014.fasta");
-    let bytes = std::fs::read(path).expect("data/msa/PF00014.fasta");
+    let default_path =
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../data/msa/PF00014.fasta").to_string();
+    let path = args.get(4).cloned().unwrap_or(default_path);
+    let bytes = std::fs::read(&path).expect("the alignment file");
     let started = Instant::now();
     let data = parse_dataset(DataFormat::Fasta, &bytes, &ParseLimits::default()).unwrap();
     let model = ModelSpec {
@@ -39,7 +41,7 @@ fn main() {
     let mut trainer = PottsTrainer::new(&model, &train, 1, data).unwrap();
     let setup = started.elapsed().as_secs_f64();
     println!(
-        "PF00014: {} threads, {chains} chains, {sweeps} {sampler} sweeps per update, lr 0.01; setup (parse + reweighting + statistics) {setup:.3} s",
+        "{path}: {} threads, {chains} chains, {sweeps} {sampler} sweeps per update, lr 0.01; setup (parse + reweighting + statistics) {setup:.3} s",
         rayon::current_num_threads()
     );
     for note in trainer.notes() {
@@ -55,6 +57,7 @@ fn main() {
         let report = trainer.run_epoch(&|| false, &mut |_| {}).unwrap().unwrap();
         let m = &report.metrics;
         total_update += m["train_seconds"];
+        total_epoch += m["epoch_seconds"];
         if report.epoch % 10 == 0 || report.epoch == 1 || report.epoch as u32 == updates {
             println!(
                 "{:>7} {:>12.4} {:>12.4} {:>9.4} {:>10.3}",
@@ -69,8 +72,9 @@ fn main() {
     }
     let m = last.unwrap().metrics;
     println!(
-        "RESULT updates={updates} mean_update_s={:.4} pearson={:.4}",
+        "RESULT updates={updates} mean_update_s={:.4} mean_update_with_metrics_s={:.4} pearson={:.4}",
         total_update / updates as f64,
+        total_epoch / updates as f64,
         m["pearson"]
     );
 }

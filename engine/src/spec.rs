@@ -471,7 +471,7 @@ pub fn validate_train(model: &ModelSpec, train: &TrainSpec, data: &DataShape) ->
         ModelType::BernoulliRbm | ModelType::GaussianRbm => {
             crate::rbm::validate(model_type, model, &settings, data)
         }
-        ModelType::Potts => crate::potts::trainer::validate(model, train, data),
+        ModelType::Potts => crate::potts::options::validate(model, train, data),
         ModelType::LatticeIsing => crate::lattice::trainer::validate(model, train, data),
     }
 }

@@ -8,7 +8,9 @@
 pub mod checkpoint;
 pub mod data;
 pub mod file;
+pub mod options;
 pub mod stats;
+pub mod step;
 pub mod sweep;
 pub mod trainer;
 #[cfg(test)]

@@ -11,12 +11,13 @@
 //! correlations (`pearson`, the DCA stopping criterion), the pseudo-log-likelihood, the exact
 //! log-likelihood when q^L is small, wall time and chain sweeps per second.
 
-use crate::data::fasta::UnknownResidues;
-use crate::data::{Dataset, ValueKind};
+use crate::data::Dataset;
 use crate::error::{EngineError, Result};
-use crate::potts::data::{resolve_q, states_of, weigh, Sequences};
+use crate::potts::data::{states_of, weigh, Sequences};
+use crate::potts::options::{check_sizes, potts_settings, PottsOptions};
 use crate::potts::stats::{pearson, Frequencies};
-use crate::potts::sweep::{random_states, sweep, sweeps, PottsUpdate};
+use crate::potts::step::{apply, Rule};
+use crate::potts::sweep::{random_states, sweep, sweeps};
 use crate::potts::PottsModel;
 use crate::rng::{permutation, streams, RngKey, RngStream};
 use crate::spec::{
@@ -32,120 +33,6 @@ const EXACT_EVERY_EPOCH: f64 = 65_536.0;
 const EXACT_FINAL: f64 = 1_048_576.0;
 /// Sequences the pseudo-log-likelihood is evaluated on per epoch.
 const PLL_ROWS: usize = 500;
-
-/// Potts-specific options of the model spec, resolved.
-#[derive(Clone, Debug, PartialEq)]
-pub struct PottsOptions {
-    pub q: usize,
-    pub reweight_identity: f64,
-    /// None: 1 / M_eff.
-    pub pseudocount: Option<f64>,
-    pub unknown_residues: UnknownResidues,
-    pub update: PottsUpdate,
-}
-
-impl PottsOptions {
-    pub fn resolve(model: &ModelSpec, train: &TrainSpec, data: &Dataset) -> Result<Self> {
-        let pseudocount = match model.pseudocount {
-            None => None,
-            Some(p) if p.is_finite() && (0.0..1.0).contains(&p) => Some(p),
-            Some(p) => {
-                return Err(EngineError::invalid(format!(
-                    "model.pseudocount must lie in [0, 1), not {p}"
-                )))
-            }
-        };
-        if model.hidden.is_some() || model.size.is_some() {
-            return Err(EngineError::invalid(
-                "model.hidden and model.size do not apply to potts (sites come from the data)",
-            ));
-        }
-        Ok(PottsOptions {
-            q: resolve_q(data, model.q)?,
-            reweight_identity: model.reweight_identity.unwrap_or(0.8),
-            pseudocount,
-            unknown_residues: UnknownResidues::from_name(
-                model.unknown_residues.as_deref().unwrap_or(""),
-            )?,
-            update: PottsUpdate::from_name(&train.sampler)?,
-        })
-    }
-}
-
-/// Checks a Potts training request against the data's shape before any work starts.
-pub fn validate(model: &ModelSpec, train: &TrainSpec, data: &DataShape) -> Result<()> {
-    if model.hidden.is_some() || model.size.is_some() {
-        return Err(EngineError::invalid(
-            "model.hidden and model.size do not apply to potts (sites come from the data)",
-        ));
-    }
-    let q = match (data.kind, data.q, model.q) {
-        (ValueKind::Categorical, dq, Some(mq)) if dq > 0 && dq != mq => {
-            return Err(EngineError::invalid(format!(
-                "model.q = {mq} but the data set's alphabet has q = {dq}: leave model.q out or set it to {dq}"
-            )))
-        }
-        (ValueKind::Categorical, dq, _) if dq > 0 => dq as usize,
-        (ValueKind::Real, _, None) => {
-            return Err(EngineError::invalid(
-                "a potts model on numeric data needs model.q (states 0..q-1 per column)",
-            ))
-        }
-        (_, _, Some(mq)) => mq as usize,
-        (_, _, None) => 2,
-    };
-    crate::potts::check_shape(data.cols, q)?;
-    if let Some(p) = model.pseudocount {
-        if !(p.is_finite() && (0.0..1.0).contains(&p)) {
-            return Err(EngineError::invalid(format!(
-                "model.pseudocount must lie in [0, 1), not {p}"
-            )));
-        }
-    }
-    if let Some(r) = model.reweight_identity {
-        if !(r.is_finite() && (0.0..=1.0).contains(&r)) {
-            return Err(EngineError::invalid(format!(
-                "model.reweight_identity must lie in [0, 1] (0 switches reweighting off), not {r}"
-            )));
-        }
-    }
-    UnknownResidues::from_name(model.unknown_residues.as_deref().unwrap_or(""))?;
-    PottsUpdate::from_name(&train.sampler)?;
-    let settings = potts_settings(train, data.rows)?;
-    check_sizes(&settings, data.cols, q)
-}
-
-fn check_sizes(settings: &TrainSettings, sites: usize, q: usize) -> Result<()> {
-    let chains_total = settings.chains * settings.betas.len().max(1);
-    if (chains_total as u64) * (sites as u64) >= u32::MAX as u64 / 2 {
-        return Err(EngineError::invalid(format!(
-            "{chains_total} chains x {sites} sites is too many: lower train.chains"
-        )));
-    }
-    let lq = (sites * q) as u64;
-    if lq * lq > 400_000_000 {
-        return Err(EngineError::invalid(format!(
-            "a Potts model with L = {sites} sites and q = {q} has {} couplings, more than this \
-             server trains (4e8)",
-            lq * lq
-        )));
-    }
-    Ok(())
-}
-
-/// Settings with the Potts defaults applied where the spec left a value unset.
-pub fn potts_settings(train: &TrainSpec, rows: usize) -> Result<TrainSettings> {
-    let mut spec = train.clone();
-    spec.chains = spec.chains.or(Some(1000));
-    spec.k = spec.k.or(Some(10));
-    if spec.optimizer.trim().is_empty() || spec.optimizer.trim() == "sgd" {
-        spec.learning_rate = spec.learning_rate.or(Some(0.01));
-        spec.momentum = spec.momentum.or(Some(0.0));
-    }
-    // Full-batch updates: the batch size is not used; keep resolve's check quiet.
-    spec.batch_size = None;
-    spec.resolve(rows)
-}
 
 pub struct PottsTrainer {
     pub(super) settings: TrainSettings,
@@ -492,69 +379,6 @@ pub(crate) fn fingerprint(data: &Dataset) -> u64 {
         eat(v.to_bits() as u64);
     }
     h
-}
-
-/// One optimizer step's constants (the same rule as the RBM backends' `apply_update`).
-pub(crate) struct Rule {
-    pub lr: f32,
-    pub l1: f32,
-    pub l2: f32,
-    pub optimizer: OptimizerKind,
-    pub momentum: f32,
-    pub beta1: f32,
-    pub beta2: f32,
-    pub eps: f32,
-    pub t: u64,
-}
-
-impl Rule {
-    pub(crate) fn new(s: &TrainSettings, learning_rate: f64, t: u64) -> Self {
-        Rule {
-            lr: learning_rate as f32,
-            l1: s.l1 as f32,
-            l2: s.l2 as f32,
-            optimizer: s.optimizer,
-            momentum: s.momentum as f32,
-            beta1: s.adam_beta1 as f32,
-            beta2: s.adam_beta2 as f32,
-            eps: s.adam_eps as f32,
-            t,
-        }
-    }
-}
-
-/// Ascends `grad` (minus L1/L2 decay when `decay`): sgd velocity = momentum v + lr step;
-/// adam with bias correction at step t.
-pub(crate) fn apply(
-    param: &mut [f32],
-    grad: &[f32],
-    state: &mut [Vec<f32>],
-    r: &Rule,
-    decay: bool,
-) {
-    let (l1, l2) = if decay { (r.l1, r.l2) } else { (0.0, 0.0) };
-    let step = |p: f32, g: f32| g - l2 * p - l1 * p.signum() * (p != 0.0) as u8 as f32;
-    match r.optimizer {
-        OptimizerKind::Sgd => {
-            let v = &mut state[0];
-            for i in 0..param.len() {
-                v[i] = r.momentum * v[i] + r.lr * step(param[i], grad[i]);
-                param[i] += v[i];
-            }
-        }
-        OptimizerKind::Adam => {
-            let t = r.t.max(1) as i32;
-            let (c1, c2) = (1.0 / (1.0 - r.beta1.powi(t)), 1.0 / (1.0 - r.beta2.powi(t)));
-            let (m1, m2) = state.split_at_mut(1);
-            let (a, b) = (&mut m1[0], &mut m2[0]);
-            for i in 0..param.len() {
-                let g = step(param[i], grad[i]);
-                a[i] = r.beta1 * a[i] + (1.0 - r.beta1) * g;
-                b[i] = r.beta2 * b[i] + (1.0 - r.beta2) * g * g;
-                param[i] += r.lr * (a[i] * c1) / ((b[i] * c2).sqrt() + r.eps);
-            }
-        }
-    }
 }
 
 /// The replicas of `pt`, seen through the engine's generic tempering.
