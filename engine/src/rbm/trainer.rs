@@ -31,6 +31,8 @@ const EXACT_LL_FINAL: u64 = 1 << 31;
 const METRIC_BUDGET: usize = 1 << 26;
 /// Sliding-average rate of centering offsets.
 const OFFSET_RATE: f32 = 0.01;
+/// Learning rate of log sigma relative to the other parameters (Gaussian RBMs).
+const SIGMA_RATE_FACTOR: f32 = 0.1;
 
 /// A set of chains (or a minibatch) with its workspace: visible states and means,
 /// hidden probabilities and states.
@@ -42,7 +44,12 @@ pub(super) struct ChainSet<M> {
 }
 
 impl<M> ChainSet<M> {
-    fn new<B: Backend<Matrix = M>>(backend: &B, rows: usize, nv: usize, nh: usize) -> Result<Self> {
+    pub(super) fn new<B: Backend<Matrix = M>>(
+        backend: &B,
+        rows: usize,
+        nv: usize,
+        nh: usize,
+    ) -> Result<Self> {
         Ok(ChainSet {
             v: backend.zeros(rows, nv)?,
             vm: backend.zeros(rows, nv)?,
@@ -483,11 +490,17 @@ impl<B: Backend> RbmTrainer<B> {
                 cols: self.visible,
                 data: be.download(g)?,
             };
+            // sigma learns ten times slower than W, b, c: its gradient (z^2 terms) is
+            // large and noisy, and a collapsing sigma is the usual failure of GB-RBMs.
+            let sigma_rule = UpdateRule {
+                learning_rate: rule.learning_rate * SIGMA_RATE_FACTOR,
+                ..rule
+            };
             CpuBackend.apply_update(
                 &mut learned.log_sigma,
                 &g,
                 &mut learned.state,
-                &rule,
+                &sigma_rule,
                 false,
             )?;
             // keep sigma within [1e-2, 1e2] of the standardized scale: beyond it the model degenerates
@@ -584,12 +597,12 @@ impl<B: Backend> RbmTrainer<B> {
 }
 
 /// The replicas of PCD with parallel tempering, seen through `TemperedChains`.
-struct Replicas<'a, B: Backend> {
-    backend: &'a B,
-    params: &'a RbmTensors<B::Matrix>,
-    sets: &'a mut [ChainSet<B::Matrix>],
-    rng_hidden: &'a mut RngStream,
-    rng_visible: &'a mut RngStream,
+pub(super) struct Replicas<'a, B: Backend> {
+    pub(super) backend: &'a B,
+    pub(super) params: &'a RbmTensors<B::Matrix>,
+    pub(super) sets: &'a mut [ChainSet<B::Matrix>],
+    pub(super) rng_hidden: &'a mut RngStream,
+    pub(super) rng_visible: &'a mut RngStream,
 }
 
 impl<B: Backend> TemperedChains for Replicas<'_, B> {
