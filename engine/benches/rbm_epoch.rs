@@ -22,7 +22,10 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 fn args() -> (String, HashMap<String, String>) {
-    let raw: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let raw: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
     let cmd = raw.first().cloned().unwrap_or_else(|| "gemm".into());
     let mut map = HashMap::new();
     let mut it = raw.iter().skip(1);
@@ -36,7 +39,11 @@ fn args() -> (String, HashMap<String, String>) {
 
 fn load(path: &str) -> Dataset {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
-    let limits = ParseLimits { max_rows: 1 << 24, max_cols: 1 << 16, max_cells: 1 << 30 };
+    let limits = ParseLimits {
+        max_rows: 1 << 24,
+        max_cols: 1 << 16,
+        max_cells: 1 << 30,
+    };
     parse_dataset(DataFormat::Npy, &bytes, &limits).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
@@ -46,7 +53,10 @@ fn heldout_metrics(model: &RbmModel, heldout: &Dataset) -> String {
     let ll = match exact::enumeration_plan(model) {
         Some((_, cost)) if cost <= 1 << 31 => {
             let log_z = exact::log_partition(model).expect("log Z");
-            format!("{:.4}", model.average_log_likelihood(&heldout.values, log_z))
+            format!(
+                "{:.4}",
+                model.average_log_likelihood(&heldout.values, log_z)
+            )
         }
         _ => "null".into(),
     };
@@ -75,14 +85,21 @@ fn main() {
     let get = |k: &str| a.get(k).cloned().unwrap_or_else(|| panic!("missing --{k}"));
     let threads = rayon::current_num_threads();
     match cmd.as_str() {
-        "gemm" => println!("{{\"gemm_gflops\": {:.2}, \"threads\": {threads}}}", gemm_rate() / 1e9),
+        "gemm" => println!(
+            "{{\"gemm_gflops\": {:.2}, \"threads\": {threads}}}",
+            gemm_rate() / 1e9
+        ),
         "train" => {
             let data = load(&get("data"));
             let heldout = load(&get("heldout"));
             let hidden: u32 = get("hidden").parse().unwrap();
             let batch: u32 = get("batch").parse().unwrap();
             let epochs: u32 = get("epochs").parse().unwrap();
-            let model = ModelSpec { model_type: "bernoulli_rbm".into(), hidden: Some(hidden), ..Default::default() };
+            let model = ModelSpec {
+                model_type: "bernoulli_rbm".into(),
+                hidden: Some(hidden),
+                ..Default::default()
+            };
             // scikit-learn's BernoulliRBM: PCD with one Gibbs step, as many persistent
             // chains as the batch size, plain SGD (no momentum, no weight decay).
             let train = TrainSpec {
@@ -137,7 +154,11 @@ fn main() {
                 sigma: None,
                 transform: None,
             };
-            assert_eq!(model.w.len(), model.visible * model.hidden, "W must be [visible, hidden] (flattened)");
+            assert_eq!(
+                model.w.len(),
+                model.visible * model.hidden,
+                "W must be [visible, hidden] (flattened)"
+            );
             println!("{{{}}}", heldout_metrics(&model, &heldout));
         }
         other => panic!("unknown subcommand {other}: use train, eval or gemm"),

@@ -312,3 +312,31 @@ fn debug_training_curve() {
     let m = params(&t);
     eprintln!("max |W| {}", m.w.iter().fold(0.0f32, |a, b| a.max(b.abs())));
 }
+
+/// init_model: training continues from a model file's parameters; shape mismatches are refused.
+#[test]
+fn training_can_start_from_a_model_file() {
+    let data = small_digits(100);
+    let train = TrainSpec {
+        epochs: Some(1),
+        batch_size: Some(10),
+        ..Default::default()
+    };
+    let mut first = Trainer::new(&rbm_spec(6), &train, 1, data.clone(), BackendKind::Cpu).unwrap();
+    run(&mut first, 1);
+    let file = first.model_file().unwrap();
+    let second = Trainer::new_with_initial_model(
+        &rbm_spec(6),
+        &train,
+        2,
+        data.clone(),
+        BackendKind::Cpu,
+        &file,
+    )
+    .unwrap();
+    assert_eq!(params(&first).w, params(&second).w);
+    match Trainer::new_with_initial_model(&rbm_spec(7), &train, 2, data, BackendKind::Cpu, &file) {
+        Err(EngineError::InvalidInput(msg)) => assert!(msg.contains("hidden"), "{msg}"),
+        other => panic!("expected InvalidInput, got {:?}", other.err()),
+    }
+}

@@ -303,6 +303,58 @@ impl<B: Backend> RbmTrainer<B> {
         })
     }
 
+    /// Starts from the parameters of a model file (`init_model`): same type and shape;
+    /// Gaussian models must agree on standardization (both off, or the file's transform
+    /// is used for the data in place of the one fitted here).
+    pub fn initialize_from(&mut self, model_bytes: &[u8]) -> Result<()> {
+        let init = crate::model_file::rbm_from_bytes(model_bytes)?;
+        if init.model_type() != self.model_type {
+            return Err(EngineError::invalid(format!(
+                "init_model is a {}, but the job trains a {}",
+                init.model_type().name(),
+                self.model_type.name()
+            )));
+        }
+        if (init.visible, init.hidden) != (self.visible, self.hidden) {
+            return Err(EngineError::invalid(format!(
+                "init_model has {} visible x {} hidden units, but the job has {} x {}: \
+                 use a data set with {} columns and model.hidden = {}",
+                init.visible, init.hidden, self.visible, self.hidden, init.visible, init.hidden
+            )));
+        }
+        if init.transform.is_some() != self.transform.is_some() {
+            return Err(EngineError::invalid(
+                "init_model and this job disagree on standardization: set model.standardize to match the model",
+            ));
+        }
+        if let (Some(old), Some(new)) = (&self.transform, &init.transform) {
+            // undo this job's transform, apply the model's, and upload the data again
+            let nv = self.visible;
+            for rows in [&mut self.train_rows, &mut self.valid_rows] {
+                for row in rows.chunks_exact_mut(nv) {
+                    for j in 0..nv {
+                        let raw = row[j] * old.std[j] + old.mean[j];
+                        row[j] = (raw - new.mean[j]) / new.std[j];
+                    }
+                }
+            }
+            let n = self.train_rows.len() / nv;
+            self.data = self.backend.upload(n, nv, &self.train_rows)?;
+            self.transform = Some(new.clone());
+        }
+        let be = &self.backend;
+        self.params.w = be.upload(self.visible, self.hidden, &init.w)?;
+        self.params.b = be.upload(1, self.visible, &init.b)?;
+        self.params.c = be.upload(1, self.hidden, &init.c)?;
+        if let Some(sigma) = &init.sigma {
+            self.params.sigma = Some(be.upload(1, self.visible, sigma)?);
+            if let Some(learned) = self.sigma.as_mut() {
+                learned.log_sigma.data = sigma.iter().map(|s| s.ln()).collect();
+            }
+        }
+        Ok(())
+    }
+
     pub fn settings(&self) -> &TrainSettings {
         &self.settings
     }
