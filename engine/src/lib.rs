@@ -3,3 +3,5 @@
 //! without the service.
 
 pub mod rng;
+pub mod error;
+pub mod stats;
