@@ -5,3 +5,4 @@
 pub mod rng;
 pub mod error;
 pub mod stats;
+pub mod estimate;
