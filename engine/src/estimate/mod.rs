@@ -2,5 +2,9 @@
 //! closed form for the lattice.
 
 pub mod ais;
+pub mod chains;
+pub mod exact;
 pub mod kaufman;
 pub mod schedule;
+#[cfg(test)]
+mod tests;
