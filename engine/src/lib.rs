@@ -6,3 +6,5 @@ pub mod rng;
 pub mod error;
 pub mod stats;
 pub mod estimate;
+pub mod observe;
+pub mod sample;

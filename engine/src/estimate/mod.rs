@@ -7,4 +7,4 @@ pub mod exact;
 pub mod kaufman;
 pub mod schedule;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
