@@ -4,7 +4,13 @@
 pub mod ais;
 pub mod chains;
 pub mod exact;
+pub mod job;
+pub mod model;
 pub mod kaufman;
 pub mod schedule;
 #[cfg(test)]
 pub(crate) mod tests;
+#[cfg(test)]
+mod job_tests;
+
+pub use job::{estimate_log_z, EstimateMethod, EstimateResult, EstimateSpec};

@@ -9,8 +9,12 @@ pub mod statistic;
 #[cfg(test)]
 mod tests;
 
+use crate::backend::BackendKind;
 use crate::error::EngineError;
 use crate::estimate::chains::ModelChains;
+use crate::estimate::job::backend_note;
+use crate::estimate::model::load_model;
+use crate::sample::chain_plan;
 use crate::rng::RngStream;
 use crate::stats::summary::StatisticSummary;
 use statistic::{histogram_layout, Statistic};
@@ -127,4 +131,100 @@ pub fn observe_chains(
         chains: chains.chains(),
         draws_per_chain: plan.per_chain(),
     })
+}
+
+/// What a client asks for (proto `ObserveConfig`; `None` = default).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ObserveSpec {
+    pub statistic: String,
+    pub samples: Option<u32>,
+    pub burn_in: Option<u32>,
+    pub chains: Option<u32>,
+    pub bins: Option<u32>,
+    pub reference: Vec<f32>,
+    pub weights: Vec<f32>,
+    pub units: Vec<u32>,
+    pub thin: Option<u32>,
+}
+
+pub const DEFAULT_OBSERVE_SAMPLES: usize = 10_000;
+pub const DEFAULT_OBSERVE_CHAINS: usize = 16;
+pub const DEFAULT_BINS: usize = 65;
+pub const MAX_BINS: usize = 10_000;
+pub const OBSERVE_STREAM: u32 = 0x0B5E;
+
+/// Runs an `observe` request; returns the report and notes for the user.
+pub fn run_observe(
+    model_file: &[u8],
+    spec: &ObserveSpec,
+    seed: u64,
+    backend: BackendKind,
+    should_stop: &dyn Fn() -> bool,
+    progress: &mut dyn FnMut(f64),
+) -> Result<(ObserveReport, Vec<String>), EngineError> {
+    let plan = chain_plan(
+        "observe",
+        spec.samples,
+        spec.burn_in,
+        spec.thin,
+        spec.chains,
+        (DEFAULT_OBSERVE_SAMPLES, DEFAULT_OBSERVE_CHAINS),
+    )?;
+    if plan.samples > 100_000_000 {
+        return Err(EngineError::InvalidInput("observe.samples must be at most 100000000".into()));
+    }
+    let bins = spec.bins.map_or(DEFAULT_BINS, |b| b as usize);
+    if bins == 0 || bins > MAX_BINS {
+        return Err(EngineError::InvalidInput(format!("observe.bins must be between 1 and {MAX_BINS}, got {bins}")));
+    }
+    if spec.statistic.trim().is_empty() {
+        return Err(EngineError::InvalidInput(format!(
+            "observe.statistic is required: one of {}",
+            statistic::STATISTIC_NAMES
+        )));
+    }
+    let model = load_model(model_file)?;
+    let mut chains = model.chains(plan.chains, None)?;
+    let stat = Statistic::parse(spec.statistic.trim(), &spec.reference, &spec.weights, &spec.units, chains.as_ref())?;
+    let notes: Vec<String> = backend_note(backend).into_iter().collect();
+    let mut rng = RngStream::new(seed, OBSERVE_STREAM);
+    let report = observe_chains(chains.as_mut(), &stat, &plan, bins, &mut rng, should_stop, progress)?;
+    Ok((report, notes))
+}
+
+/// Checks an observe request against a model's listing before it is queued (numbers,
+/// statistic name, and the lengths of reference/weights/units against the model's units).
+pub fn check_observe_request(
+    spec: &ObserveSpec,
+    model_type: &str,
+    dims: &std::collections::BTreeMap<String, u64>,
+) -> Result<(), EngineError> {
+    chain_plan("observe", spec.samples, spec.burn_in, spec.thin, spec.chains, (DEFAULT_OBSERVE_SAMPLES, DEFAULT_OBSERVE_CHAINS))?;
+    let bins = spec.bins.map_or(DEFAULT_BINS, |b| b as usize);
+    if bins == 0 || bins > MAX_BINS {
+        return Err(EngineError::InvalidInput(format!("observe.bins must be between 1 and {MAX_BINS}, got {bins}")));
+    }
+    crate::estimate::job::check_model_type(model_type)?;
+    let units = crate::estimate::job::units_from_dims(model_type, dims).unwrap_or(0) as usize;
+    let bad = |m: String| Err(EngineError::InvalidInput(m));
+    match spec.statistic.trim() {
+        "fraction_on" | "magnetization" | "magnetisation" | "energy" => Ok(()),
+        "hamming_to" if spec.reference.len() != units => bad(format!(
+            "statistic hamming_to needs observe.reference with one value per unit ({units}), got {}",
+            spec.reference.len()
+        )),
+        "projection" if spec.weights.len() != units => bad(format!(
+            "statistic projection needs observe.weights with one value per unit ({units}), got {}",
+            spec.weights.len()
+        )),
+        "correlation" if spec.units.len() != 2 || spec.units.iter().any(|&u| u as usize >= units) || spec.units.first() == spec.units.last() => {
+            bad(format!(
+                "statistic correlation needs observe.units = two different unit indices below {units}, got {:?}",
+                spec.units
+            ))
+        }
+        "hamming_to" | "projection" | "correlation" => Ok(()),
+        "" => bad(format!("observe.statistic is required: one of {}", statistic::STATISTIC_NAMES)),
+        other => bad(format!("unknown statistic {other:?}; use one of {}", statistic::STATISTIC_NAMES)),
+    }
 }
