@@ -154,3 +154,26 @@ pub fn check_sample_request(
     }
     Ok(())
 }
+
+impl SampleMatrix {
+    /// The matrix as a NumPy `.npy` file (format 1.0, little-endian float32, C order),
+    /// which NumPy and PyTorch read directly.
+    pub fn to_npy(&self) -> Vec<u8> {
+        let mut header = format!(
+            "{{'descr': '<f4', 'fortran_order': False, 'shape': ({}, {}), }}",
+            self.rows, self.cols
+        );
+        // Magic (6) + version (2) + length (2) + header + '\n' is a multiple of 64.
+        let unpadded = 10 + header.len() + 1;
+        header.push_str(&" ".repeat(unpadded.next_multiple_of(64) - unpadded));
+        header.push('\n');
+        let mut out = Vec::with_capacity(10 + header.len() + 4 * self.values.len());
+        out.extend_from_slice(b"\x93NUMPY\x01\x00");
+        out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+        out.extend_from_slice(header.as_bytes());
+        for v in &self.values {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        out
+    }
+}

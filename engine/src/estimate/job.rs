@@ -254,6 +254,13 @@ pub fn check_estimate_request(
                     )));
                 }
             }
+            "gaussian_rbm" if dim("hidden") > super::exact::MAX_RBM_BITS as u64 => {
+                return Err(EngineError::InvalidInput(format!(
+                    "exact ln Z of a gaussian_rbm sums over the hidden layer, which has {} units here; at most {} are allowed: use method = \"ais\"",
+                    dim("hidden"),
+                    super::exact::MAX_RBM_BITS
+                )));
+            }
             "potts" => {
                 let states = (dim("q") as f64).powf(dim("sites") as f64);
                 if states > super::exact::MAX_DISCRETE_STATES as f64 {
@@ -276,10 +283,10 @@ pub fn check_estimate_request(
 /// The model types the estimators, `sample` and `observe` handle.
 pub fn check_model_type(model_type: &str) -> Result<(), EngineError> {
     match model_type {
-        "bernoulli_rbm" | "lattice_ising" | "potts" => Ok(()),
+        "bernoulli_rbm" | "gaussian_rbm" | "lattice_ising" | "potts" => Ok(()),
         other => Err(EngineError::InvalidInput(format!(
-            "estimate_log_z, sample and observe support bernoulli_rbm, potts and lattice_ising models; \
-             this model is {other:?}"
+            "estimate_log_z, sample and observe support bernoulli_rbm, gaussian_rbm, potts and \
+             lattice_ising models; this model is {other:?}"
         ))),
     }
 }

@@ -94,17 +94,14 @@ fn bad_estimate_requests_are_refused() {
     // Not a model file at all, and a model type the estimators do not handle.
     assert!(invalid(run_estimate(b"not a model", &spec("ais"), None)).len() > 5);
     let mut w = TensorWriter::new();
-    w.add("W", &[2, 2], &[0.0; 4]).unwrap();
-    w.add("b", &[2], &[0.0; 2]).unwrap();
-    w.add("c", &[2], &[0.0; 2]).unwrap();
-    w.add("sigma", &[2], &[1.0; 2]).unwrap();
-    w.meta("type", "gaussian_rbm");
-    assert!(invalid(run_estimate(&w.to_bytes().unwrap(), &spec("ais"), None)).contains("gaussian_rbm"));
+    w.add("J", &[], &[0.1]).unwrap();
+    w.meta("type", "lattice_ising");
+    assert!(invalid(run_estimate(&w.to_bytes().unwrap(), &spec("ais"), None)).contains("\"h\""));
     // Pre-queue checks from a model listing.
     let dims: BTreeMap<String, u64> = [("visible".to_string(), 784), ("hidden".to_string(), 500)].into();
     assert!(invalid(check_estimate_request(&spec("exact"), "bernoulli_rbm", &dims)).contains("smaller layer"));
     assert!(check_estimate_request(&spec("ais"), "bernoulli_rbm", &dims).is_ok());
-    assert!(invalid(check_estimate_request(&spec("ais"), "gaussian_rbm", &dims)).contains("gaussian_rbm"));
+    assert!(invalid(check_estimate_request(&spec("ais"), "hopfield", &dims)).contains("hopfield"));
     let obs = ObserveSpec { statistic: "hamming_to".into(), reference: vec![0.0; 3], ..Default::default() };
     assert!(invalid(check_observe_request(&obs, "bernoulli_rbm", &dims)).contains("784"));
     let obs = ObserveSpec { statistic: "fraction_on".into(), chains: Some(0), ..Default::default() };
@@ -143,4 +140,41 @@ fn observe_facade_reports_the_51_percent_example() {
     assert!((r.summary.mean - 0.49).abs() < 0.01);
     assert_eq!(r.map_statistic, 0.0);
     assert_eq!(r.summary.histogram.counts.len(), 65);
+}
+
+/// A Gaussian RBM (8 visible, 6 hidden, sigma 0.5-1.5) through the facade: AIS against
+/// the exact sum over the hidden layer with the visibles integrated out (100 chains x
+/// 2000 steps; within 0.05 nats and 3 standard errors), and samples with the data
+/// transform undone (zero weights: each unit is N(b_i sigma... ) in model space, so in
+/// data space its mean is mean_i + std_i b_i; 4000 draws give it to ~0.02).
+#[test]
+fn gaussian_rbm_through_the_facade() {
+    let p = crate::estimate::tests::random_rbm(8, 6, 0.4, 9);
+    let sigma: Vec<f32> = (0..8).map(|i| 0.5 + i as f32 / 7.0).collect();
+    let file = |p: &RbmParams, transform: bool| {
+        let mut w = TensorWriter::new();
+        w.add("W", &[p.visible, p.hidden], &p.weights).unwrap();
+        w.add("b", &[p.visible], &p.visible_bias).unwrap();
+        w.add("c", &[p.hidden], &p.hidden_bias).unwrap();
+        w.add("sigma", &[p.visible], &sigma).unwrap();
+        if transform {
+            w.add("transform_mean", &[p.visible], &[10.0; 8]).unwrap();
+            w.add("transform_std", &[p.visible], &[2.0; 8]).unwrap();
+        }
+        w.meta("type", "gaussian_rbm");
+        w.to_bytes().unwrap()
+    };
+    let exact = run_estimate(&file(&p, false), &spec("exact"), None).unwrap().log_z;
+    let ais = run_estimate(&file(&p, false), &EstimateSpec { chains: Some(100), betas: Some(2000), ..spec("ais") }, None).unwrap();
+    assert!((ais.log_z - exact).abs() < 0.05 && (ais.log_z - exact).abs() < 3.0 * ais.log_z_stderr + 1e-3, "{ais:?} {exact}");
+    let zero = RbmParams { weights: vec![0.0; 48], ..p.clone() };
+    let (m, _) = run_sample(&file(&zero, true), &SampleSpec { samples: Some(4000), burn_in: Some(5), thin: Some(1), chains: Some(40) }, 2, BackendKind::Cpu, &|| false, &mut |_| {}).unwrap();
+    for i in 0..8 {
+        let mean = (0..m.rows).map(|r| m.values[r * 8 + i] as f64).sum::<f64>() / m.rows as f64;
+        let expected = 10.0 + 2.0 * p.visible_bias[i] as f64;
+        // sd of one draw in data space: 2 sigma_i <= 3; se of the mean <= 3 / sqrt(4000) = 0.047.
+        assert!((mean - expected).abs() < 0.2, "unit {i}: {mean} vs {expected}");
+    }
+    let obs = ObserveSpec { statistic: "fraction_on".into(), ..Default::default() };
+    assert!(invalid(run_observe(&file(&p, false), &obs, 1, BackendKind::Cpu, &|| false, &mut |_| {})).contains("real-valued"));
 }

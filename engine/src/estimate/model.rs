@@ -3,6 +3,7 @@
 //! model, exact ln Z and data start states.
 
 use super::ais::Hooks;
+use super::chains::gaussian::{GaussianRbmChains, GaussianRbmParams};
 use super::chains::lattice::{LatticeChains, LatticeParams};
 use super::chains::potts::{PottsChains, PottsParams};
 use super::chains::rbm::{base_rate_bias, RbmChains, RbmParams};
@@ -21,30 +22,27 @@ const MAX_POTTS_COUPLINGS: usize = 1 << 28;
 #[derive(Clone, Debug, PartialEq)]
 pub enum LoadedModel {
     BernoulliRbm(RbmParams),
+    GaussianRbm(GaussianRbmParams),
     LatticeIsing(LatticeParams),
     Potts(PottsParams),
 }
 
-/// Reads a model file. Gaussian RBMs are refused (not yet supported by the estimators).
+/// Reads a model file.
 pub fn load_model(bytes: &[u8]) -> Result<LoadedModel, EngineError> {
     let file = TensorReader::parse(bytes, "the model file")?;
     match file.meta("type").unwrap_or("") {
-        "bernoulli_rbm" => {
+        "bernoulli_rbm" | "gaussian_rbm" => {
             let m = rbm_from_bytes(bytes)?;
-            debug_assert_eq!(m.units, VisibleUnits::Bernoulli);
-            Ok(LoadedModel::BernoulliRbm(RbmParams {
-                visible: m.visible,
-                hidden: m.hidden,
-                weights: m.w,
-                visible_bias: m.b,
-                hidden_bias: m.c,
-            }))
+            let rbm = RbmParams { visible: m.visible, hidden: m.hidden, weights: m.w, visible_bias: m.b, hidden_bias: m.c };
+            Ok(match m.units {
+                VisibleUnits::Bernoulli => LoadedModel::BernoulliRbm(rbm),
+                VisibleUnits::Gaussian => LoadedModel::GaussianRbm(GaussianRbmParams {
+                    sigma: m.sigma.unwrap_or_else(|| vec![1.0; rbm.visible]),
+                    transform: m.transform.map(|t| (t.mean, t.std)),
+                    rbm,
+                }),
+            })
         }
-        "gaussian_rbm" => Err(EngineError::InvalidInput(
-            "estimate_log_z, sample and observe support bernoulli_rbm, potts and lattice_ising models; \
-             gaussian_rbm is not supported yet"
-                .into(),
-        )),
         "lattice_ising" => {
             let coupling = file.finite_f32("J", Some(&[]))?[0] as f64;
             let field = file.finite_f32("h", Some(&[]))?[0] as f64;
@@ -80,6 +78,7 @@ impl LoadedModel {
     pub fn type_name(&self) -> &'static str {
         match self {
             LoadedModel::BernoulliRbm(_) => "bernoulli_rbm",
+            LoadedModel::GaussianRbm(_) => "gaussian_rbm",
             LoadedModel::LatticeIsing(_) => "lattice_ising",
             LoadedModel::Potts(_) => "potts",
         }
@@ -89,6 +88,7 @@ impl LoadedModel {
     pub fn units(&self) -> usize {
         match self {
             LoadedModel::BernoulliRbm(p) => p.visible,
+            LoadedModel::GaussianRbm(p) => p.rbm.visible,
             LoadedModel::LatticeIsing(p) => p.sites(),
             LoadedModel::Potts(p) => p.sites,
         }
@@ -108,6 +108,7 @@ impl LoadedModel {
                 };
                 Box::new(RbmChains::new(p.clone(), base, chains)?)
             }
+            LoadedModel::GaussianRbm(p) => Box::new(GaussianRbmChains::new(p.clone(), chains)?),
             LoadedModel::LatticeIsing(p) => Box::new(LatticeChains::new(*p, chains)?),
             LoadedModel::Potts(p) => Box::new(PottsChains::new(p.clone(), chains)?),
         })
@@ -153,6 +154,12 @@ impl LoadedModel {
     pub fn check_exact(&self) -> Result<(), EngineError> {
         match self {
             LoadedModel::BernoulliRbm(p) => check_rbm_enumerable(p),
+            LoadedModel::GaussianRbm(p) if p.rbm.hidden > super::exact::MAX_RBM_BITS => Err(EngineError::InvalidInput(format!(
+                "exact ln Z of a gaussian_rbm sums over the hidden layer, which has {} units here; at most {} are allowed: use method = \"ais\"",
+                p.rbm.hidden,
+                super::exact::MAX_RBM_BITS
+            ))),
+            LoadedModel::GaussianRbm(_) => Ok(()),
             LoadedModel::LatticeIsing(p) => {
                 if kaufman_applies(p) {
                     Ok(())
@@ -176,6 +183,7 @@ impl LoadedModel {
         self.check_exact()?;
         match self {
             LoadedModel::BernoulliRbm(p) => rbm_log_z(p, hooks),
+            LoadedModel::GaussianRbm(p) => p.exact_log_z(hooks),
             LoadedModel::LatticeIsing(p) if kaufman_applies(p) => {
                 (hooks.progress)(1.0);
                 Ok(lattice_ising_log_z(p.size, p.size, p.coupling.abs()))

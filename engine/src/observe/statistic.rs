@@ -44,7 +44,15 @@ impl Statistic {
         model: &dyn ModelChains,
     ) -> Result<Statistic, EngineError> {
         let n = model.units();
+        let discrete_only = |what: &str| {
+            Err(EngineError::InvalidInput(format!(
+                "statistic {what} needs binary, spin or categorical units; this model has real-valued \
+                 visible units: use energy, projection or correlation"
+            )))
+        };
+        let real = model.encoding() == Encoding::Real;
         let stat = match name {
+            "fraction_on" | "magnetization" | "magnetisation" | "hamming_to" if real => return discrete_only(name),
             "fraction_on" => Statistic::FractionOn,
             "magnetization" | "magnetisation" => Statistic::Magnetization,
             "energy" => Statistic::Energy,
@@ -106,14 +114,14 @@ impl Statistic {
         match self {
             Statistic::FractionOn => {
                 let on = match encoding {
-                    Encoding::Binary | Encoding::Spin => state.iter().filter(|&&x| x > 0.0).count(),
+                    Encoding::Binary | Encoding::Spin | Encoding::Real => state.iter().filter(|&&x| x > 0.0).count(),
                     Encoding::Categorical(_) => state.iter().filter(|&&x| x != 0.0).count(),
                 };
                 on as f64 / n
             }
             Statistic::Magnetization => match encoding {
                 Encoding::Binary => state.iter().map(|&x| 2.0 * x as f64 - 1.0).sum::<f64>() / n,
-                Encoding::Spin => state.iter().map(|&x| x as f64).sum::<f64>() / n,
+                Encoding::Spin | Encoding::Real => state.iter().map(|&x| x as f64).sum::<f64>() / n,
                 Encoding::Categorical(q) => {
                     let mut counts = vec![0usize; q];
                     for &x in state {
@@ -142,6 +150,7 @@ impl Statistic {
             }
             (Statistic::HammingTo(_), _) => Support::Lattice { lo: 0.0, hi: n, step: 1.0 },
             (Statistic::Correlation(..), Encoding::Spin) => Support::Lattice { lo: -1.0, hi: 1.0, step: 2.0 },
+            (Statistic::Correlation(..), Encoding::Real) => Support::Observed,
             (Statistic::Correlation(..), _) => Support::Lattice { lo: 0.0, hi: 1.0, step: 1.0 },
             _ => Support::Observed,
         }

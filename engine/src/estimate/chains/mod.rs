@@ -9,6 +9,7 @@
 //! Random numbers: every sweep draws one or two keys from the caller's [`RngStream`] and
 //! indexes element `chain * units + unit`, so results do not depend on thread count.
 
+pub mod gaussian;
 pub mod lattice;
 pub mod potts;
 pub mod rbm;
@@ -26,6 +27,8 @@ pub enum Encoding {
     Spin,
     /// 0..q-1 (Potts states).
     Categorical(usize),
+    /// Real values (Gaussian RBM visible units).
+    Real,
 }
 
 /// Chains of one model: the AIS path plus sampling of the target.
@@ -76,12 +79,14 @@ pub fn check_state(encoding: Encoding, units: usize, state: &[f32]) -> Result<()
         Encoding::Binary => x == 0.0 || x == 1.0,
         Encoding::Spin => x == -1.0 || x == 1.0,
         Encoding::Categorical(q) => x >= 0.0 && x < q as f32 && x.fract() == 0.0,
+        Encoding::Real => x.is_finite(),
     };
     if let Some(x) = state.iter().find(|&&x| !ok(x)) {
         let allowed = match encoding {
             Encoding::Binary => "0 or 1".to_string(),
             Encoding::Spin => "-1 or +1".to_string(),
             Encoding::Categorical(q) => format!("an integer in 0..{}", q - 1),
+            Encoding::Real => "a finite number".to_string(),
         };
         return Err(EngineError::InvalidInput(format!(
             "a state value is {x}, but each unit of this model must be {allowed}"

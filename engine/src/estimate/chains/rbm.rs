@@ -12,6 +12,7 @@
 use rayon::prelude::*;
 
 use super::{min_chains_per_task, Encoding, ModelChains};
+use crate::backend::cpu::gemm::{matmul, View};
 use crate::error::EngineError;
 use crate::estimate::ais::AnnealingPath;
 use crate::rng::{RngKey, RngStream};
@@ -93,6 +94,9 @@ pub struct RbmChains {
     chains: usize,
     visible_states: Vec<f32>,
     hidden_states: Vec<f32>,
+    /// Scratch: pre-activations of all chains (GEMM outputs).
+    pre_hidden: Vec<f32>,
+    pre_visible: Vec<f32>,
 }
 
 impl RbmChains {
@@ -106,6 +110,8 @@ impl RbmChains {
         Ok(RbmChains {
             visible_states: vec![0.0; chains * params.visible],
             hidden_states: vec![0.0; chains * params.hidden],
+            pre_hidden: vec![0.0; chains * params.hidden],
+            pre_visible: vec![0.0; chains * params.visible],
             params,
             base_bias,
             chains,
@@ -119,49 +125,65 @@ impl RbmChains {
     /// One block-Gibbs step of the joint with visible logits base_scale a + target_scale
     /// (b + W h) and hidden logits target_scale (c + W^T v); before moving, adds
     /// ln f_to(v) - ln f_from(v) of the AIS path to each weight if `increment` is given.
+    /// The two pre-activation products are GEMMs over all chains; the rest is per chain.
     fn gibbs(&mut self, base_scale: f32, target_scale: f32, rng: &mut RngStream, weights: &mut [f64], increment: Option<(f64, f64)>) {
-        let (nv, nh) = (self.params.visible, self.params.hidden);
+        let (nv, nh, n) = (self.params.visible, self.params.hidden, self.chains);
         let key_h = rng.next_key();
         let key_v = rng.next_key();
         let p = &self.params;
         let a = &self.base_bias;
-        self.visible_states
-            .par_chunks_mut(nv)
+        matmul(
+            &mut self.pre_hidden,
+            View::new(&self.visible_states, n, nv),
+            View::new(&p.weights, nv, nh),
+            1.0,
+            false,
+        );
+        self.pre_hidden
+            .par_chunks_mut(nh)
             .zip(self.hidden_states.par_chunks_mut(nh))
+            .zip(self.visible_states.par_chunks(nv))
             .zip(weights.par_iter_mut())
             .enumerate()
-            .with_min_len(min_chains_per_task(nv * nh))
-            .for_each_init(
-                || vec![0.0f32; nh],
-                |pre, (c, ((v, h), w))| {
-                    p.hidden_input(v, pre);
-                    if let Some((from, to)) = increment {
-                        let linear: f64 = v
-                            .iter()
-                            .zip(&p.visible_bias)
-                            .zip(a)
-                            .map(|((&x, &b), &a)| x as f64 * (b as f64 - a as f64))
-                            .sum();
-                        let hidden: f64 = pre
-                            .iter()
-                            .map(|&x| softplus(to * x as f64) - softplus(from * x as f64))
-                            .sum();
-                        *w += (to - from) * linear + hidden;
-                    }
-                    let base_h = (c * nh) as u32;
-                    for (j, hj) in h.iter_mut().enumerate() {
-                        let prob = sigmoid_f32(target_scale * pre[j]);
-                        *hj = (key_h.uniform(base_h + j as u32) < prob) as u8 as f32;
-                    }
-                    let base_v = (c * nv) as u32;
-                    for (i, vi) in v.iter_mut().enumerate() {
-                        let row = &p.weights[i * nh..(i + 1) * nh];
-                        let dot: f32 = row.iter().zip(h.iter()).map(|(w, x)| w * x).sum();
-                        let logit = base_scale * a[i] + target_scale * (p.visible_bias[i] + dot);
-                        *vi = (key_v.uniform(base_v + i as u32) < sigmoid_f32(logit)) as u8 as f32;
-                    }
-                },
-            );
+            .with_min_len(min_chains_per_task(4 * (nv + nh)))
+            .for_each(|(c, (((pre, h), v), w))| {
+                for (x, &cj) in pre.iter_mut().zip(&p.hidden_bias) {
+                    *x += cj;
+                }
+                if let Some((from, to)) = increment {
+                    let linear: f64 = v
+                        .iter()
+                        .zip(&p.visible_bias)
+                        .zip(a)
+                        .map(|((&x, &b), &a)| x as f64 * (b as f64 - a as f64))
+                        .sum();
+                    let hidden: f64 = pre.iter().map(|&x| softplus(to * x as f64) - softplus(from * x as f64)).sum();
+                    *w += (to - from) * linear + hidden;
+                }
+                let base_h = (c * nh) as u32;
+                for (j, hj) in h.iter_mut().enumerate() {
+                    *hj = (key_h.uniform(base_h + j as u32) < sigmoid_f32(target_scale * pre[j])) as u8 as f32;
+                }
+            });
+        matmul(
+            &mut self.pre_visible,
+            View::new(&self.hidden_states, n, nh),
+            View::new(&p.weights, nv, nh).t(),
+            1.0,
+            false,
+        );
+        self.visible_states
+            .par_chunks_mut(nv)
+            .zip(self.pre_visible.par_chunks(nv))
+            .enumerate()
+            .with_min_len(min_chains_per_task(4 * nv))
+            .for_each(|(c, (v, pre))| {
+                let base_v = (c * nv) as u32;
+                for (i, vi) in v.iter_mut().enumerate() {
+                    let logit = base_scale * a[i] + target_scale * (p.visible_bias[i] + pre[i]);
+                    *vi = (key_v.uniform(base_v + i as u32) < sigmoid_f32(logit)) as u8 as f32;
+                }
+            });
     }
 }
 
