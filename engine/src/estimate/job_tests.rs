@@ -145,8 +145,8 @@ fn observe_facade_reports_the_51_percent_example() {
 /// A Gaussian RBM (8 visible, 6 hidden, sigma 0.5-1.5) through the facade: AIS against
 /// the exact sum over the hidden layer with the visibles integrated out (100 chains x
 /// 2000 steps; within 0.05 nats and 3 standard errors), and samples with the data
-/// transform undone (zero weights: each unit is N(b_i sigma... ) in model space, so in
-/// data space its mean is mean_i + std_i b_i; 4000 draws give it to ~0.02).
+/// transform undone (zero weights: each unit is N(b_i, sigma_i^2) in model space, so in
+/// data space its mean is mean_i + std_i b_i).
 #[test]
 fn gaussian_rbm_through_the_facade() {
     let p = crate::estimate::tests::random_rbm(8, 6, 0.4, 9);

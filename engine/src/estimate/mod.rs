@@ -4,6 +4,7 @@
 pub mod ais;
 pub mod chains;
 pub mod exact;
+pub mod heldout;
 pub mod job;
 pub mod model;
 pub mod kaufman;
