@@ -1,28 +1,29 @@
-//! The one error type of the engine. Messages say what to fix.
+//! The engine's one error type. Every failure a caller can act on says what to fix;
+//! the server maps `InvalidInput` to INVALID_ARGUMENT and `Diverged` to a failed job.
 
-use std::fmt;
+use thiserror::Error;
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Error, Clone, PartialEq)]
 pub enum EngineError {
-    /// The request cannot run as given; the message says what to fix.
+    /// The caller's input (data, spec, model file, checkpoint) is unusable; the message
+    /// says what is wrong and how to fix it.
+    #[error("invalid input: {0}")]
     InvalidInput(String),
-    /// NaN or infinity appeared in a computation.
+    /// Training produced NaN or infinite values; the message says where and suggests a fix.
+    #[error("training diverged: {0}")]
     Diverged(String),
-    /// A caller's stop request ended the computation early.
+    /// The caller asked the computation to stop.
+    #[error("interrupted")]
     Interrupted,
-    /// A bug: an invariant did not hold.
+    /// A bug or an environment failure (e.g. a device error), not the caller's fault.
+    #[error("internal error: {0}")]
     Internal(String),
 }
 
-impl fmt::Display for EngineError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            EngineError::InvalidInput(m) => write!(f, "invalid input: {m}"),
-            EngineError::Diverged(m) => write!(f, "diverged: {m}"),
-            EngineError::Interrupted => write!(f, "interrupted"),
-            EngineError::Internal(m) => write!(f, "internal error: {m}"),
-        }
+impl EngineError {
+    pub fn invalid(message: impl Into<String>) -> Self {
+        EngineError::InvalidInput(message.into())
     }
 }
 
-impl std::error::Error for EngineError {}
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;

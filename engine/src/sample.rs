@@ -44,7 +44,13 @@ pub fn sample_chains(
         drawn[c] += 1;
     };
     run_chains(chains, plan, rng, should_stop, progress, &mut record)?;
-    Ok(SampleMatrix { rows, cols: units, values, chains: n_chains, draws_per_chain: per_chain })
+    Ok(SampleMatrix {
+        rows,
+        cols: units,
+        values,
+        chains: n_chains,
+        draws_per_chain: per_chain,
+    })
 }
 
 /// What a client asks for (proto `SampleConfig`; `None` = default).
@@ -83,13 +89,19 @@ pub fn chain_plan(
     };
     let bad = |m: String| Err(EngineError::InvalidInput(m));
     if plan.chains == 0 || plan.chains > MAX_CHAINS {
-        return bad(format!("{what}.chains must be between 1 and {MAX_CHAINS}, got {}", plan.chains));
+        return bad(format!(
+            "{what}.chains must be between 1 and {MAX_CHAINS}, got {}",
+            plan.chains
+        ));
     }
     if plan.samples == 0 {
         return bad(format!("{what}.samples must be at least 1"));
     }
     if plan.thin == 0 || plan.thin > MAX_THIN {
-        return bad(format!("{what}.thin must be between 1 and {MAX_THIN}, got {}", plan.thin));
+        return bad(format!(
+            "{what}.thin must be between 1 and {MAX_THIN}, got {}",
+            plan.thin
+        ));
     }
     if plan.burn_in > MAX_BURN_IN {
         return bad(format!("{what}.burn_in must be at most {MAX_BURN_IN}"));
@@ -123,7 +135,12 @@ pub fn run_sample(
         (DEFAULT_SAMPLES, DEFAULT_SAMPLE_CHAINS),
     )?;
     let model = load_model(model_file)?;
-    if plan.chains.saturating_mul(plan.per_chain()).saturating_mul(model.units()) > MAX_SAMPLE_CELLS {
+    if plan
+        .chains
+        .saturating_mul(plan.per_chain())
+        .saturating_mul(model.units())
+        > MAX_SAMPLE_CELLS
+    {
         return Err(EngineError::InvalidInput(format!(
             "{} samples of {} units exceed the limit of {MAX_SAMPLE_CELLS} values; ask for fewer samples",
             plan.samples,
@@ -143,7 +160,14 @@ pub fn check_sample_request(
     model_type: &str,
     dims: &std::collections::BTreeMap<String, u64>,
 ) -> Result<(), EngineError> {
-    let plan = chain_plan("sample", spec.samples, spec.burn_in, spec.thin, spec.chains, (DEFAULT_SAMPLES, DEFAULT_SAMPLE_CHAINS))?;
+    let plan = chain_plan(
+        "sample",
+        spec.samples,
+        spec.burn_in,
+        spec.thin,
+        spec.chains,
+        (DEFAULT_SAMPLES, DEFAULT_SAMPLE_CHAINS),
+    )?;
     crate::estimate::job::check_model_type(model_type)?;
     let units = crate::estimate::job::units_from_dims(model_type, dims).unwrap_or(0) as usize;
     if (plan.chains * plan.per_chain()).saturating_mul(units) > MAX_SAMPLE_CELLS {

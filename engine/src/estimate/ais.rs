@@ -61,7 +61,10 @@ pub fn summarize_log_weights(
     reverse: bool,
 ) -> AisEstimate {
     let n = log_weights.len() as f64;
-    let max = log_weights.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    let max = log_weights
+        .iter()
+        .cloned()
+        .fold(f64::NEG_INFINITY, f64::max);
     let normalised: Vec<f64> = log_weights.iter().map(|w| (w - max).exp()).collect();
     let mean = normalised.iter().sum::<f64>() / n;
     let var = if log_weights.len() > 1 {
@@ -135,8 +138,20 @@ pub fn forward_ais(
 ) -> Result<AisEstimate, EngineError> {
     let mut log_weights = vec![0.0; path.chains()];
     path.draw_base(rng.next_key());
-    anneal(path, schedule.windows(2).map(|w| (w[0], w[1])), schedule.len() - 1, rng, hooks, &mut log_weights)?;
-    Ok(summarize_log_weights(path.log_z_base(), &log_weights, schedule.len() - 1, false))
+    anneal(
+        path,
+        schedule.windows(2).map(|w| (w[0], w[1])),
+        schedule.len() - 1,
+        rng,
+        hooks,
+        &mut log_weights,
+    )?;
+    Ok(summarize_log_weights(
+        path.log_z_base(),
+        &log_weights,
+        schedule.len() - 1,
+        false,
+    ))
 }
 
 /// Reverse AIS: the chains must already hold (approximate) target samples, e.g. data or
@@ -148,8 +163,20 @@ pub fn reverse_ais(
     hooks: &mut Hooks<'_>,
 ) -> Result<AisEstimate, EngineError> {
     let mut log_weights = vec![0.0; path.chains()];
-    anneal(path, schedule.windows(2).rev().map(|w| (w[1], w[0])), schedule.len() - 1, rng, hooks, &mut log_weights)?;
-    Ok(summarize_log_weights(path.log_z_base(), &log_weights, schedule.len() - 1, true))
+    anneal(
+        path,
+        schedule.windows(2).rev().map(|w| (w[1], w[0])),
+        schedule.len() - 1,
+        rng,
+        hooks,
+        &mut log_weights,
+    )?;
+    Ok(summarize_log_weights(
+        path.log_z_base(),
+        &log_weights,
+        schedule.len() - 1,
+        true,
+    ))
 }
 
 fn anneal(

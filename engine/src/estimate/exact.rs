@@ -51,7 +51,9 @@ fn reduce_chunks(
     }
     let log_z = total.value();
     if !log_z.is_finite() {
-        return Err(EngineError::Diverged(format!("exact ln Z came out as {log_z}")));
+        return Err(EngineError::Diverged(format!(
+            "exact ln Z came out as {log_z}"
+        )));
     }
     Ok(log_z)
 }
@@ -73,19 +75,32 @@ pub fn rbm_log_z(p: &RbmParams, hooks: &mut Hooks<'_>) -> Result<f64, EngineErro
     p.check()?;
     check_rbm_enumerable(p)?;
     // Enumerated layer x (n units), summed-out layer y (m units), rows[i] = weights of x_i.
-    let (n, m, bias_x, bias_y, rows): (usize, usize, Vec<f64>, Vec<f64>, Vec<f64>) = if p.hidden <= p.visible {
-        let mut rows = vec![0.0; p.hidden * p.visible];
-        for i in 0..p.visible {
-            for j in 0..p.hidden {
-                rows[j * p.visible + i] = p.weights[i * p.hidden + j] as f64;
+    let (n, m, bias_x, bias_y, rows): (usize, usize, Vec<f64>, Vec<f64>, Vec<f64>) =
+        if p.hidden <= p.visible {
+            let mut rows = vec![0.0; p.hidden * p.visible];
+            for i in 0..p.visible {
+                for j in 0..p.hidden {
+                    rows[j * p.visible + i] = p.weights[i * p.hidden + j] as f64;
+                }
             }
-        }
-        let to64 = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<_>>();
-        (p.hidden, p.visible, to64(&p.hidden_bias), to64(&p.visible_bias), rows)
-    } else {
-        let to64 = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<_>>();
-        (p.visible, p.hidden, to64(&p.visible_bias), to64(&p.hidden_bias), to64(&p.weights))
-    };
+            let to64 = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<_>>();
+            (
+                p.hidden,
+                p.visible,
+                to64(&p.hidden_bias),
+                to64(&p.visible_bias),
+                rows,
+            )
+        } else {
+            let to64 = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<_>>();
+            (
+                p.visible,
+                p.hidden,
+                to64(&p.visible_bias),
+                to64(&p.hidden_bias),
+                to64(&p.weights),
+            )
+        };
     let low = n.min(CHUNK_BITS);
     let chunks = 1u64 << (n - low);
     reduce_chunks(chunks, hooks, |chunk| {
@@ -144,7 +159,8 @@ impl DiscreteModel for PottsParams {
         let mut d = self.fields[i * self.q + new] as f64 - self.fields[i * self.q + old] as f64;
         for (j, &b) in s.iter().enumerate() {
             if j != i {
-                d += self.coupling(i, new, j, b as usize) as f64 - self.coupling(i, old, j, b as usize) as f64;
+                d += self.coupling(i, new, j, b as usize) as f64
+                    - self.coupling(i, old, j, b as usize) as f64;
             }
         }
         d
@@ -191,7 +207,10 @@ pub fn check_discrete_enumerable(model: &dyn DiscreteModel) -> Result<(), Engine
 }
 
 /// Exact ln Z of a discrete model by enumeration.
-pub fn discrete_log_z(model: &dyn DiscreteModel, hooks: &mut Hooks<'_>) -> Result<f64, EngineError> {
+pub fn discrete_log_z(
+    model: &dyn DiscreteModel,
+    hooks: &mut Hooks<'_>,
+) -> Result<f64, EngineError> {
     check_discrete_enumerable(model)?;
     let (l, q) = (model.sites(), model.states());
     // Trailing sites walked within a chunk: as many as keep a chunk near 2^CHUNK_BITS.

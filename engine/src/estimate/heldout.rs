@@ -3,15 +3,15 @@
 //! (the data mean is exact for the rows given).
 
 use super::ais::{forward_ais, Hooks};
+use super::chains::gaussian::GaussianRbmParams;
+use super::chains::rbm::RbmParams;
 use super::model::LoadedModel;
 use super::schedule::default_schedule;
+use crate::backend::VisibleUnits;
 use crate::data::Dataset;
 use crate::error::EngineError;
 use crate::rbm::RbmModel;
 use crate::rng::RngStream;
-use crate::backend::VisibleUnits;
-use super::chains::gaussian::GaussianRbmParams;
-use super::chains::rbm::RbmParams;
 
 /// RNG stream of held-out AIS (distinct from the estimate job's).
 pub const HELDOUT_STREAM: u32 = 0xA15E;
@@ -38,7 +38,10 @@ impl LoadedModel {
         match model.units {
             VisibleUnits::Bernoulli => LoadedModel::BernoulliRbm(rbm),
             VisibleUnits::Gaussian => LoadedModel::GaussianRbm(GaussianRbmParams {
-                sigma: model.sigma.clone().unwrap_or_else(|| vec![1.0; rbm.visible]),
+                sigma: model
+                    .sigma
+                    .clone()
+                    .unwrap_or_else(|| vec![1.0; rbm.visible]),
                 transform: None,
                 rbm,
             }),
@@ -60,13 +63,27 @@ pub fn ais_log_likelihood(
     progress: &mut dyn FnMut(f64),
 ) -> Result<HeldOutLikelihood, EngineError> {
     if heldout.rows == 0 {
-        return Err(EngineError::InvalidInput("no held-out rows to evaluate".into()));
+        return Err(EngineError::InvalidInput(
+            "no held-out rows to evaluate".into(),
+        ));
     }
     let mut path = model.chains(chains.max(1), base_data)?;
     let states = model.data_states(heldout, path.as_ref())?;
     let mean_log_f = states.iter().map(|s| path.log_target(s)).sum::<f64>() / states.len() as f64;
     let mut rng = RngStream::new(seed, HELDOUT_STREAM);
-    let mut hooks = Hooks { should_stop, progress };
-    let est = forward_ais(path.as_mut(), &default_schedule(steps.max(1)), &mut rng, &mut hooks)?;
-    Ok(HeldOutLikelihood { log_likelihood: mean_log_f - est.log_z, stderr: est.log_z_stderr, log_z: est.log_z })
+    let mut hooks = Hooks {
+        should_stop,
+        progress,
+    };
+    let est = forward_ais(
+        path.as_mut(),
+        &default_schedule(steps.max(1)),
+        &mut rng,
+        &mut hooks,
+    )?;
+    Ok(HeldOutLikelihood {
+        log_likelihood: mean_log_f - est.log_z,
+        stderr: est.log_z_stderr,
+        log_z: est.log_z,
+    })
 }

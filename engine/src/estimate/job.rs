@@ -106,7 +106,9 @@ fn plan(spec: &EstimateSpec) -> Result<Plan, EngineError> {
         }
         default_schedule(steps)
     };
-    if method != EstimateMethod::Exact && chains as u64 * (schedule.len() as u64 - 1) > MAX_CHAIN_STEPS {
+    if method != EstimateMethod::Exact
+        && chains as u64 * (schedule.len() as u64 - 1) > MAX_CHAIN_STEPS
+    {
         return Err(EngineError::InvalidInput(format!(
             "{chains} chains x {} steps exceed the limit of {MAX_CHAIN_STEPS} chain-steps",
             schedule.len() - 1
@@ -114,15 +116,25 @@ fn plan(spec: &EstimateSpec) -> Result<Plan, EngineError> {
     }
     let burn_in = spec.burn_in.map_or(DEFAULT_BURN_IN, |b| b as usize);
     if burn_in > MAX_BURN_IN {
-        return Err(EngineError::InvalidInput(format!("estimate.burn_in must be at most {MAX_BURN_IN}")));
+        return Err(EngineError::InvalidInput(format!(
+            "estimate.burn_in must be at most {MAX_BURN_IN}"
+        )));
     }
-    Ok(Plan { method, chains, schedule, burn_in })
+    Ok(Plan {
+        method,
+        chains,
+        schedule,
+        burn_in,
+    })
 }
 
 /// The note every non-CPU request gets until the CubeCL AIS kernels exist.
 pub fn backend_note(backend: BackendKind) -> Option<String> {
     (backend != BackendKind::Cpu).then(|| {
-        format!("the {} backend has no estimator kernels yet; this ran on the cpu backend", backend.name())
+        format!(
+            "the {} backend has no estimator kernels yet; this ran on the cpu backend",
+            backend.name()
+        )
     })
 }
 
@@ -142,7 +154,10 @@ pub fn estimate_log_z(
     let mut notes: Vec<String> = backend_note(backend).into_iter().collect();
     let mut rng = RngStream::new(seed, ESTIMATE_STREAM);
     if plan.method == EstimateMethod::Exact {
-        let mut hooks = Hooks { should_stop, progress };
+        let mut hooks = Hooks {
+            should_stop,
+            progress,
+        };
         let log_z = model.exact_log_z(&mut hooks)?;
         return Ok(EstimateResult {
             method: plan.method,
@@ -163,7 +178,10 @@ pub fn estimate_log_z(
     let share = if reverse { 0.5 } else { 1.0 };
     let forward = {
         let mut part = |f: f64| progress(share * f);
-        let mut hooks = Hooks { should_stop, progress: &mut part };
+        let mut hooks = Hooks {
+            should_stop,
+            progress: &mut part,
+        };
         forward_ais(chains.as_mut(), &plan.schedule, &mut rng, &mut hooks)?
     };
     let reverse_estimate = if reverse {
@@ -200,8 +218,16 @@ pub fn estimate_log_z(
             }
         }
         let mut part = |f: f64| progress(0.6 + 0.4 * f);
-        let mut hooks = Hooks { should_stop, progress: &mut part };
-        Some(reverse_ais(chains.as_mut(), &plan.schedule, &mut rng, &mut hooks)?)
+        let mut hooks = Hooks {
+            should_stop,
+            progress: &mut part,
+        };
+        Some(reverse_ais(
+            chains.as_mut(),
+            &plan.schedule,
+            &mut rng,
+            &mut hooks,
+        )?)
     } else {
         None
     };
@@ -222,7 +248,10 @@ pub fn estimate_log_z(
 
 /// Number of units of a model from its listing dims (`inspect_model`): RBM visible,
 /// lattice size^2, Potts sites.
-pub fn units_from_dims(model_type: &str, dims: &std::collections::BTreeMap<String, u64>) -> Option<u64> {
+pub fn units_from_dims(
+    model_type: &str,
+    dims: &std::collections::BTreeMap<String, u64>,
+) -> Option<u64> {
     match model_type {
         "bernoulli_rbm" | "gaussian_rbm" => dims.get("visible").copied(),
         "lattice_ising" => dims.get("size").map(|s| s * s),

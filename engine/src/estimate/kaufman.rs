@@ -5,8 +5,8 @@
 //!   Z_1 = prod_{r=0}^{n-1} 2 cosh(m g_{2r+1} / 2),  Z_2 = prod 2 sinh(m g_{2r+1} / 2),
 //!   Z_3 = prod_{r=0}^{n-1} 2 cosh(m g_{2r} / 2),    Z_4 = prod 2 sinh(m g_{2r} / 2),
 //!   cosh g_k = cosh 2K coth 2K - cos(pi k / n) for k >= 1, and g_0 = 2K + ln tanh K,
-//! which is negative above the critical temperature: taking g_0 from the arccosh (always
-//! >= 0) would flip the sign of Z_4 there, so g_0 keeps its sign. The products of huge
+//! which is negative above the critical temperature: taking g_0 from the arccosh (which
+//! is never negative) would flip the sign of Z_4 there, so g_0 keeps its sign. The products of huge
 //! factors are carried as (ln |x|, sign) and summed with a signed log-sum-exp.
 //! Used as the reference that AIS on the lattice is checked against.
 
@@ -45,7 +45,8 @@ pub fn lattice_ising_log_z(rows: usize, cols: usize, coupling: f64) -> f64 {
         if index == 0 {
             2.0 * k + k.tanh().ln()
         } else {
-            let c = (2.0 * k).cosh() / (2.0 * k).tanh() - (std::f64::consts::PI * index as f64 / n).cos();
+            let c = (2.0 * k).cosh() / (2.0 * k).tanh()
+                - (std::f64::consts::PI * index as f64 / n).cos();
             c.acosh()
         }
     };
@@ -53,10 +54,10 @@ pub fn lattice_ising_log_z(rows: usize, cols: usize, coupling: f64) -> f64 {
     for r in 0..rows {
         let odd = m * gamma(2 * r + 1) / 2.0;
         let even = m * gamma(2 * r) / 2.0;
-        terms[0] = terms[0].mul(log_two_cosh(odd));
-        terms[1] = terms[1].mul(log_two_sinh(odd));
-        terms[2] = terms[2].mul(log_two_cosh(even));
-        terms[3] = terms[3].mul(log_two_sinh(even));
+        terms[0] = terms[0].times(log_two_cosh(odd));
+        terms[1] = terms[1].times(log_two_sinh(odd));
+        terms[2] = terms[2].times(log_two_cosh(even));
+        terms[3] = terms[3].times(log_two_sinh(even));
     }
     let sum = signed_log_sum_exp(&terms);
     -(2f64.ln()) + n * m / 2.0 * (2.0 * (2.0 * k).sinh()).ln() + sum.log_abs
@@ -71,7 +72,13 @@ mod tests {
         let n = rows * cols;
         let mut terms = Vec::with_capacity(1 << n);
         for bits in 0u32..(1 << n) {
-            let s = |r: usize, c: usize| if bits >> ((r % rows) * cols + c % cols) & 1 == 1 { 1.0 } else { -1.0 };
+            let s = |r: usize, c: usize| {
+                if bits >> ((r % rows) * cols + c % cols) & 1 == 1 {
+                    1.0
+                } else {
+                    -1.0
+                }
+            };
             let mut bonds = 0.0;
             for r in 0..rows {
                 for c in 0..cols {

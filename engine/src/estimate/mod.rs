@@ -6,12 +6,12 @@ pub mod chains;
 pub mod exact;
 pub mod heldout;
 pub mod job;
-pub mod model;
+#[cfg(test)]
+mod job_tests;
 pub mod kaufman;
+pub mod model;
 pub mod schedule;
 #[cfg(test)]
 pub(crate) mod tests;
-#[cfg(test)]
-mod job_tests;
 
 pub use job::{estimate_log_z, EstimateMethod, EstimateResult, EstimateSpec};

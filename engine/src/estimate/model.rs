@@ -8,7 +8,9 @@ use super::chains::lattice::{LatticeChains, LatticeParams};
 use super::chains::potts::{PottsChains, PottsParams};
 use super::chains::rbm::{base_rate_bias, RbmChains, RbmParams};
 use super::chains::{check_state, ModelChains};
-use super::exact::{check_discrete_enumerable, check_rbm_enumerable, discrete_log_z, rbm_log_z, LatticeEnumeration};
+use super::exact::{
+    check_discrete_enumerable, check_rbm_enumerable, discrete_log_z, rbm_log_z, LatticeEnumeration,
+};
 use super::kaufman::lattice_ising_log_z;
 use crate::backend::VisibleUnits;
 use crate::data::Dataset;
@@ -33,7 +35,13 @@ pub fn load_model(bytes: &[u8]) -> Result<LoadedModel, EngineError> {
     match file.meta("type").unwrap_or("") {
         "bernoulli_rbm" | "gaussian_rbm" => {
             let m = rbm_from_bytes(bytes)?;
-            let rbm = RbmParams { visible: m.visible, hidden: m.hidden, weights: m.w, visible_bias: m.b, hidden_bias: m.c };
+            let rbm = RbmParams {
+                visible: m.visible,
+                hidden: m.hidden,
+                weights: m.w,
+                visible_bias: m.b,
+                hidden_bias: m.c,
+            };
             Ok(match m.units {
                 VisibleUnits::Bernoulli => LoadedModel::BernoulliRbm(rbm),
                 VisibleUnits::Gaussian => LoadedModel::GaussianRbm(GaussianRbmParams {
@@ -50,27 +58,53 @@ pub fn load_model(bytes: &[u8]) -> Result<LoadedModel, EngineError> {
                 .meta("size")
                 .and_then(|s| s.parse::<usize>().ok())
                 .filter(|&s| (2..=65_536).contains(&s))
-                .ok_or_else(|| EngineError::InvalidInput("a lattice_ising model file needs metadata \"size\" = L (2..=65536)".into()))?;
-            Ok(LoadedModel::LatticeIsing(LatticeParams { size, coupling, field }))
+                .ok_or_else(|| {
+                    EngineError::InvalidInput(
+                        "a lattice_ising model file needs metadata \"size\" = L (2..=65536)".into(),
+                    )
+                })?;
+            Ok(LoadedModel::LatticeIsing(LatticeParams {
+                size,
+                coupling,
+                field,
+            }))
         }
         "potts" => {
-            let shape = file
-                .shape("J")
-                .ok_or_else(|| EngineError::InvalidInput("a potts model file needs tensor \"J\" [L, q, L, q]".into()))?;
+            let shape = file.shape("J").ok_or_else(|| {
+                EngineError::InvalidInput(
+                    "a potts model file needs tensor \"J\" [L, q, L, q]".into(),
+                )
+            })?;
             let [l, q, l2, q2] = shape[..] else {
-                return Err(EngineError::InvalidInput(format!("tensor \"J\" must be [L, q, L, q], got {shape:?}")));
+                return Err(EngineError::InvalidInput(format!(
+                    "tensor \"J\" must be [L, q, L, q], got {shape:?}"
+                )));
             };
-            if l != l2 || q != q2 || l == 0 || !(2..=255).contains(&q) || (l * q).saturating_mul(l * q) > MAX_POTTS_COUPLINGS {
+            if l != l2
+                || q != q2
+                || l == 0
+                || !(2..=255).contains(&q)
+                || (l * q).saturating_mul(l * q) > MAX_POTTS_COUPLINGS
+            {
                 return Err(EngineError::InvalidInput(format!(
                     "tensor \"J\" must be [L, q, L, q] with 2 <= q <= 255 and (L q)^2 <= {MAX_POTTS_COUPLINGS}, got {shape:?}"
                 )));
             }
             let couplings = file.finite_f32("J", Some(&[l, q, l, q]))?;
             let fields = file.finite_f32("h", Some(&[l, q]))?;
-            Ok(LoadedModel::Potts(PottsParams { sites: l, q, couplings, fields }))
+            Ok(LoadedModel::Potts(PottsParams {
+                sites: l,
+                q,
+                couplings,
+                fields,
+            }))
         }
-        "" => Err(EngineError::InvalidInput("the model file has no \"type\" metadata".into())),
-        other => Err(EngineError::InvalidInput(format!("unknown model type {other:?} in the model file"))),
+        "" => Err(EngineError::InvalidInput(
+            "the model file has no \"type\" metadata".into(),
+        )),
+        other => Err(EngineError::InvalidInput(format!(
+            "unknown model type {other:?} in the model file"
+        ))),
     }
 }
 
@@ -96,7 +130,11 @@ impl LoadedModel {
 
     /// Chains on the AIS path from the family's base model. RBMs take the base-rate
     /// biases from `data` when given (Salakhutdinov & Murray), else the model's own b.
-    pub fn chains(&self, chains: usize, data: Option<&Dataset>) -> Result<Box<dyn ModelChains>, EngineError> {
+    pub fn chains(
+        &self,
+        chains: usize,
+        data: Option<&Dataset>,
+    ) -> Result<Box<dyn ModelChains>, EngineError> {
         Ok(match self {
             LoadedModel::BernoulliRbm(p) => {
                 let base = match data {
@@ -131,7 +169,11 @@ impl LoadedModel {
 
     /// Data rows as chain states in the model's encoding: RBM values >= 0.5 count as on;
     /// lattice spins may be given as ±1 or 0/1; Potts rows are state indices.
-    pub fn data_states(&self, data: &Dataset, chains: &dyn ModelChains) -> Result<Vec<Vec<f32>>, EngineError> {
+    pub fn data_states(
+        &self,
+        data: &Dataset,
+        chains: &dyn ModelChains,
+    ) -> Result<Vec<Vec<f32>>, EngineError> {
         self.check_data_width(data)?;
         let encode = |x: f32| -> f32 {
             match self {
@@ -198,5 +240,5 @@ impl LoadedModel {
 /// (flipping one sublattice maps J to -J); it needs L >= 3 so that the four neighbours
 /// are distinct.
 fn kaufman_applies(p: &LatticeParams) -> bool {
-    p.field == 0.0 && p.size >= 3 && (p.coupling >= 0.0 || p.size % 2 == 0)
+    p.field == 0.0 && p.size >= 3 && (p.coupling >= 0.0 || p.size.is_multiple_of(2))
 }

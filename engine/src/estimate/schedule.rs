@@ -52,7 +52,11 @@ pub fn validate_schedule(betas: &[f64]) -> Result<(), EngineError> {
         return bad(format!("has {} value(s)", betas.len()));
     }
     if betas.len() > MAX_STEPS + 1 {
-        return bad(format!("has {} values, more than the limit {}", betas.len(), MAX_STEPS + 1));
+        return bad(format!(
+            "has {} values, more than the limit {}",
+            betas.len(),
+            MAX_STEPS + 1
+        ));
     }
     if let Some(b) = betas.iter().find(|b| !b.is_finite()) {
         return bad(format!("contains {b}"));

@@ -59,12 +59,18 @@ fn brute_force_rbm(p: &RbmParams) -> f64 {
 #[test]
 fn rbm_enumeration_matches_brute_force_over_either_layer() {
     let (stop, mut progress) = no_hooks();
-    let mut hooks = Hooks { should_stop: &stop, progress: &mut progress };
+    let mut hooks = Hooks {
+        should_stop: &stop,
+        progress: &mut progress,
+    };
     for (nv, nh) in [(6, 3), (3, 6), (5, 5), (13, 2)] {
         let p = random_rbm(nv, nh, 1.0, 5);
         let exact = rbm_log_z(&p, &mut hooks).unwrap();
         let brute = brute_force_rbm(&p);
-        assert!((exact - brute).abs() < 1e-10, "{nv}x{nh}: {exact} vs {brute}");
+        assert!(
+            (exact - brute).abs() < 1e-10,
+            "{nv}x{nh}: {exact} vs {brute}"
+        );
     }
 }
 
@@ -75,7 +81,9 @@ pub(crate) fn random_potts(sites: usize, q: usize, sd: f32, seed: u64) -> PottsP
         sites,
         q,
         couplings: (0..lq * lq).map(|k| sd * key.normal(k as u32)).collect(),
-        fields: (0..lq).map(|k| 0.5 * key.normal((lq * lq + k) as u32)).collect(),
+        fields: (0..lq)
+            .map(|k| 0.5 * key.normal((lq * lq + k) as u32))
+            .collect(),
     }
     .symmetrised()
 }
@@ -83,7 +91,10 @@ pub(crate) fn random_potts(sites: usize, q: usize, sd: f32, seed: u64) -> PottsP
 #[test]
 fn discrete_enumeration_matches_brute_force() {
     let (stop, mut progress) = no_hooks();
-    let mut hooks = Hooks { should_stop: &stop, progress: &mut progress };
+    let mut hooks = Hooks {
+        should_stop: &stop,
+        progress: &mut progress,
+    };
     let p = random_potts(5, 3, 0.7, 1);
     let mut terms = Vec::new();
     for code in 0..3usize.pow(5) {
@@ -94,19 +105,40 @@ fn discrete_enumeration_matches_brute_force() {
     assert!((exact - log_sum_exp(&terms)).abs() < 1e-10);
     // The lattice at zero field against Kaufman, and with a field against its own sum.
     let kc = 0.4406867935097715;
-    let lattice = LatticeEnumeration(LatticeParams { size: 4, coupling: kc, field: 0.0 });
+    let lattice = LatticeEnumeration(LatticeParams {
+        size: 4,
+        coupling: kc,
+        field: 0.0,
+    });
     let exact = discrete_log_z(&lattice, &mut hooks).unwrap();
     assert!((exact - lattice_ising_log_z(4, 4, kc)).abs() < 1e-9);
-    let field = LatticeEnumeration(LatticeParams { size: 3, coupling: 0.3, field: 0.2 });
+    let field = LatticeEnumeration(LatticeParams {
+        size: 3,
+        coupling: 0.3,
+        field: 0.2,
+    });
     let terms: Vec<f64> = (0u32..1 << 9)
-        .map(|b| field.0.log_weight(&(0..9).map(|i| if b >> i & 1 == 1 { 1.0 } else { -1.0 }).collect::<Vec<f64>>()))
+        .map(|b| {
+            field.0.log_weight(
+                &(0..9)
+                    .map(|i| if b >> i & 1 == 1 { 1.0 } else { -1.0 })
+                    .collect::<Vec<f64>>(),
+            )
+        })
         .collect();
     assert!((discrete_log_z(&field, &mut hooks).unwrap() - log_sum_exp(&terms)).abs() < 1e-10);
 }
 
-fn run_forward(path: &mut dyn AnnealingPath, schedule: &[f64], seed: u64) -> super::ais::AisEstimate {
+fn run_forward(
+    path: &mut dyn AnnealingPath,
+    schedule: &[f64],
+    seed: u64,
+) -> super::ais::AisEstimate {
     let (stop, mut progress) = no_hooks();
-    let mut hooks = Hooks { should_stop: &stop, progress: &mut progress };
+    let mut hooks = Hooks {
+        should_stop: &stop,
+        progress: &mut progress,
+    };
     let mut rng = RngStream::new(seed, 7);
     forward_ais(path, schedule, &mut rng, &mut hooks).unwrap()
 }
@@ -119,14 +151,20 @@ fn run_forward(path: &mut dyn AnnealingPath, schedule: &[f64], seed: u64) -> sup
 fn ais_matches_exact_log_z_of_a_hard_rbm() {
     let p = random_rbm(64, 12, 0.5, 17);
     let (stop, mut progress) = no_hooks();
-    let mut hooks = Hooks { should_stop: &stop, progress: &mut progress };
+    let mut hooks = Hooks {
+        should_stop: &stop,
+        progress: &mut progress,
+    };
     let exact = rbm_log_z(&p, &mut hooks).unwrap();
     let mut chains = RbmChains::new(p.clone(), p.visible_bias.clone(), 100).unwrap();
     let t = std::time::Instant::now();
     let est = run_forward(&mut chains, &default_schedule(10_000), 1);
     eprintln!("exact {exact} ais {est:?} in {:?}", t.elapsed());
     assert!((est.log_z - exact).abs() < 0.1, "{est:?} vs {exact}");
-    assert!((est.log_z - exact).abs() < 3.0 * est.log_z_stderr.max(1e-3), "{est:?} vs {exact}");
+    assert!(
+        (est.log_z - exact).abs() < 3.0 * est.log_z_stderr.max(1e-3),
+        "{est:?} vs {exact}"
+    );
 }
 
 /// 16 x 16 torus at the critical coupling and on both sides of it, against Kaufman.
@@ -140,11 +178,22 @@ fn ais_matches_exact_log_z_of_a_hard_rbm() {
 fn ais_matches_kaufman_on_a_16x16_lattice() {
     for k in [0.4406867935097715, 0.3, 0.6] {
         let exact = lattice_ising_log_z(16, 16, k);
-        let mut chains = LatticeChains::new(LatticeParams { size: 16, coupling: k, field: 0.0 }, 128).unwrap();
+        let mut chains = LatticeChains::new(
+            LatticeParams {
+                size: 16,
+                coupling: k,
+                field: 0.0,
+            },
+            128,
+        )
+        .unwrap();
         let est = run_forward(&mut chains, &default_schedule(3_000), 2);
         let diff = (est.log_z - exact).abs();
         assert!(diff < 0.1, "K={k}: {est:?} vs {exact}");
-        assert!(diff < 3.0 * est.log_z_stderr + 0.01, "K={k}: {est:?} vs {exact}");
+        assert!(
+            diff < 3.0 * est.log_z_stderr + 0.01,
+            "K={k}: {est:?} vs {exact}"
+        );
     }
 }
 
@@ -156,7 +205,10 @@ fn ais_matches_kaufman_on_a_16x16_lattice() {
 fn reverse_ais_lands_on_the_other_side() {
     let p = random_rbm(64, 12, 0.5, 17);
     let (stop, mut progress) = no_hooks();
-    let mut hooks = Hooks { should_stop: &stop, progress: &mut progress };
+    let mut hooks = Hooks {
+        should_stop: &stop,
+        progress: &mut progress,
+    };
     let exact = rbm_log_z(&p, &mut hooks).unwrap();
     let mut chains = RbmChains::new(p.clone(), p.visible_bias.clone(), 100).unwrap();
     let mut rng = RngStream::new(4, 7);
@@ -166,7 +218,10 @@ fn reverse_ais_lands_on_the_other_side() {
     }
     let rev = reverse_ais(&mut chains, &default_schedule(10_000), &mut rng, &mut hooks).unwrap();
     assert!(rev.reverse);
-    assert!(rev.log_z > exact - 3.0 * rev.log_z_stderr.max(1e-3), "{rev:?} vs {exact}");
+    assert!(
+        rev.log_z > exact - 3.0 * rev.log_z_stderr.max(1e-3),
+        "{rev:?} vs {exact}"
+    );
     assert!((rev.log_z - exact).abs() < 0.1, "{rev:?} vs {exact}");
 }
 
@@ -177,22 +232,46 @@ fn reverse_ais_lands_on_the_other_side() {
 fn ais_matches_exact_log_z_of_a_potts_model() {
     let p = random_potts(6, 3, 0.5, 2);
     let (stop, mut progress) = no_hooks();
-    let mut hooks = Hooks { should_stop: &stop, progress: &mut progress };
+    let mut hooks = Hooks {
+        should_stop: &stop,
+        progress: &mut progress,
+    };
     let exact = discrete_log_z(&p, &mut hooks).unwrap();
     let mut chains = PottsChains::new(p, 200).unwrap();
     let est = run_forward(&mut chains, &default_schedule(2_000), 3);
     assert!((est.log_z - exact).abs() < 0.05, "{est:?} vs {exact}");
-    assert!((est.log_z - exact).abs() < 3.0 * est.log_z_stderr + 1e-3, "{est:?} vs {exact}");
+    assert!(
+        (est.log_z - exact).abs() < 3.0 * est.log_z_stderr + 1e-3,
+        "{est:?} vs {exact}"
+    );
 }
 
 #[test]
 #[ignore]
 fn explore_lattice() {
-    for (l, k, chains, steps) in [(16, 0.6, 128, 3000), (16, 0.4406867935097715, 128, 3000), (16, 0.3, 128, 3000)] {
+    for (l, k, chains, steps) in [
+        (16, 0.6, 128, 3000),
+        (16, 0.4406867935097715, 128, 3000),
+        (16, 0.3, 128, 3000),
+    ] {
         let exact = lattice_ising_log_z(l, l, k);
-        let mut c = LatticeChains::new(LatticeParams { size: l, coupling: k, field: 0.0 }, chains).unwrap();
+        let mut c = LatticeChains::new(
+            LatticeParams {
+                size: l,
+                coupling: k,
+                field: 0.0,
+            },
+            chains,
+        )
+        .unwrap();
         let t = std::time::Instant::now();
         let est = run_forward(&mut c, &default_schedule(steps), 3);
-        eprintln!("L={l} K={k} chains {chains} steps {steps}: exact {exact} diff {} se {} ess {} in {:?}", est.log_z - exact, est.log_z_stderr, est.ess, t.elapsed());
+        eprintln!(
+            "L={l} K={k} chains {chains} steps {steps}: exact {exact} diff {} se {} ess {} in {:?}",
+            est.log_z - exact,
+            est.log_z_stderr,
+            est.ess,
+            t.elapsed()
+        );
     }
 }

@@ -27,7 +27,11 @@ pub fn most_likely_state(
 ) -> Result<MapState, EngineError> {
     if let Some(state) = chains.exact_map() {
         let log_target = chains.log_target(&state);
-        return Ok(MapState { state, log_target, exact: true });
+        return Ok(MapState {
+            state,
+            log_target,
+            exact: true,
+        });
     }
     for k in 0..ANNEALING_SWEEPS {
         if should_stop() {
@@ -43,7 +47,11 @@ pub fn most_likely_state(
         chains.polish(&mut state);
         let log_target = chains.log_target(&state);
         if best.as_ref().is_none_or(|b| log_target > b.log_target) {
-            best = Some(MapState { state: state.clone(), log_target, exact: false });
+            best = Some(MapState {
+                state: state.clone(),
+                log_target,
+                exact: false,
+            });
         }
     }
     best.ok_or_else(|| EngineError::Internal("no chains to anneal".into()))

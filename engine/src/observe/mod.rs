@@ -14,8 +14,8 @@ use crate::error::EngineError;
 use crate::estimate::chains::ModelChains;
 use crate::estimate::job::backend_note;
 use crate::estimate::model::load_model;
-use crate::sample::chain_plan;
 use crate::rng::RngStream;
+use crate::sample::chain_plan;
 use crate::stats::summary::StatisticSummary;
 use statistic::{histogram_layout, Statistic};
 
@@ -39,6 +39,9 @@ impl ChainPlan {
     }
 }
 
+/// Receives (chain, state, model) for each kept draw.
+pub type Recorder<'a> = dyn FnMut(usize, &[f32], &dyn ModelChains) + 'a;
+
 /// Starts every chain from the base model, burns in, then calls `record(chain, state)`
 /// for each kept state, per draw in chain order (`record` also gets the model, e.g. for
 /// energies). Progress runs 0..1 over all sweeps.
@@ -48,22 +51,23 @@ pub fn run_chains(
     rng: &mut RngStream,
     should_stop: &dyn Fn() -> bool,
     progress: &mut dyn FnMut(f64),
-    record: &mut dyn FnMut(usize, &[f32], &dyn ModelChains),
+    record: &mut Recorder<'_>,
 ) -> Result<(), EngineError> {
     let total = plan.sweeps().max(1) as f64;
     let report_every = (plan.sweeps() / 200).max(1);
     let mut done = 0usize;
-    let mut sweep = |chains: &mut dyn ModelChains, rng: &mut RngStream| -> Result<(), EngineError> {
-        if should_stop() {
-            return Err(EngineError::Interrupted);
-        }
-        chains.sweep(1.0, rng);
-        done += 1;
-        if done % report_every == 0 {
-            progress(done as f64 / total);
-        }
-        Ok(())
-    };
+    let mut sweep =
+        |chains: &mut dyn ModelChains, rng: &mut RngStream| -> Result<(), EngineError> {
+            if should_stop() {
+                return Err(EngineError::Interrupted);
+            }
+            chains.sweep(1.0, rng);
+            done += 1;
+            if done.is_multiple_of(report_every) {
+                progress(done as f64 / total);
+            }
+            Ok(())
+        };
     chains.draw_base(rng.next_key());
     for _ in 0..plan.burn_in {
         sweep(chains, rng)?;
@@ -108,9 +112,18 @@ pub fn observe_chains(
     let mut series: Vec<Vec<f64>> = vec![Vec::with_capacity(plan.per_chain()); chains.chains()];
     let units = chains.units();
     {
-        let mut record = |c: usize, s: &[f32], model: &dyn ModelChains| series[c].push(statistic.value(s, model));
+        let mut record = |c: usize, s: &[f32], model: &dyn ModelChains| {
+            series[c].push(statistic.value(s, model))
+        };
         let mut sampling_progress = |f: f64| progress(0.9 * f);
-        run_chains(chains, plan, rng, should_stop, &mut sampling_progress, &mut record)?;
+        run_chains(
+            chains,
+            plan,
+            rng,
+            should_stop,
+            &mut sampling_progress,
+            &mut record,
+        )?;
     }
     if let Some(bad) = series.iter().flatten().find(|v| !v.is_finite()) {
         return Err(EngineError::Diverged(format!(
@@ -119,7 +132,8 @@ pub fn observe_chains(
         )));
     }
     let all: Vec<f64> = series.iter().flatten().cloned().collect();
-    let (lo, hi, used_bins) = histogram_layout(statistic.support(units, chains.encoding()), &all, bins);
+    let (lo, hi, used_bins) =
+        histogram_layout(statistic.support(units, chains.encoding()), &all, bins);
     let summary = StatisticSummary::of_chains(&series, lo, hi, used_bins);
     let map = map::most_likely_state(chains, rng, should_stop)?;
     progress(1.0);
@@ -171,11 +185,15 @@ pub fn run_observe(
         (DEFAULT_OBSERVE_SAMPLES, DEFAULT_OBSERVE_CHAINS),
     )?;
     if plan.samples > 100_000_000 {
-        return Err(EngineError::InvalidInput("observe.samples must be at most 100000000".into()));
+        return Err(EngineError::InvalidInput(
+            "observe.samples must be at most 100000000".into(),
+        ));
     }
     let bins = spec.bins.map_or(DEFAULT_BINS, |b| b as usize);
     if bins == 0 || bins > MAX_BINS {
-        return Err(EngineError::InvalidInput(format!("observe.bins must be between 1 and {MAX_BINS}, got {bins}")));
+        return Err(EngineError::InvalidInput(format!(
+            "observe.bins must be between 1 and {MAX_BINS}, got {bins}"
+        )));
     }
     if spec.statistic.trim().is_empty() {
         return Err(EngineError::InvalidInput(format!(
@@ -185,10 +203,24 @@ pub fn run_observe(
     }
     let model = load_model(model_file)?;
     let mut chains = model.chains(plan.chains, None)?;
-    let stat = Statistic::parse(spec.statistic.trim(), &spec.reference, &spec.weights, &spec.units, chains.as_ref())?;
+    let stat = Statistic::parse(
+        spec.statistic.trim(),
+        &spec.reference,
+        &spec.weights,
+        &spec.units,
+        chains.as_ref(),
+    )?;
     let notes: Vec<String> = backend_note(backend).into_iter().collect();
     let mut rng = RngStream::new(seed, OBSERVE_STREAM);
-    let report = observe_chains(chains.as_mut(), &stat, &plan, bins, &mut rng, should_stop, progress)?;
+    let report = observe_chains(
+        chains.as_mut(),
+        &stat,
+        &plan,
+        bins,
+        &mut rng,
+        should_stop,
+        progress,
+    )?;
     Ok((report, notes))
 }
 
@@ -199,10 +231,19 @@ pub fn check_observe_request(
     model_type: &str,
     dims: &std::collections::BTreeMap<String, u64>,
 ) -> Result<(), EngineError> {
-    chain_plan("observe", spec.samples, spec.burn_in, spec.thin, spec.chains, (DEFAULT_OBSERVE_SAMPLES, DEFAULT_OBSERVE_CHAINS))?;
+    chain_plan(
+        "observe",
+        spec.samples,
+        spec.burn_in,
+        spec.thin,
+        spec.chains,
+        (DEFAULT_OBSERVE_SAMPLES, DEFAULT_OBSERVE_CHAINS),
+    )?;
     let bins = spec.bins.map_or(DEFAULT_BINS, |b| b as usize);
     if bins == 0 || bins > MAX_BINS {
-        return Err(EngineError::InvalidInput(format!("observe.bins must be between 1 and {MAX_BINS}, got {bins}")));
+        return Err(EngineError::InvalidInput(format!(
+            "observe.bins must be between 1 and {MAX_BINS}, got {bins}"
+        )));
     }
     crate::estimate::job::check_model_type(model_type)?;
     let units = crate::estimate::job::units_from_dims(model_type, dims).unwrap_or(0) as usize;

@@ -32,7 +32,8 @@ pub enum Support {
     Observed,
 }
 
-pub const STATISTIC_NAMES: &str = "fraction_on | magnetization | energy | hamming_to | projection | correlation";
+pub const STATISTIC_NAMES: &str =
+    "fraction_on | magnetization | energy | hamming_to | projection | correlation";
 
 impl Statistic {
     /// Builds and validates a statistic from its name and parameters.
@@ -52,7 +53,9 @@ impl Statistic {
         };
         let real = model.encoding() == Encoding::Real;
         let stat = match name {
-            "fraction_on" | "magnetization" | "magnetisation" | "hamming_to" if real => return discrete_only(name),
+            "fraction_on" | "magnetization" | "magnetisation" | "hamming_to" if real => {
+                return discrete_only(name)
+            }
             "fraction_on" => Statistic::FractionOn,
             "magnetization" | "magnetisation" => Statistic::Magnetization,
             "energy" => Statistic::Energy,
@@ -62,8 +65,9 @@ impl Statistic {
                         "statistic hamming_to needs observe.reference, a state of {n} values"
                     )));
                 }
-                check_state(model.encoding(), n, reference)
-                    .map_err(|e| EngineError::InvalidInput(format!("observe.reference: {}", message(&e))))?;
+                check_state(model.encoding(), n, reference).map_err(|e| {
+                    EngineError::InvalidInput(format!("observe.reference: {}", message(&e)))
+                })?;
                 Statistic::HammingTo(reference.to_vec())
             }
             "projection" => {
@@ -74,12 +78,17 @@ impl Statistic {
                     )));
                 }
                 if weights.iter().any(|w| !w.is_finite()) {
-                    return Err(EngineError::InvalidInput("observe.weights must be finite".into()));
+                    return Err(EngineError::InvalidInput(
+                        "observe.weights must be finite".into(),
+                    ));
                 }
                 Statistic::Projection(weights.to_vec())
             }
             "correlation" => {
-                if units.len() != 2 || units.iter().any(|&u| u as usize >= n) || units[0] == units[1] {
+                if units.len() != 2
+                    || units.iter().any(|&u| u as usize >= n)
+                    || units[0] == units[1]
+                {
                     return Err(EngineError::InvalidInput(format!(
                         "statistic correlation needs observe.units = two different unit indices in 0..{}, got {units:?}",
                         n - 1
@@ -114,7 +123,9 @@ impl Statistic {
         match self {
             Statistic::FractionOn => {
                 let on = match encoding {
-                    Encoding::Binary | Encoding::Spin | Encoding::Real => state.iter().filter(|&&x| x > 0.0).count(),
+                    Encoding::Binary | Encoding::Spin | Encoding::Real => {
+                        state.iter().filter(|&&x| x > 0.0).count()
+                    }
                     Encoding::Categorical(_) => state.iter().filter(|&&x| x != 0.0).count(),
                 };
                 on as f64 / n
@@ -132,8 +143,14 @@ impl Statistic {
                 }
             },
             Statistic::Energy => -model.log_target(state),
-            Statistic::HammingTo(reference) => state.iter().zip(reference).filter(|(a, b)| a != b).count() as f64,
-            Statistic::Projection(w) => state.iter().zip(w).map(|(&x, &w)| x as f64 * w as f64).sum(),
+            Statistic::HammingTo(reference) => {
+                state.iter().zip(reference).filter(|(a, b)| a != b).count() as f64
+            }
+            Statistic::Projection(w) => state
+                .iter()
+                .zip(w)
+                .map(|(&x, &w)| x as f64 * w as f64)
+                .sum(),
             Statistic::Correlation(a, b) => match encoding {
                 Encoding::Categorical(_) => (state[*a] == state[*b]) as u8 as f64,
                 _ => state[*a] as f64 * state[*b] as f64,
@@ -144,14 +161,32 @@ impl Statistic {
     pub fn support(&self, units: usize, encoding: Encoding) -> Support {
         let n = units as f64;
         match (self, encoding) {
-            (Statistic::FractionOn, _) => Support::Lattice { lo: 0.0, hi: 1.0, step: 1.0 / n },
-            (Statistic::Magnetization, Encoding::Binary | Encoding::Spin) => {
-                Support::Lattice { lo: -1.0, hi: 1.0, step: 2.0 / n }
-            }
-            (Statistic::HammingTo(_), _) => Support::Lattice { lo: 0.0, hi: n, step: 1.0 },
-            (Statistic::Correlation(..), Encoding::Spin) => Support::Lattice { lo: -1.0, hi: 1.0, step: 2.0 },
+            (Statistic::FractionOn, _) => Support::Lattice {
+                lo: 0.0,
+                hi: 1.0,
+                step: 1.0 / n,
+            },
+            (Statistic::Magnetization, Encoding::Binary | Encoding::Spin) => Support::Lattice {
+                lo: -1.0,
+                hi: 1.0,
+                step: 2.0 / n,
+            },
+            (Statistic::HammingTo(_), _) => Support::Lattice {
+                lo: 0.0,
+                hi: n,
+                step: 1.0,
+            },
+            (Statistic::Correlation(..), Encoding::Spin) => Support::Lattice {
+                lo: -1.0,
+                hi: 1.0,
+                step: 2.0,
+            },
             (Statistic::Correlation(..), Encoding::Real) => Support::Observed,
-            (Statistic::Correlation(..), _) => Support::Lattice { lo: 0.0, hi: 1.0, step: 1.0 },
+            (Statistic::Correlation(..), _) => Support::Lattice {
+                lo: 0.0,
+                hi: 1.0,
+                step: 1.0,
+            },
             _ => Support::Observed,
         }
     }
@@ -159,7 +194,9 @@ impl Statistic {
 
 fn message(e: &EngineError) -> String {
     match e {
-        EngineError::InvalidInput(m) | EngineError::Diverged(m) | EngineError::Internal(m) => m.clone(),
+        EngineError::InvalidInput(m) | EngineError::Diverged(m) | EngineError::Internal(m) => {
+            m.clone()
+        }
         EngineError::Interrupted => "interrupted".into(),
     }
 }

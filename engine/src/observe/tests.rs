@@ -9,7 +9,12 @@ use crate::estimate::chains::ModelChains;
 use crate::rng::RngStream;
 use crate::sample::sample_chains;
 
-fn observe(chains: &mut dyn ModelChains, stat: &Statistic, plan: ChainPlan, bins: usize) -> super::ObserveReport {
+fn observe(
+    chains: &mut dyn ModelChains,
+    stat: &Statistic,
+    plan: ChainPlan,
+    bins: usize,
+) -> super::ObserveReport {
     let mut rng = RngStream::new(5, 11);
     observe_chains(chains, stat, &plan, bins, &mut rng, &|| false, &mut |_| {}).unwrap()
 }
@@ -34,11 +39,19 @@ fn independent_pixels(p_on: f64, pixels: usize) -> RbmParams {
 fn the_51_percent_example() {
     let params = independent_pixels(0.49, 64);
     let mut chains = RbmChains::new(params.clone(), params.visible_bias.clone(), 16).unwrap();
-    let plan = ChainPlan { samples: 10_000, burn_in: 10, thin: 1, chains: 16 };
+    let plan = ChainPlan {
+        samples: 10_000,
+        burn_in: 10,
+        thin: 1,
+        chains: 16,
+    };
     let r = observe(&mut chains, &Statistic::FractionOn, plan, 65);
     let width = r.summary.histogram.edges[1] - r.summary.histogram.edges[0];
     assert!((width - 1.0 / 64.0).abs() < 1e-12);
-    assert!(r.summary.mode > 0.48 - width && r.summary.mode < 0.49 + width, "{r:?}");
+    assert!(
+        r.summary.mode > 0.48 - width && r.summary.mode < 0.49 + width,
+        "{r:?}"
+    );
     assert!((r.summary.mean - 0.49).abs() < 0.01, "{r:?}");
     assert_eq!(r.summary.modes.len(), 1, "{:?}", r.summary.modes);
     assert_eq!(r.map_statistic, 0.0);
@@ -56,18 +69,51 @@ fn the_51_percent_example() {
 /// K = 0.3 (T = 1.47 T_c) on 16 x 16 there is one mode, near 0.
 #[test]
 fn a_magnet_below_t_c_has_two_magnetization_modes() {
-    let plan = ChainPlan { samples: 4_000, burn_in: 100, thin: 1, chains: 8 };
-    let mut cold = LatticeChains::new(LatticeParams { size: 8, coupling: 0.6, field: 0.0 }, 8).unwrap();
+    let plan = ChainPlan {
+        samples: 4_000,
+        burn_in: 100,
+        thin: 1,
+        chains: 8,
+    };
+    let mut cold = LatticeChains::new(
+        LatticeParams {
+            size: 8,
+            coupling: 0.6,
+            field: 0.0,
+        },
+        8,
+    )
+    .unwrap();
     let r = observe(&mut cold, &Statistic::Magnetization, plan, 65);
-    assert_eq!(r.summary.modes.len(), 2, "{:?} {:?}", r.summary.modes, r.summary.histogram.counts);
+    assert_eq!(
+        r.summary.modes.len(),
+        2,
+        "{:?} {:?}",
+        r.summary.modes,
+        r.summary.histogram.counts
+    );
     let (a, b) = (r.summary.modes[0].value, r.summary.modes[1].value);
     assert!(a * b < 0.0 && a.abs() > 0.8 && b.abs() > 0.8, "{a} {b}");
     assert!(r.summary.mean.abs() < 0.3, "{}", r.summary.mean);
     assert_eq!(r.map_statistic.abs(), 1.0);
 
-    let mut hot = LatticeChains::new(LatticeParams { size: 16, coupling: 0.3, field: 0.0 }, 8).unwrap();
+    let mut hot = LatticeChains::new(
+        LatticeParams {
+            size: 16,
+            coupling: 0.3,
+            field: 0.0,
+        },
+        8,
+    )
+    .unwrap();
     let r = observe(&mut hot, &Statistic::Magnetization, plan, 65);
-    assert_eq!(r.summary.modes.len(), 1, "{:?} {:?}", r.summary.modes, r.summary.histogram.counts);
+    assert_eq!(
+        r.summary.modes.len(),
+        1,
+        "{:?} {:?}",
+        r.summary.modes,
+        r.summary.histogram.counts
+    );
     assert!(r.summary.mode.abs() < 0.1, "{}", r.summary.mode);
 }
 
@@ -86,7 +132,11 @@ fn annealing_finds_the_most_likely_state_of_a_small_rbm() {
     let mut rng = RngStream::new(1, 2);
     let map = super::map::most_likely_state(&mut chains, &mut rng, &|| false).unwrap();
     assert!(!map.exact);
-    assert!((map.log_target - best).abs() < 1e-9, "{} vs {best}", map.log_target);
+    assert!(
+        (map.log_target - best).abs() < 1e-9,
+        "{} vs {best}",
+        map.log_target
+    );
 }
 
 /// Sample matrices: shape, chain-major layout, and the marginal of independent pixels
@@ -96,7 +146,12 @@ fn annealing_finds_the_most_likely_state_of_a_small_rbm() {
 fn samples_have_the_right_shape_and_marginals() {
     let params = independent_pixels(0.3, 20);
     let mut chains = RbmChains::new(params.clone(), params.visible_bias.clone(), 40).unwrap();
-    let plan = ChainPlan { samples: 3_990, burn_in: 5, thin: 2, chains: 40 };
+    let plan = ChainPlan {
+        samples: 3_990,
+        burn_in: 5,
+        thin: 2,
+        chains: 40,
+    };
     let mut rng = RngStream::new(9, 1);
     let m = sample_chains(&mut chains, &plan, &mut rng, &|| false, &mut |_| {}).unwrap();
     assert_eq!((m.rows, m.cols, m.draws_per_chain), (4000, 20, 100));

@@ -153,7 +153,12 @@ mod tests {
 
     #[test]
     fn counts_land_in_the_right_bins_and_clamp() {
-        let h = Histogram::new([0.0, 0.24, 0.25, 0.99, 1.0, -3.0, 7.0, f64::NAN], 0.0, 1.0, 4);
+        let h = Histogram::new(
+            [0.0, 0.24, 0.25, 0.99, 1.0, -3.0, 7.0, f64::NAN],
+            0.0,
+            1.0,
+            4,
+        );
         assert_eq!(h.counts, vec![3, 1, 0, 3]);
         assert_eq!(h.edges, vec![0.0, 0.25, 0.5, 0.75, 1.0]);
         assert_eq!(h.total(), 7);

@@ -124,7 +124,7 @@ impl SignedLog {
         sign: 1.0,
     };
 
-    pub fn mul(self, other: SignedLog) -> SignedLog {
+    pub fn times(self, other: SignedLog) -> SignedLog {
         SignedLog {
             log_abs: self.log_abs + other.log_abs,
             sign: self.sign * other.sign,
@@ -182,7 +182,9 @@ mod tests {
 
     #[test]
     fn streaming_merge_equals_one_pass() {
-        let xs: Vec<f64> = (0..100).map(|i| ((i * 37) % 23) as f64 * 0.7 - 5.0).collect();
+        let xs: Vec<f64> = (0..100)
+            .map(|i| ((i * 37) % 23) as f64 * 0.7 - 5.0)
+            .collect();
         let mut a = LogSumExp::new();
         let mut b = LogSumExp::new();
         for &x in &xs[..40] {

@@ -170,7 +170,10 @@ mod tests {
         let white = effective_sample_size(&ar1(n, 0.0, 2, 0.0));
         assert!((white / n as f64 - 1.0).abs() < 0.15, "white {white}");
         let sticky = effective_sample_size(&ar1(n, 0.5, 3, 0.0));
-        assert!((sticky / (n as f64 / 3.0) - 1.0).abs() < 0.15, "ar1 {sticky}");
+        assert!(
+            (sticky / (n as f64 / 3.0) - 1.0).abs() < 0.15,
+            "ar1 {sticky}"
+        );
         assert_eq!(effective_sample_size(&[2.0; 50]), 50.0);
     }
 

@@ -79,8 +79,12 @@ impl GaussianRbmParams {
             )));
         }
         let (nv, nh) = (p.visible, p.hidden);
-        let columns: Vec<f64> = (0..nh * nv).map(|k| p.weights[(k % nv) * nh + k / nv] as f64).collect();
-        let b_over_s: Vec<f64> = (0..nv).map(|i| p.visible_bias[i] as f64 / self.sigma[i] as f64).collect();
+        let columns: Vec<f64> = (0..nh * nv)
+            .map(|k| p.weights[(k % nv) * nh + k / nv] as f64)
+            .collect();
+        let b_over_s: Vec<f64> = (0..nv)
+            .map(|i| p.visible_bias[i] as f64 / self.sigma[i] as f64)
+            .collect();
         let mut acc = LogSumExp::new();
         let mut a = vec![0.0f64; nv];
         let mut on = vec![false; nh];
@@ -98,10 +102,20 @@ impl GaussianRbmParams {
             if g % 4096 == 0 && (hooks.should_stop)() {
                 return Err(EngineError::Interrupted);
             }
-            acc.add(linear + a.iter().zip(&b_over_s).map(|(&ai, &bs)| ai * bs + ai * ai / 2.0).sum::<f64>());
+            acc.add(
+                linear
+                    + a.iter()
+                        .zip(&b_over_s)
+                        .map(|(&ai, &bs)| ai * bs + ai * ai / 2.0)
+                        .sum::<f64>(),
+            );
         }
         (hooks.progress)(1.0);
-        let norm: f64 = self.sigma.iter().map(|&s| (std::f64::consts::TAU.sqrt() * s as f64).ln()).sum();
+        let norm: f64 = self
+            .sigma
+            .iter()
+            .map(|&s| (std::f64::consts::TAU.sqrt() * s as f64).ln())
+            .sum();
         Ok(acc.value() + norm)
     }
 }
@@ -120,8 +134,12 @@ pub struct GaussianRbmChains {
 impl GaussianRbmChains {
     pub fn new(params: GaussianRbmParams, chains: usize) -> Result<Self, EngineError> {
         params.rbm.check()?;
-        if params.sigma.len() != params.rbm.visible || params.sigma.iter().any(|&s| !(s > 0.0 && s.is_finite())) {
-            return Err(EngineError::InvalidInput("sigma must have one positive value per visible unit".into()));
+        if params.sigma.len() != params.rbm.visible
+            || params.sigma.iter().any(|&s| !(s > 0.0 && s.is_finite()))
+        {
+            return Err(EngineError::InvalidInput(
+                "sigma must have one positive value per visible unit".into(),
+            ));
         }
         super::check_chain_size(chains, params.rbm.visible.max(params.rbm.hidden))?;
         let (nv, nh) = (params.rbm.visible, params.rbm.hidden);
@@ -139,7 +157,15 @@ impl GaussianRbmChains {
     /// Hidden logits hidden_scale (c + W^T x/sigma); visible means b + sigma mean_scale W h
     /// with sd sigma sd_scale. Adds the AIS increment first if asked.
     #[allow(clippy::too_many_arguments)]
-    fn gibbs(&mut self, hidden_scale: f32, mean_scale: f32, sd_scale: f32, rng: &mut RngStream, weights: &mut [f64], increment: Option<(f64, f64)>) {
+    fn gibbs(
+        &mut self,
+        hidden_scale: f32,
+        mean_scale: f32,
+        sd_scale: f32,
+        rng: &mut RngStream,
+        weights: &mut [f64],
+        increment: Option<(f64, f64)>,
+    ) {
         let (nv, nh, n) = (self.params.rbm.visible, self.params.rbm.hidden, self.chains);
         let key_h = rng.next_key();
         let key_v = rng.next_key();
@@ -148,7 +174,13 @@ impl GaussianRbmChains {
         for (k, (s, &x)) in self.scaled.iter_mut().zip(&self.visible_states).enumerate() {
             *s = x / sigma[k % nv];
         }
-        matmul(&mut self.pre_hidden, View::new(&self.scaled, n, nv), View::new(&p.weights, nv, nh), 1.0, false);
+        matmul(
+            &mut self.pre_hidden,
+            View::new(&self.scaled, n, nv),
+            View::new(&p.weights, nv, nh),
+            1.0,
+            false,
+        );
         self.pre_hidden
             .par_chunks_mut(nh)
             .zip(self.hidden_states.par_chunks_mut(nh))
@@ -160,13 +192,23 @@ impl GaussianRbmChains {
                     *x += cj;
                 }
                 if let Some((from, to)) = increment {
-                    *w += pre.iter().map(|&x| softplus(to * x as f64) - softplus(from * x as f64)).sum::<f64>();
+                    *w += pre
+                        .iter()
+                        .map(|&x| softplus(to * x as f64) - softplus(from * x as f64))
+                        .sum::<f64>();
                 }
                 for (j, hj) in h.iter_mut().enumerate() {
-                    *hj = (key_h.uniform((c * nh + j) as u32) < sigmoid_f32(hidden_scale * pre[j])) as u8 as f32;
+                    *hj = (key_h.uniform((c * nh + j) as u32) < sigmoid_f32(hidden_scale * pre[j]))
+                        as u8 as f32;
                 }
             });
-        matmul(&mut self.pre_visible, View::new(&self.hidden_states, n, nh), View::new(&p.weights, nv, nh).t(), 1.0, false);
+        matmul(
+            &mut self.pre_visible,
+            View::new(&self.hidden_states, n, nh),
+            View::new(&p.weights, nv, nh).t(),
+            1.0,
+            false,
+        );
         self.visible_states
             .par_chunks_mut(nv)
             .zip(self.pre_visible.par_chunks(nv))
@@ -187,7 +229,11 @@ impl AnnealingPath for GaussianRbmChains {
     }
 
     fn log_z_base(&self) -> f64 {
-        self.params.sigma.iter().map(|&s| (std::f64::consts::TAU.sqrt() * s as f64).ln()).sum::<f64>()
+        self.params
+            .sigma
+            .iter()
+            .map(|&s| (std::f64::consts::TAU.sqrt() * s as f64).ln())
+            .sum::<f64>()
             + self.params.rbm.hidden as f64 * 2f64.ln()
     }
 
@@ -200,7 +246,14 @@ impl AnnealingPath for GaussianRbmChains {
     }
 
     fn advance(&mut self, from: f64, to: f64, rng: &mut RngStream, log_weights: &mut [f64]) {
-        self.gibbs(to as f32, to as f32, 1.0, rng, log_weights, Some((from, to)));
+        self.gibbs(
+            to as f32,
+            to as f32,
+            1.0,
+            rng,
+            log_weights,
+            Some((from, to)),
+        );
     }
 
     fn transition(&mut self, beta: f64, rng: &mut RngStream) {
@@ -220,7 +273,8 @@ impl ModelChains for GaussianRbmChains {
 
     fn read_state(&self, chain: usize, out: &mut [f32]) {
         let nv = self.params.rbm.visible;
-        self.params.to_data(&self.visible_states[chain * nv..(chain + 1) * nv], out);
+        self.params
+            .to_data(&self.visible_states[chain * nv..(chain + 1) * nv], out);
     }
 
     fn write_state(&mut self, chain: usize, state: &[f32]) {
@@ -233,7 +287,14 @@ impl ModelChains for GaussianRbmChains {
     /// p^tau of the joint: hidden logits scale by tau, visible variances by 1/tau.
     fn sweep(&mut self, tau: f64, rng: &mut RngStream) {
         let mut unused = vec![0.0; self.chains];
-        self.gibbs(tau as f32, 1.0, (1.0 / tau.sqrt()) as f32, rng, &mut unused, None);
+        self.gibbs(
+            tau as f32,
+            1.0,
+            (1.0 / tau.sqrt()) as f32,
+            rng,
+            &mut unused,
+            None,
+        );
     }
 
     fn log_target(&self, state: &[f32]) -> f64 {

@@ -50,8 +50,10 @@ impl LatticeParams {
     fn neighbour_sum(&self, s: &[i8], site: usize) -> f32 {
         let l = self.size;
         let (r, c) = (site / l, site % l);
-        (s[r * l + (c + 1) % l] + s[r * l + (c + l - 1) % l] + s[((r + 1) % l) * l + c] + s[((r + l - 1) % l) * l + c])
-            as f32
+        (s[r * l + (c + 1) % l]
+            + s[r * l + (c + l - 1) % l]
+            + s[((r + 1) % l) * l + c]
+            + s[((r + l - 1) % l) * l + c]) as f32
     }
 }
 
@@ -66,18 +68,27 @@ pub struct LatticeChains {
 impl LatticeChains {
     pub fn new(params: LatticeParams, chains: usize) -> Result<Self, EngineError> {
         if params.size < 2 {
-            return Err(EngineError::InvalidInput("a lattice needs size >= 2".into()));
+            return Err(EngineError::InvalidInput(
+                "a lattice needs size >= 2".into(),
+            ));
         }
         if !params.coupling.is_finite() || !params.field.is_finite() {
-            return Err(EngineError::InvalidInput("the lattice has a non-finite coupling or field".into()));
+            return Err(EngineError::InvalidInput(
+                "the lattice has a non-finite coupling or field".into(),
+            ));
         }
         super::check_chain_size(chains, params.sites())?;
         let l = params.size;
         let neighbours = (0..params.sites())
             .map(|site| {
                 let (r, c) = (site / l, site % l);
-                [r * l + (c + 1) % l, r * l + (c + l - 1) % l, ((r + 1) % l) * l + c, ((r + l - 1) % l) * l + c]
-                    .map(|x| x as u32)
+                [
+                    r * l + (c + 1) % l,
+                    r * l + (c + l - 1) % l,
+                    ((r + 1) % l) * l + c,
+                    ((r + l - 1) % l) * l + c,
+                ]
+                .map(|x| x as u32)
             })
             .collect();
         Ok(LatticeChains {
@@ -158,7 +169,11 @@ impl LatticeChains {
                     }
                     let bond_base = (c * 2 * n) as u32;
                     for site in 0..n {
-                        for (dir, &nb) in neighbours[site][..1].iter().chain(&neighbours[site][2..3]).enumerate() {
+                        for (dir, &nb) in neighbours[site][..1]
+                            .iter()
+                            .chain(&neighbours[site][2..3])
+                            .enumerate()
+                        {
                             if s[site] == s[nb as usize]
                                 && key_bonds.uniform(bond_base + (2 * site + dir) as u32) < p_bond
                             {
@@ -209,9 +224,12 @@ impl AnnealingPath for LatticeChains {
     fn advance(&mut self, from: f64, to: f64, rng: &mut RngStream, log_weights: &mut [f64]) {
         let n = self.params.sites();
         let p = self.params;
-        log_weights.par_iter_mut().zip(self.spins.par_chunks(n)).for_each(|(w, s)| {
-            *w += (to - from) * p.coupling * p.bond_sum(s);
-        });
+        log_weights
+            .par_iter_mut()
+            .zip(self.spins.par_chunks(n))
+            .for_each(|(w, s)| {
+                *w += (to - from) * p.coupling * p.bond_sum(s);
+            });
         self.update(1.0, to, rng);
     }
 
@@ -259,8 +277,18 @@ impl ModelChains for LatticeChains {
         if p.coupling >= 0.0 {
             let s = if p.field >= 0.0 { 1.0 } else { -1.0 };
             Some(vec![s; n])
-        } else if p.field == 0.0 && p.size % 2 == 0 {
-            Some((0..n).map(|i| if (i / p.size + i % p.size) % 2 == 0 { 1.0 } else { -1.0 }).collect())
+        } else if p.field == 0.0 && p.size.is_multiple_of(2) {
+            Some(
+                (0..n)
+                    .map(|i| {
+                        if (i / p.size + i % p.size).is_multiple_of(2) {
+                            1.0
+                        } else {
+                            -1.0
+                        }
+                    })
+                    .collect(),
+            )
         } else {
             None
         }
@@ -268,12 +296,21 @@ impl ModelChains for LatticeChains {
 
     fn polish(&self, state: &mut [f32]) {
         let p = self.params;
-        let mut s: Vec<i8> = state.iter().map(|&x| if x > 0.0 { 1 } else { -1 }).collect();
+        let mut s: Vec<i8> = state
+            .iter()
+            .map(|&x| if x > 0.0 { 1 } else { -1 })
+            .collect();
         for _pass in 0..1000 {
             let mut improved = false;
             for site in 0..p.sites() {
                 let local = p.field + p.coupling * p.neighbour_sum(&s, site) as f64;
-                let best = if local > 0.0 { 1 } else if local < 0.0 { -1 } else { s[site] };
+                let best = if local > 0.0 {
+                    1
+                } else if local < 0.0 {
+                    -1
+                } else {
+                    s[site]
+                };
                 if best != s[site] {
                     s[site] = best;
                     improved = true;

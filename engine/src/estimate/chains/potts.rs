@@ -1,5 +1,5 @@
-//! Fully visible pairwise Potts chains: L sites with q states, E(s) = -sum_i h_i(s_i)
-//! - sum_{i<j} J_ij(s_i, s_j); J is [L, q, L, q] row-major, symmetrised here
+//! Fully visible pairwise Potts chains: L sites with q states,
+//! E(s) = -sum_i h_i(s_i) - sum_{i<j} J_ij(s_i, s_j); J is [L, q, L, q] row-major, symmetrised here
 //! (J_ij(a,b) = J_ji(b,a)) with zero diagonal blocks, so the Gibbs conditionals and the
 //! energy agree whatever the file held.
 //!
@@ -33,10 +33,19 @@ impl PottsParams {
         }
         let lq = self.sites * self.q;
         if self.couplings.len() != lq * lq || self.fields.len() != lq {
-            return Err(EngineError::InvalidInput("Potts parameter shapes do not match [L, q, L, q] and [L, q]".into()));
+            return Err(EngineError::InvalidInput(
+                "Potts parameter shapes do not match [L, q, L, q] and [L, q]".into(),
+            ));
         }
-        if self.couplings.iter().chain(&self.fields).any(|x| !x.is_finite()) {
-            return Err(EngineError::InvalidInput("the Potts model has non-finite parameters".into()));
+        if self
+            .couplings
+            .iter()
+            .chain(&self.fields)
+            .any(|x| !x.is_finite())
+        {
+            return Err(EngineError::InvalidInput(
+                "the Potts model has non-finite parameters".into(),
+            ));
         }
         Ok(())
     }
@@ -52,7 +61,9 @@ impl PottsParams {
                         if i == j {
                             self.couplings[idx(i, a, j, b)] = 0.0;
                         } else {
-                            let m = 0.5 * (self.couplings[idx(i, a, j, b)] + self.couplings[idx(j, b, i, a)]);
+                            let m = 0.5
+                                * (self.couplings[idx(i, a, j, b)]
+                                    + self.couplings[idx(j, b, i, a)]);
                             self.couplings[idx(i, a, j, b)] = m;
                             self.couplings[idx(j, b, i, a)] = m;
                         }
@@ -80,7 +91,10 @@ impl PottsParams {
     }
 
     pub fn field_sum(&self, s: &[u8]) -> f64 {
-        s.iter().enumerate().map(|(i, &a)| self.fields[i * self.q + a as usize] as f64).sum()
+        s.iter()
+            .enumerate()
+            .map(|(i, &a)| self.fields[i * self.q + a as usize] as f64)
+            .sum()
     }
 
     /// -E(s).
@@ -90,9 +104,17 @@ impl PottsParams {
 
     /// Conditional logits of site i given the rest: field_scale h_i(a) + coupling_scale
     /// sum_{j != i} J_ij(a, s_j).
-    fn site_logits(&self, s: &[u8], i: usize, field_scale: f64, coupling_scale: f64, out: &mut [f64]) {
+    fn site_logits(
+        &self,
+        s: &[u8],
+        i: usize,
+        field_scale: f64,
+        coupling_scale: f64,
+        out: &mut [f64],
+    ) {
         for (a, o) in out.iter_mut().enumerate() {
-            let row = &self.couplings[(i * self.q + a) * self.sites * self.q..(i * self.q + a + 1) * self.sites * self.q];
+            let row = &self.couplings[(i * self.q + a) * self.sites * self.q
+                ..(i * self.q + a + 1) * self.sites * self.q];
             let mut sum = 0.0f32;
             for (j, &b) in s.iter().enumerate() {
                 sum += row[j * self.q + b as usize];
@@ -173,7 +195,12 @@ impl AnnealingPath for PottsChains {
 
     fn draw_base(&mut self, key: RngKey) {
         let (l, q) = (self.params.sites, self.params.q);
-        let logits: Vec<Vec<f64>> = self.params.fields.chunks(q).map(|h| h.iter().map(|&x| x as f64).collect()).collect();
+        let logits: Vec<Vec<f64>> = self
+            .params
+            .fields
+            .chunks(q)
+            .map(|h| h.iter().map(|&x| x as f64).collect())
+            .collect();
         for (k, s) in self.states.iter_mut().enumerate() {
             *s = draw_categorical(&logits[k % l], key.uniform(k as u32));
         }
@@ -182,9 +209,12 @@ impl AnnealingPath for PottsChains {
     fn advance(&mut self, from: f64, to: f64, rng: &mut RngStream, log_weights: &mut [f64]) {
         let l = self.params.sites;
         let p = &self.params;
-        log_weights.par_iter_mut().zip(self.states.par_chunks(l)).for_each(|(w, s)| {
-            *w += (to - from) * p.coupling_sum(s);
-        });
+        log_weights
+            .par_iter_mut()
+            .zip(self.states.par_chunks(l))
+            .for_each(|(w, s)| {
+                *w += (to - from) * p.coupling_sum(s);
+            });
         self.heat_bath(1.0, to, rng.next_key());
     }
 
@@ -211,7 +241,10 @@ impl ModelChains for PottsChains {
 
     fn write_state(&mut self, chain: usize, state: &[f32]) {
         let l = self.params.sites;
-        for (s, &x) in self.states[chain * l..(chain + 1) * l].iter_mut().zip(state) {
+        for (s, &x) in self.states[chain * l..(chain + 1) * l]
+            .iter_mut()
+            .zip(state)
+        {
             *s = x as u8;
         }
     }
@@ -245,7 +278,13 @@ impl ModelChains for PottsChains {
             let mut improved = false;
             for i in 0..l {
                 self.params.site_logits(&s, i, 1.0, 1.0, &mut logits);
-                let best = (0..q).fold(s[i] as usize, |best, a| if logits[a] > logits[best] + 1e-12 { a } else { best });
+                let best = (0..q).fold(s[i] as usize, |best, a| {
+                    if logits[a] > logits[best] + 1e-12 {
+                        a
+                    } else {
+                        best
+                    }
+                });
                 if best != s[i] as usize {
                     s[i] = best as u8;
                     improved = true;

@@ -4,8 +4,8 @@
 //! biases `a` (the data's base rates, or the model's own b), and the intermediate
 //! distribution at beta is the joint
 //!   p_beta(v, h) ∝ exp((1 - beta) a.v + beta (b.v + c.h + v^T W h)),
-//! whose visible marginal is ln f_beta(v) = (1-beta) a.v + beta b.v
-//!   + sum_j softplus(beta (c_j + W_j.v)).
+//! whose visible marginal is
+//!   ln f_beta(v) = (1-beta) a.v + beta b.v + sum_j softplus(beta (c_j + W_j.v)).
 //! At beta = 0 this is exp(a.v) 2^hidden, so ln Z_0 = sum_i softplus(a_i) + hidden ln 2.
 //! A transition at beta is one block-Gibbs step of the joint (h | v, then v | h).
 
@@ -31,16 +31,28 @@ pub struct RbmParams {
 impl RbmParams {
     pub fn check(&self) -> Result<(), EngineError> {
         if self.visible == 0 || self.hidden == 0 {
-            return Err(EngineError::InvalidInput("an RBM needs at least one visible and one hidden unit".into()));
+            return Err(EngineError::InvalidInput(
+                "an RBM needs at least one visible and one hidden unit".into(),
+            ));
         }
         if self.weights.len() != self.visible * self.hidden
             || self.visible_bias.len() != self.visible
             || self.hidden_bias.len() != self.hidden
         {
-            return Err(EngineError::InvalidInput("RBM parameter shapes do not match visible x hidden".into()));
+            return Err(EngineError::InvalidInput(
+                "RBM parameter shapes do not match visible x hidden".into(),
+            ));
         }
-        if self.weights.iter().chain(&self.visible_bias).chain(&self.hidden_bias).any(|x| !x.is_finite()) {
-            return Err(EngineError::InvalidInput("the RBM has non-finite parameters".into()));
+        if self
+            .weights
+            .iter()
+            .chain(&self.visible_bias)
+            .chain(&self.hidden_bias)
+            .any(|x| !x.is_finite())
+        {
+            return Err(EngineError::InvalidInput(
+                "the RBM has non-finite parameters".into(),
+            ));
         }
         Ok(())
     }
@@ -62,7 +74,11 @@ impl RbmParams {
     pub fn log_marginal(&self, v: &[f32]) -> f64 {
         let mut pre = vec![0.0; self.hidden];
         self.hidden_input(v, &mut pre);
-        let linear: f64 = v.iter().zip(&self.visible_bias).map(|(&x, &b)| x as f64 * b as f64).sum();
+        let linear: f64 = v
+            .iter()
+            .zip(&self.visible_bias)
+            .map(|(&x, &b)| x as f64 * b as f64)
+            .sum();
         linear + pre.iter().map(|&p| softplus(p as f64)).sum::<f64>()
     }
 
@@ -105,7 +121,9 @@ impl RbmChains {
         params.check()?;
         super::check_chain_size(chains, params.visible.max(params.hidden))?;
         if base_bias.len() != params.visible || base_bias.iter().any(|x| !x.is_finite()) {
-            return Err(EngineError::Internal("base-rate biases do not match the model".into()));
+            return Err(EngineError::Internal(
+                "base-rate biases do not match the model".into(),
+            ));
         }
         Ok(RbmChains {
             visible_states: vec![0.0; chains * params.visible],
@@ -126,7 +144,14 @@ impl RbmChains {
     /// (b + W h) and hidden logits target_scale (c + W^T v); before moving, adds
     /// ln f_to(v) - ln f_from(v) of the AIS path to each weight if `increment` is given.
     /// The two pre-activation products are GEMMs over all chains; the rest is per chain.
-    fn gibbs(&mut self, base_scale: f32, target_scale: f32, rng: &mut RngStream, weights: &mut [f64], increment: Option<(f64, f64)>) {
+    fn gibbs(
+        &mut self,
+        base_scale: f32,
+        target_scale: f32,
+        rng: &mut RngStream,
+        weights: &mut [f64],
+        increment: Option<(f64, f64)>,
+    ) {
         let (nv, nh, n) = (self.params.visible, self.params.hidden, self.chains);
         let key_h = rng.next_key();
         let key_v = rng.next_key();
@@ -157,12 +182,16 @@ impl RbmChains {
                         .zip(a)
                         .map(|((&x, &b), &a)| x as f64 * (b as f64 - a as f64))
                         .sum();
-                    let hidden: f64 = pre.iter().map(|&x| softplus(to * x as f64) - softplus(from * x as f64)).sum();
+                    let hidden: f64 = pre
+                        .iter()
+                        .map(|&x| softplus(to * x as f64) - softplus(from * x as f64))
+                        .sum();
                     *w += (to - from) * linear + hidden;
                 }
                 let base_h = (c * nh) as u32;
                 for (j, hj) in h.iter_mut().enumerate() {
-                    *hj = (key_h.uniform(base_h + j as u32) < sigmoid_f32(target_scale * pre[j])) as u8 as f32;
+                    *hj = (key_h.uniform(base_h + j as u32) < sigmoid_f32(target_scale * pre[j]))
+                        as u8 as f32;
                 }
             });
         matmul(
@@ -193,21 +222,34 @@ impl AnnealingPath for RbmChains {
     }
 
     fn log_z_base(&self) -> f64 {
-        self.base_bias.iter().map(|&a| softplus(a as f64)).sum::<f64>() + self.params.hidden as f64 * 2f64.ln()
+        self.base_bias
+            .iter()
+            .map(|&a| softplus(a as f64))
+            .sum::<f64>()
+            + self.params.hidden as f64 * 2f64.ln()
     }
 
     fn draw_base(&mut self, key: RngKey) {
         let nv = self.params.visible;
         let a = &self.base_bias;
-        self.visible_states.par_chunks_mut(nv).enumerate().for_each(|(c, v)| {
-            for (i, vi) in v.iter_mut().enumerate() {
-                *vi = (key.uniform((c * nv + i) as u32) < sigmoid_f32(a[i])) as u8 as f32;
-            }
-        });
+        self.visible_states
+            .par_chunks_mut(nv)
+            .enumerate()
+            .for_each(|(c, v)| {
+                for (i, vi) in v.iter_mut().enumerate() {
+                    *vi = (key.uniform((c * nv + i) as u32) < sigmoid_f32(a[i])) as u8 as f32;
+                }
+            });
     }
 
     fn advance(&mut self, from: f64, to: f64, rng: &mut RngStream, log_weights: &mut [f64]) {
-        self.gibbs((1.0 - to) as f32, to as f32, rng, log_weights, Some((from, to)));
+        self.gibbs(
+            (1.0 - to) as f32,
+            to as f32,
+            rng,
+            log_weights,
+            Some((from, to)),
+        );
     }
 
     fn transition(&mut self, beta: f64, rng: &mut RngStream) {
@@ -246,9 +288,13 @@ impl ModelChains for RbmChains {
 
     /// With zero weights the visible units are independent: on iff b_i > 0.
     fn exact_map(&self) -> Option<Vec<f32>> {
-        self.params
-            .has_zero_weights()
-            .then(|| self.params.visible_bias.iter().map(|&b| (b > 0.0) as u8 as f32).collect())
+        self.params.has_zero_weights().then(|| {
+            self.params
+                .visible_bias
+                .iter()
+                .map(|&b| (b > 0.0) as u8 as f32)
+                .collect()
+        })
     }
 
     fn polish(&self, state: &mut [f32]) {
