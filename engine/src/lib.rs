@@ -9,12 +9,16 @@
 pub mod backend;
 pub mod data;
 pub mod error;
+pub mod estimate;
 pub mod lattice;
 pub mod model_file;
+pub mod observe;
 pub mod potts;
 pub mod rbm;
 pub mod rng;
+pub mod sample;
 pub mod spec;
+pub mod stats;
 pub mod tempering;
 pub mod tensors;
 pub mod train;

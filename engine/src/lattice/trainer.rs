@@ -219,6 +219,19 @@ impl LatticeTrainer {
         &self.model
     }
 
+    /// Starts from the J and h of a lattice_ising model file of the same size (`init_model`).
+    pub fn initialize_from(&mut self, bytes: &[u8]) -> Result<()> {
+        let init = super::file::from_bytes(bytes)?;
+        if init.size != self.model.size {
+            return Err(EngineError::invalid(format!(
+                "init_model has size {} but the data need size {}",
+                init.size, self.model.size
+            )));
+        }
+        self.model = init;
+        Ok(())
+    }
+
     /// All chains (every replica), canonical [chains, L, L].
     pub fn chain_spins(&self) -> Vec<i8> {
         self.chains.spins()

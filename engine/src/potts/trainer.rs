@@ -20,9 +20,7 @@ use crate::potts::step::{apply, Rule};
 use crate::potts::sweep::{random_states, sweep, sweeps};
 use crate::potts::PottsModel;
 use crate::rng::{permutation, streams, RngKey, RngStream};
-use crate::spec::{
-    validation_rows, DataShape, Method, ModelSpec, OptimizerKind, TrainSettings, TrainSpec,
-};
+use crate::spec::{validation_rows, Method, ModelSpec, OptimizerKind, TrainSettings, TrainSpec};
 use crate::tempering::{ParallelTempering, TemperedChains};
 use crate::train::{EpochReport, FamilyTrainer};
 use std::collections::BTreeMap;
@@ -173,6 +171,19 @@ impl PottsTrainer {
 
     pub fn model(&self) -> &PottsModel {
         &self.model
+    }
+
+    /// Starts from the parameters of a Potts model file of the same L and q (`init_model`).
+    pub fn initialize_from(&mut self, bytes: &[u8]) -> Result<()> {
+        let init = crate::potts::file::from_bytes(bytes)?;
+        if (init.sites, init.q) != (self.model.sites, self.model.q) {
+            return Err(EngineError::invalid(format!(
+                "init_model has L = {}, q = {} but the data need L = {}, q = {}",
+                init.sites, init.q, self.model.sites, self.model.q
+            )));
+        }
+        self.model = init;
+        Ok(())
     }
 
     pub fn settings(&self) -> &TrainSettings {
