@@ -4,6 +4,8 @@
 # measures the machine's f32 GEMM rate in the same run, and writes docs/benchmarks.md.
 #
 #   bench/rbm_vs_sklearn.sh            (env: VENV, OUT, DIGITS_EPOCHS, FASHION_EPOCHS)
+#   SKLEARN=0 KEEP=1 bench/rbm_vs_sklearn.sh   re-times only our side, keeping the earlier
+#                                              scikit-learn rows of $OUT/results.jsonl
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-bench/out}
@@ -24,7 +26,7 @@ fi
 bench() { cargo bench -q -p ebm-engine --bench rbm_epoch -- "$@"; }
 bench gemm > "$OUT/gemm.json"
 cat "$OUT/gemm.json"
-: > "$OUT/results.jsonl"
+[ "${KEEP:-0}" = 1 ] || : > "$OUT/results.jsonl"
 for data in digits fashion; do
   epochs=$DIGITS_EPOCHS
   [ "$data" = fashion ] && epochs=$FASHION_EPOCHS
@@ -33,6 +35,7 @@ for data in digits fashion; do
       ours=$(bench train --data "$OUT/${data}_train.npy" --heldout "$OUT/${data}_heldout.npy" \
         --hidden $hidden --batch $batch --epochs $epochs --lr $LR --seed 1)
       echo "${ours%\}}, \"data\": \"$data\"}" | tee -a "$OUT/results.jsonl"
+      [ "${SKLEARN:-1}" = 1 ] || continue
       sk=$("$VENV/bin/python" bench/rbm_bench.py sklearn "$OUT" $data $hidden $batch $epochs $LR 1)
       params=$(echo "$sk" | "$VENV/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["params"])')
       metrics=$(bench eval --params "$params" --heldout "$OUT/${data}_heldout.npy")

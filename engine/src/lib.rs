@@ -9,11 +9,11 @@
 pub mod backend;
 pub mod data;
 pub mod error;
+pub mod estimate;
 pub mod model_file;
+pub mod observe;
 pub mod rbm;
 pub mod rng;
-pub mod estimate;
-pub mod observe;
 pub mod sample;
 pub mod spec;
 pub mod stats;
