@@ -441,7 +441,7 @@ fn centered_gradient_matches_its_definition() {
             .sum::<f64>()
             / v.rows as f64
     };
-    let mut gw = vec![0.0f64; 12];
+    let mut gw = [0.0f64; 12];
     for i in 0..4 {
         for j in 0..3 {
             let term = |v: &CpuMatrix, h: &CpuMatrix| {
