@@ -18,6 +18,4 @@ pub mod scheduler;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
-
-#[cfg(test)]
-pub(crate) mod testing;
+pub mod testing;

@@ -1,12 +1,13 @@
-//! Test support: a fresh store per test, on SQLite (a temporary file) or on Postgres (a
-//! uniquely named database on the server that `DATABASE_URL` points to, dropped afterwards).
+//! Test support (public so that end-to-end tests can use it too): a fresh database per
+//! test, on SQLite (a temporary file) or on Postgres (a uniquely named database on the
+//! server that `DATABASE_URL` points to, dropped afterwards).
 use crate::store::Store;
 use sqlx::{Connection, Executor, PgConnection};
 
 pub struct TestDb {
     pub store: Store,
-    /// The database URL, for tests that start a whole server on this database.
-    #[allow(dead_code)]
+    /// The database URL, for tests that start a whole server on this database
+    /// (`Config::database_url`).
     pub url: String,
     _dir: Option<tempfile::TempDir>,
     postgres: Option<(String, String)>,
@@ -65,6 +66,7 @@ impl TestDb {
 
 /// Defines each listed `async fn(Store)` test twice: on SQLite, and on Postgres when
 /// `DATABASE_URL` is set.
+#[cfg(test)]
 macro_rules! on_every_database {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -88,6 +90,7 @@ macro_rules! on_every_database {
         }
     };
 }
+#[cfg(test)]
 pub(crate) use on_every_database;
 
 /// `postgres://user@host:port/db?params` with the database name replaced.

@@ -107,7 +107,8 @@ pub struct ProducedModel {
     pub data: Vec<u8>,
 }
 
-/// How a job's computation ended.
+/// How a job's computation ended. (One per job: its size does not matter.)
+#[allow(clippy::large_enum_variant)]
 pub enum Outcome {
     Succeeded {
         result: v1::JobResult,
