@@ -2,4 +2,6 @@
 //! energy-based models. No I/O and no async runtime: a library a researcher can use
 //! without the service.
 
+pub mod backend;
+pub mod error;
 pub mod rng;

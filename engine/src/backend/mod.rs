@@ -1,0 +1,4 @@
+//! Compute backends.
+
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+pub mod cube;
