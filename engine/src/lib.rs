@@ -2,6 +2,19 @@
 //! energy-based models. No I/O and no async runtime: a library a researcher can use
 //! without the service.
 
+// Numeric kernels index several arrays with one loop variable; iterator zips of four
+// slices read worse than the formula they implement.
+#![allow(clippy::needless_range_loop)]
+
 pub mod backend;
+pub mod data;
 pub mod error;
+pub mod model_file;
+pub mod rbm;
 pub mod rng;
+pub mod spec;
+pub mod tempering;
+pub mod tensors;
+pub mod train;
+
+pub use error::EngineError;

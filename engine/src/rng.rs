@@ -190,3 +190,25 @@ mod tests {
         assert_eq!(s.step, 1);
     }
 }
+
+/// A uniformly random permutation of 0..n (Fisher-Yates), drawn from one key: element `i`
+/// of the key picks the partner of position `i` by multiply-shift on word 0.
+pub fn permutation(n: usize, key: RngKey) -> Vec<u32> {
+    let mut p: Vec<u32> = (0..n as u32).collect();
+    for i in (1..n).rev() {
+        let j = ((key.words(i as u32)[0] as u64 * (i as u64 + 1)) >> 32) as usize;
+        p.swap(i, j);
+    }
+    p
+}
+
+/// Stream numbers of the engine's consumers of random numbers.
+pub mod streams {
+    pub const INIT: u32 = 0;
+    pub const SPLIT: u32 = 1;
+    pub const ORDER: u32 = 2;
+    pub const HIDDEN: u32 = 3;
+    pub const VISIBLE: u32 = 4;
+    pub const SWAP: u32 = 5;
+    pub const CHAIN_INIT: u32 = 6;
+}

@@ -21,6 +21,8 @@ const MAX_CUBES_PER_AXIS: u32 = 65_535;
 pub trait CubeRuntime: Runtime {
     /// Short name used in errors and benchmarks ("wgpu", "cuda").
     const NAME: &'static str;
+    /// The engine's name for this backend.
+    const KIND: crate::backend::BackendKind;
     /// The shared client; created on first use.
     fn shared_client() -> Result<ComputeClient<Self>, EngineError>;
 }
@@ -43,6 +45,7 @@ fn make_client<R: Runtime>(name: &str, device: R::Device) -> Result<ComputeClien
 #[cfg(feature = "wgpu")]
 impl CubeRuntime for cubecl::wgpu::WgpuRuntime {
     const NAME: &'static str = "wgpu";
+    const KIND: crate::backend::BackendKind = crate::backend::BackendKind::Wgpu;
     fn shared_client() -> Result<ComputeClient<Self>, EngineError> {
         static CLIENT: OnceLock<Result<ComputeClient<cubecl::wgpu::WgpuRuntime>, String>> =
             OnceLock::new();
@@ -58,6 +61,7 @@ impl CubeRuntime for cubecl::wgpu::WgpuRuntime {
 #[cfg(feature = "cuda")]
 impl CubeRuntime for cubecl::cuda::CudaRuntime {
     const NAME: &'static str = "cuda";
+    const KIND: crate::backend::BackendKind = crate::backend::BackendKind::Cuda;
     fn shared_client() -> Result<ComputeClient<Self>, EngineError> {
         static CLIENT: OnceLock<Result<ComputeClient<cubecl::cuda::CudaRuntime>, String>> =
             OnceLock::new();

@@ -14,6 +14,7 @@
 //! transition, log-weights, log-sum-exp), `observe` (per-chain statistics, histograms).
 
 pub mod ais;
+pub mod bench;
 pub mod device;
 pub mod lattice;
 pub mod matmul;
@@ -21,10 +22,19 @@ pub mod observe;
 pub mod philox;
 pub mod potts;
 pub mod rbm;
+pub mod rbm_backend;
 pub mod rows;
 pub mod tempering;
 
 pub use device::{CubeRuntime, DeviceArray};
+pub use rbm_backend::{CubeBackend, CubeMatrix};
+
+/// The CubeCL backend over wgpu.
+#[cfg(feature = "wgpu")]
+pub type WgpuBackend = CubeBackend<cubecl::wgpu::WgpuRuntime>;
+/// The CubeCL backend over CUDA.
+#[cfg(feature = "cuda")]
+pub type CudaBackend = CubeBackend<cubecl::cuda::CudaRuntime>;
 
 #[cfg(test)]
 mod tests;

@@ -8,6 +8,7 @@
 #![cfg(feature = "wgpu")]
 
 mod ais_observe;
+mod backend;
 mod lattice;
 mod potts_tempering;
 mod rbm;

@@ -1,0 +1,307 @@
+//! `ebm`: the command-line client of the energy-based-model training service. This file holds
+//! the command tree (clap) and the dispatch; `output` prints results as text or JSON, `follow`
+//! draws a job's progress, `demo` runs the guided tour, `local_server` starts an `ebm-server`
+//! for it.
+mod demo;
+mod follow;
+mod local_server;
+mod output;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use ebm_client::{spec::parse_spec, v1::JobState, Client, ClientError, DatasetFormat};
+use output::Printer;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "ebm",
+    version,
+    about = "Train and query energy-based models on an ebm-server"
+)]
+struct Cli {
+    /// gRPC address of the server.
+    #[arg(
+        long,
+        global = true,
+        env = "EBM_SERVER",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    server: String,
+    /// Bearer token (maps to your tenant on the server).
+    #[arg(long, global = true, env = "EBM_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Output format: human-readable text, or exactly one JSON document on stdout.
+    #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
+    output: Output,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Upload, list, inspect and delete data sets.
+    #[command(subcommand)]
+    Datasets(DatasetsCommand),
+    /// Submit a job from a TOML spec (see docs/job-spec.md).
+    Submit {
+        spec: PathBuf,
+        /// Override a spec value, e.g. --set train.epochs=5 (repeatable; values are TOML).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+        /// Idempotency key: resubmitting with the same key returns the same job.
+        #[arg(long)]
+        request_id: Option<String>,
+        /// Higher runs first.
+        #[arg(long, default_value_t = 0)]
+        priority: i32,
+        /// Follow the job until it finishes (like `ebm watch`).
+        #[arg(long)]
+        watch: bool,
+    },
+    /// List and inspect jobs.
+    #[command(subcommand)]
+    Jobs(JobsCommand),
+    /// Follow a job's progress; exits 0 iff it succeeded.
+    Watch { id: String },
+    /// Cancel a job.
+    Cancel { id: String },
+    /// List, inspect, download and import models.
+    #[command(subcommand)]
+    Models(ModelsCommand),
+    /// Train an RBM on the bundled handwritten digits and show what it learned.
+    Demo(demo::DemoArgs),
+}
+
+#[derive(Subcommand)]
+enum DatasetsCommand {
+    /// Upload a data file (.npy, .csv, .fasta/.a2m).
+    Upload {
+        file: PathBuf,
+        #[arg(long)]
+        name: Option<String>,
+        /// File format (default: from the extension).
+        #[arg(long, value_parser = ["npy", "csv", "fasta"])]
+        format: Option<String>,
+    },
+    List,
+    Get {
+        id: String,
+    },
+    Delete {
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum JobsCommand {
+    List {
+        /// Only jobs in this state.
+        #[arg(long, value_parser = ["queued", "running", "succeeded", "failed", "cancelled"])]
+        state: Option<String>,
+    },
+    Get {
+        id: String,
+    },
+    /// Download a file a job produced (e.g. samples.npy of a sample job).
+    Artifact {
+        id: String,
+        name: String,
+        #[arg(short = 'o', long = "out", value_name = "FILE")]
+        out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum ModelsCommand {
+    List,
+    Get {
+        id: String,
+    },
+    /// Download a model's safetensors file.
+    Download {
+        id: String,
+        #[arg(short = 'o', long = "out", value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Import a safetensors file as a model.
+    Import {
+        file: PathBuf,
+        /// bernoulli_rbm | gaussian_rbm | potts | lattice_ising
+        #[arg(long = "type")]
+        model_type: String,
+        #[arg(long)]
+        name: Option<String>,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let printer = Printer::new(cli.output);
+    match run(cli, &printer).await {
+        Ok(code) => code,
+        Err(error) => {
+            printer.error(&error);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn connect(cli: &Cli) -> Result<Client, ClientError> {
+    Client::connect(cli.server.clone(), cli.token.clone()).await
+}
+
+async fn run(cli: Cli, printer: &Printer) -> anyhow::Result<ExitCode> {
+    match &cli.command {
+        Command::Demo(args) => return demo::run(&cli, args, printer).await,
+        Command::Datasets(command) => {
+            let client = connect(&cli).await?;
+            match command {
+                DatasetsCommand::Upload { file, name, format } => {
+                    let format = format
+                        .as_deref()
+                        .map(DatasetFormat::from_name)
+                        .transpose()?;
+                    let dataset = client
+                        .upload_dataset_file(file, name.clone(), format)
+                        .await?;
+                    printer.dataset(&dataset, "uploaded");
+                }
+                DatasetsCommand::List => printer.datasets(&client.list_datasets().await?),
+                DatasetsCommand::Get { id } => printer.dataset(&client.get_dataset(id).await?, ""),
+                DatasetsCommand::Delete { id } => {
+                    client.delete_dataset(id).await?;
+                    printer.deleted(id);
+                }
+            }
+        }
+        Command::Submit {
+            spec,
+            overrides,
+            request_id,
+            priority,
+            watch,
+        } => {
+            let job = submit(&cli, spec, overrides, request_id.clone(), *priority).await?;
+            let client = connect(&cli).await?;
+            if *watch {
+                return follow_to_exit(&client, &job.id, printer).await;
+            }
+            printer.submitted(&job);
+        }
+        Command::Jobs(command) => {
+            let client = connect(&cli).await?;
+            match command {
+                JobsCommand::List { state } => {
+                    let state = state.as_deref().and_then(JobState::from_name);
+                    printer.jobs(&client.list_jobs(state).await?);
+                }
+                JobsCommand::Get { id } => printer.job(&client.get_job(id).await?),
+                JobsCommand::Artifact { id, name, out } => {
+                    let bytes = client.download_artifact(id, name).await?;
+                    write_file(out, &bytes)?;
+                    printer.written(id, out, bytes.len());
+                }
+            }
+        }
+        Command::Watch { id } => {
+            let client = connect(&cli).await?;
+            return follow_to_exit(&client, id, printer).await;
+        }
+        Command::Cancel { id } => {
+            let client = connect(&cli).await?;
+            printer.job(&client.cancel(id).await?);
+        }
+        Command::Models(command) => {
+            let client = connect(&cli).await?;
+            match command {
+                ModelsCommand::List => printer.models(&client.list_models().await?),
+                ModelsCommand::Get { id } => printer.model(&client.get_model(id).await?, ""),
+                ModelsCommand::Download { id, out } => {
+                    let bytes = client.download_model(id).await?;
+                    write_file(out, &bytes)?;
+                    printer.written(id, out, bytes.len());
+                }
+                ModelsCommand::Import {
+                    file,
+                    model_type,
+                    name,
+                } => {
+                    let bytes = std::fs::read(file)
+                        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+                    let name = name.clone().unwrap_or_else(|| file_stem(file));
+                    let model = client.import_model(model_type, &name, bytes).await?;
+                    printer.model(&model, "imported");
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Reads and parses the spec, uploads its `dataset_path` if it has one, and submits it.
+async fn submit(
+    cli: &Cli,
+    spec_path: &Path,
+    overrides: &[String],
+    request_id: Option<String>,
+    priority: i32,
+) -> anyhow::Result<ebm_client::v1::Job> {
+    let text = std::fs::read_to_string(spec_path)
+        .map_err(|e| anyhow::anyhow!("cannot read the job spec {}: {e}", spec_path.display()))?;
+    let mut parsed = parse_spec(&text, overrides)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", spec_path.display()))?;
+    let client = connect(cli).await?;
+    if let Some(path) = &parsed.dataset_path {
+        let file = resolve_data_path(spec_path, Path::new(path));
+        let dataset = client
+            .upload_dataset_file(&file, None, None)
+            .await
+            .map_err(|e| anyhow::anyhow!("uploading dataset_path {}: {e}", file.display()))?;
+        parsed.spec.dataset = dataset.id;
+    }
+    Ok(client
+        .submit_with_priority(parsed.spec, request_id, priority)
+        .await?)
+}
+
+/// A relative `dataset_path` is looked up next to the spec file first, then in the current
+/// directory.
+fn resolve_data_path(spec_path: &Path, data: &Path) -> PathBuf {
+    if data.is_absolute() {
+        return data.to_path_buf();
+    }
+    let beside_spec = spec_path.parent().unwrap_or(Path::new("")).join(data);
+    if beside_spec.exists() {
+        beside_spec
+    } else {
+        data.to_path_buf()
+    }
+}
+
+async fn follow_to_exit(client: &Client, id: &str, printer: &Printer) -> anyhow::Result<ExitCode> {
+    let job = follow::follow(client, id, printer.shows_progress()).await?;
+    printer.finished(&job);
+    Ok(if job.state() == JobState::Succeeded {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    std::fs::write(path, bytes).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))
+}
+
+fn file_stem(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}

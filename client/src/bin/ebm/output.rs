@@ -1,0 +1,355 @@
+//! Printing results: aligned text for people, or with `--output json` exactly one JSON
+//! document per command on stdout (errors included, as {"error": {...}}), so scripts can
+//! parse every outcome.
+use crate::Output;
+use ebm_api::json::{job_json, to_json};
+use ebm_client::v1::{Dataset, Job, JobResult, Model};
+use ebm_client::ClientError;
+use serde_json::{json, Value};
+use std::path::Path;
+
+pub struct Printer {
+    output: Output,
+}
+
+impl Printer {
+    pub fn new(output: Output) -> Self {
+        Printer { output }
+    }
+
+    pub fn is_json(&self) -> bool {
+        self.output == Output::Json
+    }
+
+    /// Progress bars and event lines go to stderr in text mode only.
+    pub fn shows_progress(&self) -> bool {
+        !self.is_json()
+    }
+
+    pub fn json(&self, value: &Value) {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(value).unwrap_or_else(|_| "null".into())
+        );
+    }
+
+    pub fn error(&self, error: &anyhow::Error) {
+        let message = format!("{error:#}");
+        eprintln!("error: {message}");
+        if self.is_json() {
+            let kind = error
+                .downcast_ref::<ClientError>()
+                .map(ClientError::kind)
+                .unwrap_or("error");
+            self.json(&json!({"error": {"kind": kind, "message": message}}));
+        }
+    }
+
+    pub fn dataset(&self, d: &Dataset, verb: &str) {
+        if self.is_json() {
+            return self.json(&to_json(d));
+        }
+        if !verb.is_empty() {
+            println!("{verb} {}", d.id);
+        }
+        let mut lines = vec![
+            ("id", d.id.clone()),
+            ("name", d.name.clone()),
+            ("format", d.format.clone()),
+            ("rows", d.rows.to_string()),
+            ("cols", d.cols.to_string()),
+            ("values", d.value_kind.clone()),
+        ];
+        if d.q > 0 {
+            lines.push(("q", d.q.to_string()));
+        }
+        lines.push(("size", human_bytes(d.size_bytes)));
+        lines.push(("created", d.created_at.clone()));
+        if !d.notes.is_empty() {
+            lines.push(("notes", d.notes.clone()));
+        }
+        print_fields(&lines);
+    }
+
+    pub fn datasets(&self, all: &[Dataset]) {
+        if self.is_json() {
+            return self.json(&json!({ "datasets": all.iter().map(to_json).collect::<Vec<_>>() }));
+        }
+        let rows = all
+            .iter()
+            .map(|d| {
+                vec![
+                    d.id.clone(),
+                    d.name.clone(),
+                    d.format.clone(),
+                    format!("{} x {}", d.rows, d.cols),
+                    d.value_kind.clone(),
+                    d.created_at.clone(),
+                ]
+            })
+            .collect();
+        print_table(
+            &["ID", "NAME", "FORMAT", "SHAPE", "VALUES", "CREATED"],
+            rows,
+        );
+    }
+
+    pub fn deleted(&self, id: &str) {
+        if self.is_json() {
+            return self.json(&json!({"id": id, "deleted": true}));
+        }
+        println!("deleted {id}");
+    }
+
+    pub fn submitted(&self, job: &Job) {
+        if self.is_json() {
+            return self.json(&job_json(job));
+        }
+        let kind = job.spec.as_ref().map(|s| s.kind.as_str()).unwrap_or("");
+        println!("submitted {} ({kind}), {}", job.id, job.state().name());
+        println!("follow it with: ebm watch {}", job.id);
+    }
+
+    pub fn job(&self, job: &Job) {
+        if self.is_json() {
+            return self.json(&job_json(job));
+        }
+        let spec = job.spec.clone().unwrap_or_default();
+        let mut lines = vec![
+            ("id", job.id.clone()),
+            ("kind", spec.kind.clone()),
+            ("name", spec.name.clone()),
+            ("state", job.state().name().to_string()),
+            ("progress", format!("{:.0}%", job.progress * 100.0)),
+            ("attempt", job.attempt.to_string()),
+            ("created", job.created_at.clone()),
+            ("started", job.started_at.clone()),
+            ("finished", job.finished_at.clone()),
+        ];
+        if job.cancel_requested && !job.state().is_terminal() {
+            lines.push(("cancel", "requested".into()));
+        }
+        if !job.error.is_empty() {
+            lines.push(("error", job.error.clone()));
+        }
+        if let Some(result) = &job.result {
+            lines.extend(result_lines(result));
+        }
+        print_fields(&lines);
+    }
+
+    /// The end of `watch`: the final job (JSON), or a one-line verdict plus its result.
+    pub fn finished(&self, job: &Job) {
+        if self.is_json() {
+            return self.json(&job_json(job));
+        }
+        match job.state().name() {
+            "succeeded" => println!("job {} succeeded", job.id),
+            "failed" => println!("job {} failed: {}", job.id, job.error),
+            other => println!("job {} {other}", job.id),
+        }
+        if let Some(result) = &job.result {
+            print_fields(&result_lines(result));
+        }
+    }
+
+    pub fn jobs(&self, all: &[Job]) {
+        if self.is_json() {
+            return self.json(&json!({ "jobs": all.iter().map(job_json).collect::<Vec<_>>() }));
+        }
+        let rows = all
+            .iter()
+            .map(|j| {
+                let spec = j.spec.clone().unwrap_or_default();
+                vec![
+                    j.id.clone(),
+                    spec.kind,
+                    spec.name,
+                    j.state().name().to_string(),
+                    format!("{:.0}%", j.progress * 100.0),
+                    j.created_at.clone(),
+                ]
+            })
+            .collect();
+        print_table(
+            &["ID", "KIND", "NAME", "STATE", "PROGRESS", "CREATED"],
+            rows,
+        );
+    }
+
+    pub fn model(&self, m: &Model, verb: &str) {
+        if self.is_json() {
+            return self.json(&to_json(m));
+        }
+        if !verb.is_empty() {
+            println!("{verb} {}", m.id);
+        }
+        let mut lines = vec![
+            ("id", m.id.clone()),
+            ("type", m.r#type.clone()),
+            ("name", m.name.clone()),
+            ("dims", dims(m)),
+            ("job", m.job_id.clone()),
+            ("size", human_bytes(m.size_bytes)),
+            ("created", m.created_at.clone()),
+        ];
+        let mut metadata: Vec<_> = m.metadata.iter().collect();
+        metadata.sort();
+        for (k, v) in metadata {
+            if k != "type" {
+                lines.push(("metadata", format!("{k} = {v}")));
+            }
+        }
+        print_fields(&lines);
+    }
+
+    pub fn models(&self, all: &[Model]) {
+        if self.is_json() {
+            return self.json(&json!({ "models": all.iter().map(to_json).collect::<Vec<_>>() }));
+        }
+        let rows = all
+            .iter()
+            .map(|m| {
+                vec![
+                    m.id.clone(),
+                    m.r#type.clone(),
+                    m.name.clone(),
+                    dims(m),
+                    m.job_id.clone(),
+                    m.created_at.clone(),
+                ]
+            })
+            .collect();
+        print_table(&["ID", "TYPE", "NAME", "DIMS", "JOB", "CREATED"], rows);
+    }
+
+    pub fn written(&self, id: &str, path: &Path, bytes: usize) {
+        if self.is_json() {
+            return self
+                .json(&json!({"id": id, "path": path.display().to_string(), "size_bytes": bytes}));
+        }
+        println!("wrote {} ({})", path.display(), human_bytes(bytes as u64));
+    }
+}
+
+fn dims(m: &Model) -> String {
+    let mut dims: Vec<_> = m.dims.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    dims.sort();
+    dims.join(" ")
+}
+
+fn result_lines(r: &JobResult) -> Vec<(&'static str, String)> {
+    let mut lines = Vec::new();
+    if !r.model_id.is_empty() {
+        lines.push(("model", r.model_id.clone()));
+    }
+    let mut metrics: Vec<_> = r.final_metrics.iter().collect();
+    metrics.sort_by(|a, b| a.0.cmp(b.0));
+    for (k, v) in metrics {
+        lines.push(("metric", format!("{k} = {v:.6}")));
+    }
+    if let Some(log_z) = r.log_z {
+        let mut text = format!("{log_z:.4}");
+        if let Some(se) = r.log_z_stderr {
+            text.push_str(&format!(" ± {se:.4}"));
+        }
+        if let (Some(lo), Some(hi)) = (r.log_z_low, r.log_z_high) {
+            text.push_str(&format!(" (interval {lo:.4} .. {hi:.4})"));
+        }
+        lines.push(("log Z", text));
+    }
+    if let Some(rev) = r.log_z_reverse {
+        lines.push(("log Z (reverse)", format!("{rev:.4}")));
+    }
+    if let Some(ess) = r.ess {
+        lines.push(("ess", format!("{ess:.1}")));
+    }
+    if !r.artifact.is_empty() {
+        lines.push((
+            "artifact",
+            format!("{} ({} x {})", r.artifact, r.rows, r.cols),
+        ));
+    }
+    if !r.statistic.is_empty() {
+        lines.push(("statistic", r.statistic.clone()));
+        for (name, value) in [
+            ("mode", r.mode),
+            ("mean", r.mean),
+            ("std", r.std),
+            ("r_hat", r.r_hat),
+            ("map statistic", r.map_statistic),
+        ] {
+            if let Some(v) = value {
+                lines.push((name, format!("{v:.4}")));
+            }
+        }
+        for q in &r.quantiles {
+            lines.push(("quantile", format!("{:.2}: {:.4}", q.q, q.value)));
+        }
+        if let Some(h) = &r.histogram {
+            for line in histogram_lines(&h.edges, &h.counts) {
+                lines.push(("", line));
+            }
+        }
+    }
+    lines
+}
+
+/// A histogram as horizontal bars, at most 40 characters wide.
+fn histogram_lines(edges: &[f64], counts: &[u64]) -> Vec<String> {
+    let max = counts.iter().copied().max().unwrap_or(0).max(1);
+    counts
+        .iter()
+        .enumerate()
+        .filter_map(|(i, &count)| {
+            let (lo, hi) = (edges.get(i)?, edges.get(i + 1)?);
+            let width = (count as f64 / max as f64 * 40.0).round() as usize;
+            Some(format!(
+                "{lo:>9.4} .. {hi:<9.4} {:<40} {count}",
+                "#".repeat(width)
+            ))
+        })
+        .collect()
+}
+
+fn print_fields(lines: &[(&str, String)]) {
+    let width = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    for (key, value) in lines {
+        if !value.is_empty() {
+            println!("{key:>width$}  {value}");
+        }
+    }
+}
+
+fn print_table(header: &[&str], rows: Vec<Vec<String>>) {
+    if rows.is_empty() {
+        println!("(none)");
+        return;
+    }
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let text: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("{}", text.join("  ").trim_end());
+    };
+    line(header.to_vec());
+    for row in &rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+}
+
+pub fn human_bytes(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / (1 << 20) as f64),
+        b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / 1024.0),
+        b => format!("{b} B"),
+    }
+}

@@ -1,0 +1,156 @@
+//! Row-major f32 matrix products on top of the `gemm` crate (SIMD micro-kernels,
+//! threads via rayon for products big enough to pay for them).
+
+use gemm::Parallelism;
+
+/// A row-major matrix view, optionally read transposed.
+#[derive(Clone, Copy)]
+pub struct View<'a> {
+    pub data: &'a [f32],
+    pub rows: usize,
+    pub cols: usize,
+    pub transposed: bool,
+}
+
+impl<'a> View<'a> {
+    pub fn new(data: &'a [f32], rows: usize, cols: usize) -> Self {
+        debug_assert_eq!(data.len(), rows * cols);
+        View {
+            data,
+            rows,
+            cols,
+            transposed: false,
+        }
+    }
+    pub fn t(self) -> Self {
+        View {
+            transposed: !self.transposed,
+            ..self
+        }
+    }
+    /// Logical shape (after the transpose).
+    fn shape(&self) -> (usize, usize) {
+        if self.transposed {
+            (self.cols, self.rows)
+        } else {
+            (self.rows, self.cols)
+        }
+    }
+    /// (row stride, column stride) of the logical matrix.
+    fn strides(&self) -> (isize, isize) {
+        if self.transposed {
+            (1, self.cols as isize)
+        } else {
+            (self.cols as isize, 1)
+        }
+    }
+}
+
+/// `dst = keep * dst + scale * a b` with `dst` row-major m x n (`keep` is 0 or 1).
+pub fn matmul(dst: &mut [f32], a: View<'_>, b: View<'_>, scale: f32, accumulate: bool) {
+    let (m, k) = a.shape();
+    let (k2, n) = b.shape();
+    assert_eq!(k, k2, "inner dimensions differ");
+    assert_eq!(dst.len(), m * n, "output has the wrong size");
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            dst.fill(0.0);
+        }
+        return;
+    }
+    let (a_rs, a_cs) = a.strides();
+    let (b_rs, b_cs) = b.strides();
+    // Below ~1 MFLOP the threads cost more than they save.
+    let flops = (m * n * k) as u64;
+    let parallelism = if flops >= 1 << 19 && rayon::current_num_threads() > 1 {
+        Parallelism::Rayon(0)
+    } else {
+        Parallelism::None
+    };
+    // SAFETY: the views were checked to hold m x k and k x n elements with the strides
+    // given, dst holds m x n row-major, and nothing else aliases dst.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            a.data.as_ptr(),
+            a_cs,
+            a_rs,
+            b.data.as_ptr(),
+            b_cs,
+            b_rs,
+            1.0,
+            scale,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive(a: &[f32], m: usize, k: usize, b: &[f32], n: usize) -> Vec<f64> {
+        let mut out = vec![0.0f64; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                for l in 0..k {
+                    out[i * n + j] += a[i * k + l] as f64 * b[l * n + j] as f64;
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn matches_naive_product_in_all_transpositions() {
+        let (m, k, n) = (37, 53, 29);
+        let a: Vec<f32> = (0..m * k)
+            .map(|i| ((i * 7 % 13) as f32 - 6.0) / 5.0)
+            .collect();
+        let b: Vec<f32> = (0..k * n)
+            .map(|i| ((i * 5 % 11) as f32 - 5.0) / 3.0)
+            .collect();
+        let want = naive(&a, m, k, &b, n);
+        let mut c = vec![0.0f32; m * n];
+        matmul(&mut c, View::new(&a, m, k), View::new(&b, k, n), 1.0, false);
+        let err = |c: &[f32]| {
+            c.iter()
+                .zip(&want)
+                .map(|(x, y)| (*x as f64 - y).abs())
+                .fold(0.0, f64::max)
+        };
+        assert!(err(&c) < 1e-3);
+        // a^T stored as k x m, read transposed; b^T likewise.
+        let at: Vec<f32> = (0..k * m).map(|i| a[(i % m) * k + i / m]).collect();
+        let bt: Vec<f32> = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect();
+        let mut c2 = vec![1.0f32; m * n];
+        matmul(
+            &mut c2,
+            View::new(&at, k, m).t(),
+            View::new(&bt, n, k).t(),
+            1.0,
+            false,
+        );
+        assert!(err(&c2) < 1e-3);
+        // accumulate: c2 + 2ab = 3ab
+        matmul(&mut c2, View::new(&a, m, k), View::new(&b, k, n), 2.0, true);
+        let e3 = c2
+            .iter()
+            .zip(&want)
+            .map(|(x, y)| (*x as f64 - 3.0 * y).abs())
+            .fold(0.0, f64::max);
+        assert!(e3 < 3e-3);
+    }
+}

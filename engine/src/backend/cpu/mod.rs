@@ -1,0 +1,539 @@
+//! The CPU backend: plain Rust, f32, GEMM from the `gemm` crate and row-parallel
+//! elementwise work via rayon. It is the reference every other backend is checked against,
+//! and the fast path on machines without a GPU. No allocation per element; the few
+//! temporaries are per call.
+
+pub mod gemm;
+
+use self::gemm::{matmul, View};
+use super::{
+    Backend, BackendKind, Offsets, OptimizerRule, RbmGradient, RbmTensors, UpdateRule, VisibleUnits,
+};
+use crate::error::{EngineError, Result};
+use crate::rng::RngKey;
+use rayon::prelude::*;
+
+/// A row-major matrix in host memory.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CpuMatrix {
+    pub rows: usize,
+    pub cols: usize,
+    pub data: Vec<f32>,
+}
+
+impl CpuMatrix {
+    pub fn zeros(rows: usize, cols: usize) -> Self {
+        CpuMatrix {
+            rows,
+            cols,
+            data: vec![0.0; rows * cols],
+        }
+    }
+    fn view(&self) -> View<'_> {
+        View::new(&self.data, self.rows, self.cols)
+    }
+}
+
+/// Rows per rayon task in elementwise loops: enough work to amortise scheduling.
+fn rows_per_task(cols: usize) -> usize {
+    (4096 / cols.max(1)).max(1)
+}
+
+#[inline(always)]
+pub fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+fn check_shape(what: &str, m: &CpuMatrix, rows: usize, cols: usize) -> Result<()> {
+    if m.rows != rows || m.cols != cols {
+        return Err(EngineError::Internal(format!(
+            "{what} is {}x{}, expected {rows}x{cols}",
+            m.rows, m.cols
+        )));
+    }
+    Ok(())
+}
+
+/// Column means of a matrix, accumulated in f64 in a fixed order (deterministic).
+fn column_means(m: &CpuMatrix) -> Vec<f64> {
+    let mut sums = vec![0.0f64; m.cols];
+    for row in m.data.chunks_exact(m.cols.max(1)) {
+        for (s, &x) in sums.iter_mut().zip(row) {
+            *s += x as f64;
+        }
+    }
+    let n = m.rows.max(1) as f64;
+    sums.iter_mut().for_each(|s| *s /= n);
+    sums
+}
+
+/// The CPU backend (stateless: threads come from rayon's global pool).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CpuBackend;
+
+impl CpuBackend {
+    pub fn new() -> Self {
+        CpuBackend
+    }
+
+    /// x = v / sigma for Gaussian units (a scaled copy), or v itself.
+    fn scaled_visible<'a>(
+        &self,
+        params: &RbmTensors<CpuMatrix>,
+        visible: &'a CpuMatrix,
+    ) -> std::borrow::Cow<'a, CpuMatrix> {
+        match (&params.units, &params.sigma) {
+            (VisibleUnits::Gaussian, Some(sigma)) => {
+                let mut x = visible.clone();
+                x.data
+                    .par_chunks_mut(x.cols)
+                    .with_min_len(rows_per_task(x.cols))
+                    .for_each(|row| {
+                        for (v, s) in row.iter_mut().zip(&sigma.data) {
+                            *v /= *s;
+                        }
+                    });
+                std::borrow::Cow::Owned(x)
+            }
+            _ => std::borrow::Cow::Borrowed(visible),
+        }
+    }
+}
+
+impl Backend for CpuBackend {
+    type Matrix = CpuMatrix;
+
+    fn kind(&self) -> BackendKind {
+        BackendKind::Cpu
+    }
+
+    fn upload(&self, rows: usize, cols: usize, values: &[f32]) -> Result<CpuMatrix> {
+        if values.len() != rows * cols {
+            return Err(EngineError::Internal(format!(
+                "upload of {} values into a {rows}x{cols} matrix",
+                values.len()
+            )));
+        }
+        Ok(CpuMatrix {
+            rows,
+            cols,
+            data: values.to_vec(),
+        })
+    }
+
+    fn download(&self, m: &CpuMatrix) -> Result<Vec<f32>> {
+        Ok(m.data.clone())
+    }
+
+    fn zeros(&self, rows: usize, cols: usize) -> Result<CpuMatrix> {
+        Ok(CpuMatrix::zeros(rows, cols))
+    }
+
+    fn shape(&self, m: &CpuMatrix) -> (usize, usize) {
+        (m.rows, m.cols)
+    }
+
+    fn copy(&self, src: &CpuMatrix, dst: &mut CpuMatrix) -> Result<()> {
+        check_shape("copy destination", dst, src.rows, src.cols)?;
+        dst.data.copy_from_slice(&src.data);
+        Ok(())
+    }
+
+    fn gather_rows(&self, src: &CpuMatrix, rows: &[u32], dst: &mut CpuMatrix) -> Result<()> {
+        check_shape("gather destination", dst, rows.len(), src.cols)?;
+        let cols = src.cols;
+        for (out, &r) in dst.data.chunks_exact_mut(cols.max(1)).zip(rows) {
+            let r = r as usize;
+            if r >= src.rows {
+                return Err(EngineError::Internal(format!(
+                    "row {r} out of {}",
+                    src.rows
+                )));
+            }
+            out.copy_from_slice(&src.data[r * cols..(r + 1) * cols]);
+        }
+        Ok(())
+    }
+
+    fn swap_rows(&self, a: &mut CpuMatrix, b: &mut CpuMatrix, mask: &[bool]) -> Result<()> {
+        check_shape("swap partner", b, a.rows, a.cols)?;
+        let cols = a.cols;
+        for (r, &swap) in mask.iter().enumerate().take(a.rows) {
+            if swap {
+                a.data[r * cols..(r + 1) * cols]
+                    .swap_with_slice(&mut b.data[r * cols..(r + 1) * cols]);
+            }
+        }
+        Ok(())
+    }
+
+    fn sample_hidden(
+        &self,
+        params: &RbmTensors<CpuMatrix>,
+        visible: &CpuMatrix,
+        beta: f32,
+        key: RngKey,
+        probs: &mut CpuMatrix,
+        states: Option<&mut CpuMatrix>,
+    ) -> Result<()> {
+        let (n, nv, nh) = (visible.rows, params.w.rows, params.w.cols);
+        check_shape("visible", visible, n, nv)?;
+        check_shape("hidden probabilities", probs, n, nh)?;
+        let x = self.scaled_visible(params, visible);
+        matmul(&mut probs.data, x.view(), params.w.view(), 1.0, false);
+        let c = &params.c.data;
+        let task = rows_per_task(nh);
+        match states {
+            Some(states) => {
+                check_shape("hidden states", states, n, nh)?;
+                probs
+                    .data
+                    .par_chunks_mut(nh)
+                    .zip(states.data.par_chunks_mut(nh))
+                    .with_min_len(task)
+                    .enumerate()
+                    .for_each(|(r, (p_row, s_row))| {
+                        let base = (r * nh) as u32;
+                        for j in 0..nh {
+                            let p = sigmoid(beta * (p_row[j] + c[j]));
+                            p_row[j] = p;
+                            s_row[j] = if key.uniform(base + j as u32) < p {
+                                1.0
+                            } else {
+                                0.0
+                            };
+                        }
+                    });
+            }
+            None => probs
+                .data
+                .par_chunks_mut(nh)
+                .with_min_len(task)
+                .for_each(|p_row| {
+                    for (p, cj) in p_row.iter_mut().zip(c) {
+                        *p = sigmoid(beta * (*p + cj));
+                    }
+                }),
+        }
+        Ok(())
+    }
+
+    fn sample_visible(
+        &self,
+        params: &RbmTensors<CpuMatrix>,
+        hidden: &CpuMatrix,
+        beta: f32,
+        key: RngKey,
+        means: &mut CpuMatrix,
+        states: &mut CpuMatrix,
+    ) -> Result<()> {
+        let (n, nv, nh) = (hidden.rows, params.w.rows, params.w.cols);
+        check_shape("hidden", hidden, n, nh)?;
+        check_shape("visible means", means, n, nv)?;
+        check_shape("visible states", states, n, nv)?;
+        matmul(
+            &mut means.data,
+            hidden.view(),
+            params.w.view().t(),
+            1.0,
+            false,
+        );
+        let b = &params.b.data;
+        let task = rows_per_task(nv);
+        let rows = means
+            .data
+            .par_chunks_mut(nv)
+            .zip(states.data.par_chunks_mut(nv));
+        match params.units {
+            VisibleUnits::Bernoulli => {
+                rows.with_min_len(task)
+                    .enumerate()
+                    .for_each(|(r, (m_row, s_row))| {
+                        let base = (r * nv) as u32;
+                        for i in 0..nv {
+                            let p = sigmoid(beta * (m_row[i] + b[i]));
+                            m_row[i] = p;
+                            s_row[i] = if key.uniform(base + i as u32) < p {
+                                1.0
+                            } else {
+                                0.0
+                            };
+                        }
+                    })
+            }
+            VisibleUnits::Gaussian => {
+                let sigma = &params
+                    .sigma
+                    .as_ref()
+                    .ok_or_else(|| EngineError::Internal("Gaussian RBM without sigma".into()))?
+                    .data;
+                let noise_scale = 1.0 / beta.sqrt();
+                rows.with_min_len(task)
+                    .enumerate()
+                    .for_each(|(r, (m_row, s_row))| {
+                        let base = (r * nv) as u32;
+                        for i in 0..nv {
+                            let mean = b[i] + sigma[i] * m_row[i];
+                            m_row[i] = mean;
+                            s_row[i] = mean + sigma[i] * noise_scale * key.normal(base + i as u32);
+                        }
+                    })
+            }
+        }
+        Ok(())
+    }
+
+    fn gradient(
+        &self,
+        params: &RbmTensors<CpuMatrix>,
+        pos_v: &CpuMatrix,
+        pos_h: &CpuMatrix,
+        neg_v: &CpuMatrix,
+        neg_h: &CpuMatrix,
+        offsets: Option<Offsets<'_, CpuMatrix>>,
+        grad: &mut RbmGradient<CpuMatrix>,
+    ) -> Result<()> {
+        let (nv, nh) = (params.w.rows, params.w.cols);
+        check_shape("positive hidden", pos_h, pos_v.rows, nh)?;
+        check_shape("negative hidden", neg_h, neg_v.rows, nh)?;
+        check_shape("W gradient", &grad.w, nv, nh)?;
+        let (np, nn) = (pos_v.rows as f32, neg_v.rows as f32);
+        let pos_x = self.scaled_visible(params, pos_v);
+        let neg_x = self.scaled_visible(params, neg_v);
+        // <x h^T>_data - <x h^T>_model
+        matmul(
+            &mut grad.w.data,
+            pos_x.view().t(),
+            pos_h.view(),
+            1.0 / np,
+            false,
+        );
+        matmul(
+            &mut grad.w.data,
+            neg_x.view().t(),
+            neg_h.view(),
+            -1.0 / nn,
+            true,
+        );
+        let dx: Vec<f64> = column_means(&pos_x)
+            .iter()
+            .zip(column_means(&neg_x))
+            .map(|(a, b)| a - b)
+            .collect();
+        let dh: Vec<f64> = column_means(pos_h)
+            .iter()
+            .zip(column_means(neg_h))
+            .map(|(a, b)| a - b)
+            .collect();
+        match params.units {
+            VisibleUnits::Bernoulli => {
+                for (g, d) in grad.b.data.iter_mut().zip(&dx) {
+                    *g = *d as f32;
+                }
+            }
+            VisibleUnits::Gaussian => {
+                // d/db_i = <(v_i - b_i) / sigma_i^2> differences = <x_i>/sigma_i differences.
+                let sigma = &params
+                    .sigma
+                    .as_ref()
+                    .ok_or_else(|| EngineError::Internal("no sigma".into()))?
+                    .data;
+                for ((g, d), s) in grad.b.data.iter_mut().zip(&dx).zip(sigma) {
+                    *g = (*d / *s as f64) as f32;
+                }
+            }
+        }
+        for (g, d) in grad.c.data.iter_mut().zip(&dh) {
+            *g = *d as f32;
+        }
+        if let Some(Offsets { mu, lambda }) = offsets {
+            // Centered gradient mapped to plain parameters (see `Offsets`):
+            // gW = dW - mu dh^T - dx lambda^T; gb = dx - gW lambda; gc = dh - gW^T mu.
+            let (mu, lambda) = (&mu.data, &lambda.data);
+            grad.w
+                .data
+                .par_chunks_mut(nh)
+                .enumerate()
+                .for_each(|(i, row)| {
+                    for j in 0..nh {
+                        row[j] -= (mu[i] as f64 * dh[j] + dx[i] * lambda[j] as f64) as f32;
+                    }
+                });
+            for i in 0..nv {
+                let row = &grad.w.data[i * nh..(i + 1) * nh];
+                let wl: f64 = row
+                    .iter()
+                    .zip(lambda)
+                    .map(|(w, l)| *w as f64 * *l as f64)
+                    .sum();
+                grad.b.data[i] = (dx[i] - wl) as f32;
+            }
+            let mut wtmu = vec![0.0f64; nh];
+            for i in 0..nv {
+                let row = &grad.w.data[i * nh..(i + 1) * nh];
+                for (acc, w) in wtmu.iter_mut().zip(row) {
+                    *acc += *w as f64 * mu[i] as f64;
+                }
+            }
+            for j in 0..nh {
+                grad.c.data[j] = (dh[j] - wtmu[j]) as f32;
+            }
+        }
+        if let Some(g_sigma) = grad.log_sigma.as_mut() {
+            // -dE/dlog(sigma_i) = (v_i - b_i)^2 / sigma_i^2 - x_i (W h)_i, data minus model.
+            let sigma = &params
+                .sigma
+                .as_ref()
+                .ok_or_else(|| EngineError::Internal("no sigma".into()))?
+                .data;
+            let stat = |v: &CpuMatrix, x: &CpuMatrix, h: &CpuMatrix| -> Vec<f64> {
+                let mut wh = CpuMatrix::zeros(v.rows, nv);
+                matmul(&mut wh.data, h.view(), params.w.view().t(), 1.0, false);
+                let mut acc = vec![0.0f64; nv];
+                for r in 0..v.rows {
+                    for i in 0..nv {
+                        let k = r * nv + i;
+                        let z = (v.data[k] - params.b.data[i]) / sigma[i];
+                        acc[i] += (z * z - x.data[k] * wh.data[k]) as f64;
+                    }
+                }
+                acc.iter().map(|a| a / v.rows.max(1) as f64).collect()
+            };
+            let sp = stat(pos_v, &pos_x, pos_h);
+            let sn = stat(neg_v, &neg_x, neg_h);
+            for i in 0..nv {
+                g_sigma.data[i] = (sp[i] - sn[i]) as f32;
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_update(
+        &self,
+        param: &mut CpuMatrix,
+        grad: &CpuMatrix,
+        state: &mut [CpuMatrix],
+        rule: &UpdateRule,
+        decay: bool,
+    ) -> Result<()> {
+        check_shape("gradient", grad, param.rows, param.cols)?;
+        let (l1, l2) = if decay {
+            (rule.l1, rule.l2)
+        } else {
+            (0.0, 0.0)
+        };
+        let lr = rule.learning_rate;
+        let chunk = 4096;
+        match rule.optimizer {
+            OptimizerRule::Sgd { momentum } => {
+                let [velocity] = state else {
+                    return Err(EngineError::Internal("sgd needs one state tensor".into()));
+                };
+                check_shape("velocity", velocity, param.rows, param.cols)?;
+                param
+                    .data
+                    .par_chunks_mut(chunk)
+                    .zip(grad.data.par_chunks(chunk))
+                    .zip(velocity.data.par_chunks_mut(chunk))
+                    .for_each(|((p, g), v)| {
+                        for i in 0..p.len() {
+                            let step =
+                                g[i] - l2 * p[i] - l1 * p[i].signum() * (p[i] != 0.0) as u8 as f32;
+                            v[i] = momentum * v[i] + lr * step;
+                            p[i] += v[i];
+                        }
+                    });
+            }
+            OptimizerRule::Adam {
+                beta1,
+                beta2,
+                eps,
+                t,
+            } => {
+                let [m1, m2] = state else {
+                    return Err(EngineError::Internal("adam needs two state tensors".into()));
+                };
+                check_shape("adam moment", m1, param.rows, param.cols)?;
+                check_shape("adam moment", m2, param.rows, param.cols)?;
+                let t = t.max(1) as i32;
+                let c1 = 1.0 / (1.0 - beta1.powi(t));
+                let c2 = 1.0 / (1.0 - beta2.powi(t));
+                param
+                    .data
+                    .par_chunks_mut(chunk)
+                    .zip(grad.data.par_chunks(chunk))
+                    .zip(
+                        m1.data
+                            .par_chunks_mut(chunk)
+                            .zip(m2.data.par_chunks_mut(chunk)),
+                    )
+                    .for_each(|((p, g), (a, b))| {
+                        for i in 0..p.len() {
+                            let step =
+                                g[i] - l2 * p[i] - l1 * p[i].signum() * (p[i] != 0.0) as u8 as f32;
+                            a[i] = beta1 * a[i] + (1.0 - beta1) * step;
+                            b[i] = beta2 * b[i] + (1.0 - beta2) * step * step;
+                            p[i] += lr * (a[i] * c1) / ((b[i] * c2).sqrt() + eps);
+                        }
+                    });
+            }
+        }
+        Ok(())
+    }
+
+    fn update_offsets(&self, offset: &mut CpuMatrix, x: &CpuMatrix, rate: f32) -> Result<()> {
+        check_shape("offset", offset, 1, x.cols)?;
+        for (o, m) in offset.data.iter_mut().zip(column_means(x)) {
+            *o = (1.0 - rate) * *o + rate * m as f32;
+        }
+        Ok(())
+    }
+
+    fn energies(
+        &self,
+        params: &RbmTensors<CpuMatrix>,
+        visible: &CpuMatrix,
+        hidden: &CpuMatrix,
+    ) -> Result<Vec<f32>> {
+        let (n, nv, nh) = (visible.rows, params.w.rows, params.w.cols);
+        check_shape("visible", visible, n, nv)?;
+        check_shape("hidden", hidden, n, nh)?;
+        let x = self.scaled_visible(params, visible);
+        let mut xw = CpuMatrix::zeros(n, nh);
+        matmul(&mut xw.data, x.view(), params.w.view(), 1.0, false);
+        let (b, c) = (&params.b.data, &params.c.data);
+        let out = (0..n)
+            .into_par_iter()
+            .map(|r| {
+                let v = &visible.data[r * nv..(r + 1) * nv];
+                let h = &hidden.data[r * nh..(r + 1) * nh];
+                let xw_r = &xw.data[r * nh..(r + 1) * nh];
+                let mut e = 0.0f64;
+                for j in 0..nh {
+                    e -= (h[j] * (c[j] + xw_r[j])) as f64;
+                }
+                match (&params.units, &params.sigma) {
+                    (VisibleUnits::Gaussian, Some(sigma)) => {
+                        for i in 0..nv {
+                            let z = (v[i] - b[i]) / sigma.data[i];
+                            e += 0.5 * (z * z) as f64;
+                        }
+                    }
+                    _ => {
+                        for i in 0..nv {
+                            e -= (v[i] * b[i]) as f64;
+                        }
+                    }
+                }
+                e as f32
+            })
+            .collect();
+        Ok(out)
+    }
+
+    fn all_finite(&self, m: &CpuMatrix) -> Result<bool> {
+        Ok(m.data
+            .par_chunks(4096)
+            .all(|c| c.iter().all(|x| x.is_finite())))
+    }
+}

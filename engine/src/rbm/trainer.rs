@@ -1,0 +1,731 @@
+//! Training RBMs on any backend: CD-k, persistent CD and PCD with parallel tempering;
+//! SGD with momentum or Adam, L1/L2, a learning-rate schedule, optional centering; per-
+//! epoch metrics; exact checkpoints (`super::checkpoint`).
+//!
+//! The data set is uploaded once; each minibatch is gathered on the device by a
+//! permutation drawn from (seed, ORDER, epoch), so a checkpoint only records the epoch,
+//! the minibatch index and the RNG counters. Epochs drop the last incomplete minibatch.
+
+use super::{exact, RbmModel, Standardization};
+use crate::backend::cpu::{CpuBackend, CpuMatrix};
+use crate::backend::{
+    Backend, Offsets, OptimizerRule, RbmGradient, RbmTensors, UpdateRule, VisibleUnits,
+};
+use crate::data::Dataset;
+use crate::error::{EngineError, Result};
+use crate::rng::{permutation, streams, RngKey, RngStream};
+use crate::spec::{
+    validation_rows, Method, ModelSpec, ModelType, OptimizerKind, TrainSettings, TrainSpec,
+};
+use crate::tempering::{ParallelTempering, TemperedChains};
+use crate::train::{EpochReport, FamilyTrainer};
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+/// Enumeration budget (states x units) for an exact log-likelihood every epoch, and
+/// for the final epoch only.
+const EXACT_LL_EVERY_EPOCH: u64 = 1 << 26;
+const EXACT_LL_FINAL: u64 = 1 << 31;
+/// Budget (rows x visible x hidden) for the per-epoch pseudo-log-likelihood and
+/// reconstruction error, evaluated on a fixed subset of rows.
+const METRIC_BUDGET: usize = 1 << 26;
+/// Sliding-average rate of centering offsets.
+const OFFSET_RATE: f32 = 0.01;
+
+/// A set of chains (or a minibatch) with its workspace: visible states and means,
+/// hidden probabilities and states.
+pub(super) struct ChainSet<M> {
+    pub v: M,
+    pub vm: M,
+    pub hp: M,
+    pub hs: M,
+}
+
+impl<M> ChainSet<M> {
+    fn new<B: Backend<Matrix = M>>(backend: &B, rows: usize, nv: usize, nh: usize) -> Result<Self> {
+        Ok(ChainSet {
+            v: backend.zeros(rows, nv)?,
+            vm: backend.zeros(rows, nv)?,
+            hp: backend.zeros(rows, nh)?,
+            hs: backend.zeros(rows, nh)?,
+        })
+    }
+}
+
+/// Host-side learned log sigma (Gaussian RBMs): tiny, so updated on the CPU.
+pub(super) struct LearnedSigma {
+    pub log_sigma: CpuMatrix,
+    pub state: Vec<CpuMatrix>,
+}
+
+pub struct RbmTrainer<B: Backend> {
+    pub(super) backend: B,
+    pub(super) model_type: ModelType,
+    pub(super) model_spec: ModelSpec,
+    pub(super) train_spec: TrainSpec,
+    pub(super) settings: TrainSettings,
+    pub(super) seed: u64,
+    pub(super) data_fingerprint: u64,
+    pub(super) visible: usize,
+    pub(super) hidden: usize,
+    /// Training rows (host copy, for metrics) and held-out rows, after any transform.
+    pub(super) train_rows: Vec<f32>,
+    pub(super) valid_rows: Vec<f32>,
+    pub(super) transform: Option<Standardization>,
+    pub(super) data: B::Matrix,
+    pub(super) params: RbmTensors<B::Matrix>,
+    pub(super) grad: RbmGradient<B::Matrix>,
+    /// Optimizer state of W, b, c (one tensor each for sgd, two for adam).
+    pub(super) opt_state: [Vec<B::Matrix>; 3],
+    pub(super) sigma: Option<LearnedSigma>,
+    pub(super) batch: ChainSet<B::Matrix>,
+    /// Persistent chains: one set (pcd) or one per temperature (pt); none for cd.
+    pub(super) chains: Vec<ChainSet<B::Matrix>>,
+    pub(super) tempering: Option<ParallelTempering>,
+    pub(super) offsets: Option<(B::Matrix, B::Matrix)>,
+    pub(super) rng_hidden: RngStream,
+    pub(super) rng_visible: RngStream,
+    pub(super) rng_swap: RngStream,
+    pub(super) epoch: usize,
+    pub(super) batch_in_epoch: usize,
+    pub(super) updates: u64,
+}
+
+fn fingerprint(data: &Dataset) -> u64 {
+    // FNV-1a over the shape and the value bits.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |x: u64| {
+        h ^= x;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    };
+    eat(data.rows as u64);
+    eat(data.cols as u64);
+    for v in &data.values {
+        eat(v.to_bits() as u64);
+    }
+    h
+}
+
+impl<B: Backend> RbmTrainer<B> {
+    /// A fresh trainer (parameters initialised from the seed). The spec must already have
+    /// passed `spec::validate_train`.
+    pub fn new(
+        backend: B,
+        model: &ModelSpec,
+        train: &TrainSpec,
+        seed: u64,
+        data: Dataset,
+    ) -> Result<Self> {
+        let model_type = ModelType::from_name(&model.model_type)?;
+        let settings = train.resolve(data.rows)?;
+        let units = match model_type {
+            ModelType::BernoulliRbm => VisibleUnits::Bernoulli,
+            ModelType::GaussianRbm => VisibleUnits::Gaussian,
+            _ => return Err(EngineError::Internal("RbmTrainer for a non-RBM".into())),
+        };
+        if units == VisibleUnits::Bernoulli {
+            if let Some(i) = data.values.iter().position(|&x| !(0.0..=1.0).contains(&x)) {
+                return Err(EngineError::invalid(format!(
+                    "bernoulli_rbm needs values in [0, 1] (binary or probabilities), but row {}, column {} is {}: \
+                     binarize the data or use gaussian_rbm",
+                    i / data.cols,
+                    i % data.cols,
+                    data.values[i]
+                )));
+            }
+        }
+        let (nv, nh) = (data.cols, model.hidden.unwrap_or(0) as usize);
+        if nh == 0 {
+            return Err(EngineError::invalid("model.hidden must be at least 1"));
+        }
+        let data_fingerprint = fingerprint(&data);
+        // Deterministic split: a permutation of the rows; the last share is held out.
+        let order = permutation(data.rows, RngKey::new(seed, streams::SPLIT, 0));
+        let n_valid = validation_rows(data.rows, settings.validation_fraction);
+        let n_train = data.rows - n_valid;
+        let pick = |idx: &[u32]| -> Vec<f32> {
+            let mut out = Vec::with_capacity(idx.len() * nv);
+            for &r in idx {
+                out.extend_from_slice(data.row(r as usize));
+            }
+            out
+        };
+        let (mut train_rows, mut valid_rows) = if n_valid == 0 {
+            (data.values.clone(), Vec::new())
+        } else {
+            (pick(&order[..n_train]), pick(&order[n_train..]))
+        };
+        drop(data);
+        let standardize = units == VisibleUnits::Gaussian && model.standardize.unwrap_or(true);
+        let transform = standardize.then(|| Standardization::fit(&train_rows, n_train, nv));
+        if let Some(t) = &transform {
+            t.apply(&mut train_rows);
+            t.apply(&mut valid_rows);
+        }
+        let init = RngKey::new(seed, streams::INIT, 0);
+        let w: Vec<f32> = (0..nv * nh).map(|i| 0.01 * init.normal(i as u32)).collect();
+        let column_mean = |j: usize| -> f64 {
+            train_rows
+                .chunks_exact(nv)
+                .map(|r| r[j] as f64)
+                .sum::<f64>()
+                / n_train as f64
+        };
+        let b: Vec<f32> = (0..nv)
+            .map(|j| {
+                let m = column_mean(j);
+                match units {
+                    // Hinton's guide: b_i = ln(p_i / (1 - p_i)) of the data's mean activation
+                    VisibleUnits::Bernoulli => {
+                        let p = m.clamp(0.01, 0.99);
+                        (p / (1.0 - p)).ln() as f32
+                    }
+                    VisibleUnits::Gaussian => m as f32,
+                }
+            })
+            .collect();
+        let sigma: Option<Vec<f32>> = (units == VisibleUnits::Gaussian).then(|| {
+            if standardize {
+                vec![1.0; nv]
+            } else {
+                Standardization::fit(&train_rows, n_train, nv).std
+            }
+        });
+        let learn_sigma = units == VisibleUnits::Gaussian && model.learn_sigma.unwrap_or(false);
+        let n_state = match settings.optimizer {
+            OptimizerKind::Sgd => 1,
+            OptimizerKind::Adam => 2,
+        };
+        let zeros_n = |r: usize, c: usize| -> Result<Vec<B::Matrix>> {
+            (0..n_state).map(|_| backend.zeros(r, c)).collect()
+        };
+        let opt_state = [zeros_n(nv, nh)?, zeros_n(1, nv)?, zeros_n(1, nh)?];
+        let sigma_state = if learn_sigma {
+            let s = sigma
+                .as_ref()
+                .ok_or_else(|| EngineError::Internal("no sigma".into()))?;
+            Some(LearnedSigma {
+                log_sigma: CpuMatrix {
+                    rows: 1,
+                    cols: nv,
+                    data: s.iter().map(|x| x.ln()).collect(),
+                },
+                state: (0..n_state).map(|_| CpuMatrix::zeros(1, nv)).collect(),
+            })
+        } else {
+            None
+        };
+        let params = RbmTensors {
+            units,
+            w: backend.upload(nv, nh, &w)?,
+            b: backend.upload(1, nv, &b)?,
+            c: backend.zeros(1, nh)?,
+            sigma: sigma
+                .as_ref()
+                .map(|s| backend.upload(1, nv, s))
+                .transpose()?,
+        };
+        let grad = RbmGradient {
+            w: backend.zeros(nv, nh)?,
+            b: backend.zeros(1, nv)?,
+            c: backend.zeros(1, nh)?,
+            log_sigma: if learn_sigma {
+                Some(backend.zeros(1, nv)?)
+            } else {
+                None
+            },
+        };
+        let data_dev = backend.upload(n_train, nv, &train_rows)?;
+        let batch = ChainSet::new(&backend, settings.batch_size, nv, nh)?;
+        // cd keeps one set of batch-sized negative chains as workspace (restarted at the
+        // data every update); pcd one set of persistent chains; pt one per temperature.
+        let (replicas, chain_rows) = match settings.method {
+            Method::Cd => (1, settings.batch_size),
+            Method::Pcd => (1, settings.chains),
+            Method::Pt => (settings.betas.len(), settings.chains),
+        };
+        let mut chains = Vec::with_capacity(replicas);
+        let start = RngKey::new(seed, streams::CHAIN_INIT, 0);
+        let start_rows: Vec<u32> = (0..chain_rows)
+            .map(|r| ((start.words(r as u32)[0] as u64 * n_train as u64) >> 32) as u32)
+            .collect();
+        for _ in 0..replicas {
+            let mut set = ChainSet::new(&backend, chain_rows, nv, nh)?;
+            backend.gather_rows(&data_dev, &start_rows, &mut set.v)?;
+            chains.push(set);
+        }
+        let offsets = if settings.centering {
+            let mu: Vec<f32> = (0..nv).map(|j| column_mean(j) as f32).collect();
+            Some((
+                backend.upload(1, nv, &mu)?,
+                backend.upload(1, nh, &vec![0.5; nh])?,
+            ))
+        } else {
+            None
+        };
+        let tempering =
+            (settings.method == Method::Pt).then(|| ParallelTempering::new(settings.betas.clone()));
+        Ok(RbmTrainer {
+            backend,
+            model_type,
+            model_spec: model.clone(),
+            train_spec: train.clone(),
+            settings,
+            seed,
+            data_fingerprint,
+            visible: nv,
+            hidden: nh,
+            train_rows,
+            valid_rows,
+            transform,
+            data: data_dev,
+            params,
+            grad,
+            opt_state,
+            sigma: sigma_state,
+            batch,
+            chains,
+            tempering,
+            offsets,
+            rng_hidden: RngStream::new(seed, streams::HIDDEN),
+            rng_visible: RngStream::new(seed, streams::VISIBLE),
+            rng_swap: RngStream::new(seed, streams::SWAP),
+            epoch: 0,
+            batch_in_epoch: 0,
+            updates: 0,
+        })
+    }
+
+    pub fn settings(&self) -> &TrainSettings {
+        &self.settings
+    }
+
+    /// The current parameters, downloaded.
+    pub fn model(&self) -> Result<RbmModel> {
+        let b = &self.backend;
+        Ok(RbmModel {
+            units: self.params.units,
+            visible: self.visible,
+            hidden: self.hidden,
+            w: b.download(&self.params.w)?,
+            b: b.download(&self.params.b)?,
+            c: b.download(&self.params.c)?,
+            sigma: self
+                .params
+                .sigma
+                .as_ref()
+                .map(|s| b.download(s))
+                .transpose()?,
+            transform: self.transform.clone(),
+        })
+    }
+
+    fn batches_per_epoch(&self) -> usize {
+        (self.train_rows.len() / self.visible) / self.settings.batch_size
+    }
+
+    /// One minibatch update from the data rows `rows`.
+    fn update(&mut self, rows: &[u32], learning_rate: f64) -> Result<()> {
+        let be = &self.backend;
+        let k = self.settings.k;
+        let batch = &mut self.batch;
+        be.gather_rows(&self.data, rows, &mut batch.v)?;
+        match self.settings.method {
+            Method::Cd => {
+                // positive phase, then k Gibbs steps starting at the data
+                be.sample_hidden(
+                    &self.params,
+                    &batch.v,
+                    1.0,
+                    self.rng_hidden.next_key(),
+                    &mut batch.hp,
+                    Some(&mut batch.hs),
+                )?;
+                let neg = &mut self.chains[0];
+                for step in 0..k {
+                    let hidden = if step == 0 { &batch.hs } else { &neg.hs };
+                    be.sample_visible(
+                        &self.params,
+                        hidden,
+                        1.0,
+                        self.rng_visible.next_key(),
+                        &mut neg.vm,
+                        &mut neg.v,
+                    )?;
+                    let states = if step + 1 < k {
+                        Some(&mut neg.hs)
+                    } else {
+                        None
+                    };
+                    be.sample_hidden(
+                        &self.params,
+                        &neg.v,
+                        1.0,
+                        self.rng_hidden.next_key(),
+                        &mut neg.hp,
+                        states,
+                    )?;
+                }
+                let offsets = self
+                    .offsets
+                    .as_ref()
+                    .map(|(mu, lambda)| Offsets { mu, lambda });
+                be.gradient(
+                    &self.params,
+                    &batch.v,
+                    &batch.hp,
+                    &neg.v,
+                    &neg.hp,
+                    offsets,
+                    &mut self.grad,
+                )?;
+            }
+            Method::Pcd | Method::Pt => {
+                be.sample_hidden(
+                    &self.params,
+                    &batch.v,
+                    1.0,
+                    self.rng_hidden.next_key(),
+                    &mut batch.hp,
+                    None,
+                )?;
+                if let Some(pt) = self.tempering.as_mut() {
+                    let mut replicas = Replicas {
+                        backend: be,
+                        params: &self.params,
+                        sets: &mut self.chains,
+                        rng_hidden: &mut self.rng_hidden,
+                        rng_visible: &mut self.rng_visible,
+                    };
+                    let every = self.settings.pt_swap_every;
+                    for step in 0..k {
+                        for (t, &beta) in pt.betas.clone().iter().enumerate() {
+                            replicas.sweep(t, beta)?;
+                        }
+                        if (step + 1) % every == 0 {
+                            pt.swap_neighbours(&mut replicas, self.rng_swap.next_key())?;
+                        }
+                    }
+                } else {
+                    let set = &mut self.chains[0];
+                    for _ in 0..k {
+                        be.sample_hidden(
+                            &self.params,
+                            &set.v,
+                            1.0,
+                            self.rng_hidden.next_key(),
+                            &mut set.hp,
+                            Some(&mut set.hs),
+                        )?;
+                        be.sample_visible(
+                            &self.params,
+                            &set.hs,
+                            1.0,
+                            self.rng_visible.next_key(),
+                            &mut set.vm,
+                            &mut set.v,
+                        )?;
+                    }
+                }
+                let model_chains = self
+                    .chains
+                    .last_mut()
+                    .ok_or_else(|| EngineError::Internal("no chains".into()))?;
+                be.sample_hidden(
+                    &self.params,
+                    &model_chains.v,
+                    1.0,
+                    self.rng_hidden.next_key(),
+                    &mut model_chains.hp,
+                    None,
+                )?;
+                let offsets = self
+                    .offsets
+                    .as_ref()
+                    .map(|(mu, lambda)| Offsets { mu, lambda });
+                be.gradient(
+                    &self.params,
+                    &batch.v,
+                    &batch.hp,
+                    &model_chains.v,
+                    &model_chains.hp,
+                    offsets,
+                    &mut self.grad,
+                )?;
+            }
+        }
+        self.updates += 1;
+        let s = &self.settings;
+        let optimizer = match s.optimizer {
+            OptimizerKind::Sgd => OptimizerRule::Sgd {
+                momentum: s.momentum as f32,
+            },
+            OptimizerKind::Adam => OptimizerRule::Adam {
+                beta1: s.adam_beta1 as f32,
+                beta2: s.adam_beta2 as f32,
+                eps: s.adam_eps as f32,
+                t: self.updates,
+            },
+        };
+        let rule = UpdateRule {
+            learning_rate: learning_rate as f32,
+            optimizer,
+            l1: s.l1 as f32,
+            l2: s.l2 as f32,
+        };
+        let [sw, sb, sc] = &mut self.opt_state;
+        be.apply_update(&mut self.params.w, &self.grad.w, sw, &rule, true)?;
+        be.apply_update(&mut self.params.b, &self.grad.b, sb, &rule, false)?;
+        be.apply_update(&mut self.params.c, &self.grad.c, sc, &rule, false)?;
+        if let (Some(learned), Some(g)) = (self.sigma.as_mut(), self.grad.log_sigma.as_ref()) {
+            let g = CpuMatrix {
+                rows: 1,
+                cols: self.visible,
+                data: be.download(g)?,
+            };
+            CpuBackend.apply_update(
+                &mut learned.log_sigma,
+                &g,
+                &mut learned.state,
+                &rule,
+                false,
+            )?;
+            // keep sigma within [1e-2, 1e2] of the standardized scale: beyond it the model degenerates
+            let sigma: Vec<f32> = learned
+                .log_sigma
+                .data
+                .iter()
+                .map(|x| x.clamp(-4.6, 4.6).exp())
+                .collect();
+            self.params.sigma = Some(be.upload(1, self.visible, &sigma)?);
+        }
+        if let Some((mu, lambda)) = self.offsets.as_mut() {
+            be.update_offsets(mu, &self.batch.v, OFFSET_RATE)?;
+            be.update_offsets(lambda, &self.batch.hp, OFFSET_RATE)?;
+        }
+        if !(be.all_finite(&self.params.b)? && be.all_finite(&self.params.c)?) {
+            return Err(EngineError::Diverged(format!(
+                "a bias became NaN or infinite at epoch {}, minibatch {}; lower the learning rate \
+                 (now {learning_rate}) or use adam / l2",
+                self.epoch + 1,
+                self.batch_in_epoch + 1
+            )));
+        }
+        Ok(())
+    }
+
+    fn epoch_metrics(&self, metrics: &mut BTreeMap<String, f64>) -> Result<()> {
+        let model = self.model()?;
+        model.check_finite()?;
+        let nv = self.visible;
+        let per_row = (nv * self.hidden).max(1);
+        let eval_rows = (METRIC_BUDGET / per_row).clamp(64, 2000);
+        let subset = |rows: &[f32]| rows[..rows.len().min(eval_rows * nv)].to_vec();
+        let train_eval = subset(&self.train_rows);
+        metrics.insert(
+            "reconstruction_error".into(),
+            model.reconstruction_error(&train_eval),
+        );
+        if !self.valid_rows.is_empty() {
+            metrics.insert(
+                "val_reconstruction_error".into(),
+                model.reconstruction_error(&subset(&self.valid_rows)),
+            );
+        }
+        if model.units == VisibleUnits::Bernoulli {
+            metrics.insert(
+                "pseudo_log_likelihood".into(),
+                model.pseudo_log_likelihood(&train_eval),
+            );
+            if !self.valid_rows.is_empty() {
+                metrics.insert(
+                    "val_pseudo_log_likelihood".into(),
+                    model.pseudo_log_likelihood(&subset(&self.valid_rows)),
+                );
+            }
+        }
+        let last_epoch = self.epoch >= self.settings.epochs;
+        if let Some((_, cost)) = exact::enumeration_plan(&model) {
+            if cost <= EXACT_LL_EVERY_EPOCH || (last_epoch && cost <= EXACT_LL_FINAL) {
+                let log_z = exact::log_partition(&model)?;
+                metrics.insert("log_z".into(), log_z);
+                metrics.insert(
+                    "log_likelihood".into(),
+                    model.average_log_likelihood(&self.train_rows, log_z),
+                );
+                if !self.valid_rows.is_empty() {
+                    metrics.insert(
+                        "val_log_likelihood".into(),
+                        model.average_log_likelihood(&self.valid_rows, log_z),
+                    );
+                }
+            }
+        }
+        if let Some(pt) = &self.tempering {
+            let rates = pt.acceptance_rates();
+            for (t, r) in rates.iter().enumerate() {
+                metrics.insert(format!("pt_swap_rate_{t}"), *r);
+            }
+            metrics.insert(
+                "pt_swap_rate_min".into(),
+                rates.iter().cloned().fold(f64::INFINITY, f64::min),
+            );
+        }
+        for (name, v) in metrics.iter() {
+            if v.is_infinite() || (v.is_nan() && !name.starts_with("pt_swap_rate")) {
+                return Err(EngineError::Diverged(format!(
+                    "metric {name} is {v} after epoch {}; lower the learning rate or use adam / l2",
+                    self.epoch
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The replicas of PCD with parallel tempering, seen through `TemperedChains`.
+struct Replicas<'a, B: Backend> {
+    backend: &'a B,
+    params: &'a RbmTensors<B::Matrix>,
+    sets: &'a mut [ChainSet<B::Matrix>],
+    rng_hidden: &'a mut RngStream,
+    rng_visible: &'a mut RngStream,
+}
+
+impl<B: Backend> TemperedChains for Replicas<'_, B> {
+    fn chains_per_replica(&self) -> usize {
+        self.backend.shape(&self.sets[0].v).0
+    }
+
+    fn sweep(&mut self, replica: usize, beta: f64) -> Result<()> {
+        let set = &mut self.sets[replica];
+        let be = self.backend;
+        be.sample_hidden(
+            self.params,
+            &set.v,
+            beta as f32,
+            self.rng_hidden.next_key(),
+            &mut set.hp,
+            Some(&mut set.hs),
+        )?;
+        be.sample_visible(
+            self.params,
+            &set.hs,
+            beta as f32,
+            self.rng_visible.next_key(),
+            &mut set.vm,
+            &mut set.v,
+        )
+    }
+
+    fn energies(&mut self, replica: usize) -> Result<Vec<f64>> {
+        let set = &self.sets[replica];
+        Ok(self
+            .backend
+            .energies(self.params, &set.v, &set.hs)?
+            .into_iter()
+            .map(f64::from)
+            .collect())
+    }
+
+    fn swap(&mut self, a: usize, b: usize, mask: &[bool]) -> Result<()> {
+        let (lo, hi) = self.sets.split_at_mut(b.max(a));
+        let (x, y) = (&mut lo[a.min(b)], &mut hi[0]);
+        self.backend.swap_rows(&mut x.v, &mut y.v, mask)?;
+        self.backend.swap_rows(&mut x.hs, &mut y.hs, mask)
+    }
+}
+
+impl<B: Backend> FamilyTrainer for RbmTrainer<B> {
+    fn epochs_done(&self) -> usize {
+        self.epoch
+    }
+
+    fn epochs_total(&self) -> usize {
+        self.settings.epochs
+    }
+
+    fn run_epoch(
+        &mut self,
+        should_stop: &dyn Fn() -> bool,
+        progress: &mut dyn FnMut(f64),
+    ) -> Result<Option<EpochReport>> {
+        if self.epoch >= self.settings.epochs {
+            return Err(EngineError::invalid("training is already finished"));
+        }
+        let started = Instant::now();
+        let n_batches = self.batches_per_epoch();
+        let bs = self.settings.batch_size;
+        let order = permutation(
+            self.train_rows.len() / self.visible,
+            RngKey::new(self.seed, streams::ORDER, self.epoch as u64),
+        );
+        let lr = self.settings.learning_rate_at(self.epoch);
+        let first_batch = self.batch_in_epoch;
+        let total = (self.settings.epochs * n_batches) as f64;
+        let mut last_report = -1.0f64;
+        while self.batch_in_epoch < n_batches {
+            if should_stop() {
+                return Ok(None);
+            }
+            let i = self.batch_in_epoch;
+            self.update(&order[i * bs..(i + 1) * bs], lr)?;
+            self.batch_in_epoch += 1;
+            let done = (self.epoch * n_batches + self.batch_in_epoch) as f64 / total;
+            if done - last_report >= 0.002 {
+                progress(done);
+                last_report = done;
+            }
+        }
+        let train_seconds = started.elapsed().as_secs_f64();
+        self.epoch += 1;
+        self.batch_in_epoch = 0;
+        let mut metrics = BTreeMap::new();
+        let rows_done = ((n_batches - first_batch) * bs) as f64;
+        metrics.insert("train_seconds".into(), train_seconds);
+        metrics.insert(
+            "samples_per_second".into(),
+            rows_done / train_seconds.max(1e-9),
+        );
+        metrics.insert("learning_rate".into(), lr);
+        let metrics_started = Instant::now();
+        self.epoch_metrics(&mut metrics)?;
+        metrics.insert(
+            "metrics_seconds".into(),
+            metrics_started.elapsed().as_secs_f64(),
+        );
+        metrics.insert("epoch_seconds".into(), started.elapsed().as_secs_f64());
+        progress(self.epoch as f64 / self.settings.epochs as f64);
+        Ok(Some(EpochReport {
+            epoch: self.epoch,
+            metrics,
+        }))
+    }
+
+    fn checkpoint(&self) -> Result<Vec<u8>> {
+        super::checkpoint::save(self)
+    }
+
+    fn model_file(&self) -> Result<Vec<u8>> {
+        let model = self.model()?;
+        model.check_finite()?;
+        let mut meta = BTreeMap::new();
+        meta.insert("epochs".into(), self.epoch.to_string());
+        meta.insert("seed".into(), self.seed.to_string());
+        meta.insert(
+            "method".into(),
+            format!("{:?}", self.settings.method).to_lowercase(),
+        );
+        meta.insert(
+            "model_spec".into(),
+            serde_json::to_string(&self.model_spec).unwrap_or_default(),
+        );
+        meta.insert(
+            "train_spec".into(),
+            serde_json::to_string(&self.train_spec).unwrap_or_default(),
+        );
+        meta.insert("backend".into(), self.backend.kind().name().into());
+        let _ = self.model_type;
+        crate::model_file::rbm_to_bytes(&model, &meta)
+    }
+}

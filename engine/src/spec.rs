@@ -1,0 +1,838 @@
+//! Engine-side job specs. `ModelSpec` and `TrainSpec` mirror `ModelConfig` and
+//! `TrainConfig` of proto/ebm/v1/jobs.proto field for field (unset = `None` or `""`), so
+//! the server converts mechanically; `validate_train` checks a spec against the data
+//! before any work starts and says what to fix, and `TrainSpec::resolve` fills in the
+//! defaults (documented on each field) as one `TrainSettings` every family uses.
+
+use crate::data::ValueKind;
+use crate::error::{EngineError, Result};
+use serde::{Deserialize, Serialize};
+
+/// Upper bounds on every size a client controls.
+pub const MAX_HIDDEN: u32 = 100_000;
+pub const MAX_PARAMETERS: u64 = 200_000_000;
+pub const MAX_K: u32 = 10_000;
+pub const MAX_CHAINS: u32 = 1_000_000;
+pub const MAX_EPOCHS: u32 = 1_000_000;
+pub const MAX_BATCH: u32 = 1_000_000;
+pub const MAX_TEMPERATURES: usize = 256;
+/// Bound on chains x visible units held in memory (f32 values).
+pub const MAX_CHAIN_CELLS: u64 = 500_000_000;
+
+/// Model families.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelType {
+    BernoulliRbm,
+    GaussianRbm,
+    Potts,
+    LatticeIsing,
+}
+
+impl ModelType {
+    pub fn from_name(name: &str) -> Result<Self> {
+        match name.trim() {
+            "bernoulli_rbm" => Ok(ModelType::BernoulliRbm),
+            "gaussian_rbm" => Ok(ModelType::GaussianRbm),
+            "potts" => Ok(ModelType::Potts),
+            "lattice_ising" => Ok(ModelType::LatticeIsing),
+            "" => Err(EngineError::invalid(
+                "model type is missing: set model.type to bernoulli_rbm, gaussian_rbm, potts or lattice_ising",
+            )),
+            other => Err(EngineError::invalid(format!(
+                "unknown model type {other:?}: use bernoulli_rbm, gaussian_rbm, potts or lattice_ising"
+            ))),
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            ModelType::BernoulliRbm => "bernoulli_rbm",
+            ModelType::GaussianRbm => "gaussian_rbm",
+            ModelType::Potts => "potts",
+            ModelType::LatticeIsing => "lattice_ising",
+        }
+    }
+
+    pub fn is_rbm(&self) -> bool {
+        matches!(self, ModelType::BernoulliRbm | ModelType::GaussianRbm)
+    }
+}
+
+/// Mirrors proto `ModelConfig` (without `init_model`, which the server resolves).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ModelSpec {
+    /// bernoulli_rbm | gaussian_rbm | potts | lattice_ising
+    pub model_type: String,
+    /// RBMs: hidden units (required).
+    pub hidden: Option<u32>,
+    /// potts: states per site.
+    pub q: Option<u32>,
+    /// lattice_ising: L of the L x L torus.
+    pub size: Option<u32>,
+    /// gaussian_rbm: learn per-visible sigma (default false: sigma = 1 on standardized data).
+    pub learn_sigma: Option<bool>,
+    /// gaussian_rbm: standardize each column to mean 0, std 1 (default true).
+    pub standardize: Option<bool>,
+    pub reweight_identity: Option<f64>,
+    pub pseudocount: Option<f64>,
+    pub unknown_residues: Option<String>,
+    /// Optional check: the data must have this many columns.
+    pub visible: Option<u32>,
+}
+
+/// Mirrors proto `TrainConfig`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TrainSpec {
+    /// cd | pcd | pt (default pcd)
+    pub method: String,
+    /// Gibbs steps per update (default 1).
+    pub k: Option<u32>,
+    /// Persistent chains for pcd/pt (default: the batch size).
+    pub chains: Option<u32>,
+    /// Default 10.
+    pub epochs: Option<u32>,
+    /// Default min(100, training rows).
+    pub batch_size: Option<u32>,
+    /// Default 0.05 (sgd) or 0.001 (adam).
+    pub learning_rate: Option<f64>,
+    /// sgd | adam (default sgd)
+    pub optimizer: String,
+    /// sgd momentum (default 0.5).
+    pub momentum: Option<f64>,
+    pub l1: Option<f64>,
+    pub l2: Option<f64>,
+    /// Epochs between checkpoints (default 1).
+    pub checkpoint_every: Option<u32>,
+    /// constant | linear | exponential (default constant)
+    pub lr_schedule: String,
+    /// Final learning rate of a schedule (default learning_rate / 100).
+    pub lr_final: Option<f64>,
+    /// RBMs: centering (default false).
+    pub centering: Option<bool>,
+    /// pt: inverse temperatures, increasing, ending at 1.
+    pub betas: Vec<f64>,
+    /// potts: gibbs | metropolis
+    pub sampler: String,
+    /// Held-out share of the rows (default 0).
+    pub validation_fraction: Option<f64>,
+    pub ais_every: Option<u32>,
+    pub ais_betas: Option<u32>,
+    pub ais_chains: Option<u32>,
+    pub adam_beta1: Option<f64>,
+    pub adam_beta2: Option<f64>,
+    pub adam_eps: Option<f64>,
+    /// pt: Gibbs steps between swap attempts (default 1).
+    pub pt_swap_every: Option<u32>,
+}
+
+/// The shape of a data set, for validation without the values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DataShape {
+    pub rows: usize,
+    pub cols: usize,
+    pub kind: ValueKind,
+    pub q: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    Cd,
+    Pcd,
+    Pt,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OptimizerKind {
+    Sgd,
+    Adam,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LrSchedule {
+    Constant,
+    Linear,
+    Exponential,
+}
+
+/// A `TrainSpec` with every default filled in and every value checked.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainSettings {
+    pub method: Method,
+    pub k: usize,
+    pub chains: usize,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub learning_rate: f64,
+    pub optimizer: OptimizerKind,
+    pub momentum: f64,
+    pub l1: f64,
+    pub l2: f64,
+    pub checkpoint_every: usize,
+    pub lr_schedule: LrSchedule,
+    pub lr_final: f64,
+    pub centering: bool,
+    pub betas: Vec<f64>,
+    pub validation_fraction: f64,
+    pub adam_beta1: f64,
+    pub adam_beta2: f64,
+    pub adam_eps: f64,
+    pub pt_swap_every: usize,
+    /// potts: "" (the family's default) | gibbs | metropolis; checked by the family.
+    pub sampler: String,
+}
+
+impl TrainSettings {
+    /// Learning rate for an epoch (0-based) under the schedule.
+    pub fn learning_rate_at(&self, epoch: usize) -> f64 {
+        let t = if self.epochs <= 1 {
+            0.0
+        } else {
+            epoch.min(self.epochs - 1) as f64 / (self.epochs - 1) as f64
+        };
+        match self.lr_schedule {
+            LrSchedule::Constant => self.learning_rate,
+            LrSchedule::Linear => self.learning_rate + t * (self.lr_final - self.learning_rate),
+            LrSchedule::Exponential => {
+                self.learning_rate * (self.lr_final / self.learning_rate).powf(t)
+            }
+        }
+    }
+
+    /// Rows used for training after the validation split.
+    pub fn training_rows(&self, rows: usize) -> usize {
+        rows - validation_rows(rows, self.validation_fraction)
+    }
+}
+
+/// Rows held out for validation: floor(fraction * rows).
+pub fn validation_rows(rows: usize, fraction: f64) -> usize {
+    ((rows as f64) * fraction).floor() as usize
+}
+
+fn positive_finite(name: &str, value: f64) -> Result<f64> {
+    if value.is_finite() && value > 0.0 {
+        Ok(value)
+    } else {
+        Err(EngineError::invalid(format!(
+            "train.{name} must be a positive finite number, got {value}"
+        )))
+    }
+}
+
+fn in_range(name: &str, value: f64, low: f64, high: f64, what: &str) -> Result<f64> {
+    if value.is_finite() && value >= low && value < high {
+        Ok(value)
+    } else {
+        Err(EngineError::invalid(format!(
+            "train.{name} must be {what}, got {value}"
+        )))
+    }
+}
+
+fn bounded(name: &str, value: u32, max: u32) -> Result<usize> {
+    if value == 0 || value > max {
+        Err(EngineError::invalid(format!(
+            "train.{name} must be between 1 and {max}, got {value}"
+        )))
+    } else {
+        Ok(value as usize)
+    }
+}
+
+impl TrainSpec {
+    /// Fills in defaults and checks every value; `rows` is the data set's row count.
+    pub fn resolve(&self, rows: usize) -> Result<TrainSettings> {
+        let method = match self.method.trim() {
+            "" | "pcd" => Method::Pcd,
+            "cd" => Method::Cd,
+            "pt" => Method::Pt,
+            other => {
+                return Err(EngineError::invalid(format!(
+                    "unknown train.method {other:?}: use cd, pcd or pt"
+                )))
+            }
+        };
+        let optimizer = match self.optimizer.trim() {
+            "" | "sgd" => OptimizerKind::Sgd,
+            "adam" => OptimizerKind::Adam,
+            other => {
+                return Err(EngineError::invalid(format!(
+                    "unknown train.optimizer {other:?}: use sgd or adam"
+                )))
+            }
+        };
+        let lr_schedule = match self.lr_schedule.trim() {
+            "" | "constant" => LrSchedule::Constant,
+            "linear" => LrSchedule::Linear,
+            "exponential" => LrSchedule::Exponential,
+            other => {
+                return Err(EngineError::invalid(format!(
+                    "unknown train.lr_schedule {other:?}: use constant, linear or exponential"
+                )))
+            }
+        };
+        let validation_fraction = in_range(
+            "validation_fraction",
+            self.validation_fraction.unwrap_or(0.0),
+            0.0,
+            0.91,
+            "between 0 and 0.9",
+        )?;
+        let held_out = validation_rows(rows, validation_fraction);
+        let train_rows = rows - held_out;
+        if train_rows == 0 {
+            return Err(EngineError::invalid(format!(
+                "train.validation_fraction {validation_fraction} leaves no training rows out of {rows}"
+            )));
+        }
+        if validation_fraction > 0.0 && held_out == 0 {
+            return Err(EngineError::invalid(format!(
+                "train.validation_fraction {validation_fraction} holds out no rows of {rows}: raise it or set it to 0"
+            )));
+        }
+        let batch_size = match self.batch_size {
+            None => train_rows.min(100),
+            Some(b) => {
+                let b = bounded("batch_size", b, MAX_BATCH)?;
+                if b > train_rows {
+                    return Err(EngineError::invalid(format!(
+                        "train.batch_size {b} is larger than the {train_rows} training rows: lower it"
+                    )));
+                }
+                b
+            }
+        };
+        let k = bounded("k", self.k.unwrap_or(1), MAX_K)?;
+        let chains = match self.chains {
+            None => batch_size,
+            Some(c) => bounded("chains", c, MAX_CHAINS)?,
+        };
+        let epochs = bounded("epochs", self.epochs.unwrap_or(10), MAX_EPOCHS)?;
+        let default_lr = match optimizer {
+            OptimizerKind::Sgd => 0.05,
+            OptimizerKind::Adam => 0.001,
+        };
+        let learning_rate =
+            positive_finite("learning_rate", self.learning_rate.unwrap_or(default_lr))?;
+        if learning_rate > 100.0 {
+            return Err(EngineError::invalid(format!(
+                "train.learning_rate {learning_rate} is too large (at most 100)"
+            )));
+        }
+        let lr_final = positive_finite("lr_final", self.lr_final.unwrap_or(learning_rate / 100.0))?;
+        if self.lr_final.is_some() && lr_schedule == LrSchedule::Constant {
+            return Err(EngineError::invalid(
+                "train.lr_final needs a schedule: set train.lr_schedule to linear or exponential",
+            ));
+        }
+        let momentum = in_range(
+            "momentum",
+            self.momentum.unwrap_or(0.5),
+            0.0,
+            1.0,
+            "in [0, 1)",
+        )?;
+        if self.momentum.is_some() && optimizer == OptimizerKind::Adam {
+            return Err(EngineError::invalid(
+                "train.momentum applies to sgd; for adam set adam_beta1 instead",
+            ));
+        }
+        let l1 = in_range("l1", self.l1.unwrap_or(0.0), 0.0, 100.0, "in [0, 100)")?;
+        let l2 = in_range("l2", self.l2.unwrap_or(0.0), 0.0, 100.0, "in [0, 100)")?;
+        let checkpoint_every = bounded(
+            "checkpoint_every",
+            self.checkpoint_every.unwrap_or(1),
+            MAX_EPOCHS,
+        )?;
+        let adam_beta1 = in_range(
+            "adam_beta1",
+            self.adam_beta1.unwrap_or(0.9),
+            0.0,
+            1.0,
+            "in [0, 1)",
+        )?;
+        let adam_beta2 = in_range(
+            "adam_beta2",
+            self.adam_beta2.unwrap_or(0.999),
+            0.0,
+            1.0,
+            "in [0, 1)",
+        )?;
+        let adam_eps = positive_finite("adam_eps", self.adam_eps.unwrap_or(1e-8))?;
+        if optimizer == OptimizerKind::Sgd
+            && (self.adam_beta1.is_some() || self.adam_beta2.is_some() || self.adam_eps.is_some())
+        {
+            return Err(EngineError::invalid(
+                "train.adam_beta1/adam_beta2/adam_eps apply to optimizer = \"adam\"",
+            ));
+        }
+        let pt_swap_every = bounded("pt_swap_every", self.pt_swap_every.unwrap_or(1), MAX_K)?;
+        let betas = self.betas.clone();
+        if method == Method::Pt {
+            check_ladder(&betas)?;
+        } else {
+            if !betas.is_empty() {
+                return Err(EngineError::invalid(
+                    "train.betas (a temperature ladder) applies only to method = \"pt\"",
+                ));
+            }
+            if self.pt_swap_every.is_some() {
+                return Err(EngineError::invalid(
+                    "train.pt_swap_every applies only to method = \"pt\"",
+                ));
+            }
+        }
+        if self.ais_every.is_some() || self.ais_betas.is_some() || self.ais_chains.is_some() {
+            return Err(EngineError::invalid(
+                "AIS during training (train.ais_every/ais_betas/ais_chains) is not supported yet: \
+                 run an estimate_log_z job on the trained model",
+            ));
+        }
+        Ok(TrainSettings {
+            method,
+            k,
+            chains,
+            epochs,
+            batch_size,
+            learning_rate,
+            optimizer,
+            momentum,
+            l1,
+            l2,
+            checkpoint_every,
+            lr_schedule,
+            lr_final,
+            centering: self.centering.unwrap_or(false),
+            betas,
+            validation_fraction,
+            adam_beta1,
+            adam_beta2,
+            adam_eps,
+            pt_swap_every,
+            sampler: self.sampler.trim().to_string(),
+        })
+    }
+}
+
+/// A parallel-tempering ladder: 2..=MAX_TEMPERATURES finite values in (0, 1], strictly
+/// increasing, ending at 1.
+pub fn check_ladder(betas: &[f64]) -> Result<()> {
+    if betas.len() < 2 {
+        return Err(EngineError::invalid(
+            "method = \"pt\" needs a temperature ladder: set train.betas to at least two \
+             increasing inverse temperatures ending at 1, e.g. [0.5, 0.75, 1.0]",
+        ));
+    }
+    if betas.len() > MAX_TEMPERATURES {
+        return Err(EngineError::invalid(format!(
+            "train.betas has {} temperatures, at most {MAX_TEMPERATURES} are allowed",
+            betas.len()
+        )));
+    }
+    if betas
+        .iter()
+        .any(|b| !(b.is_finite() && *b > 0.0 && *b <= 1.0))
+    {
+        return Err(EngineError::invalid("train.betas must all lie in (0, 1]"));
+    }
+    if betas.windows(2).any(|w| w[0] >= w[1]) {
+        return Err(EngineError::invalid(
+            "train.betas must be strictly increasing",
+        ));
+    }
+    if *betas.last().unwrap_or(&0.0) != 1.0 {
+        return Err(EngineError::invalid(
+            "train.betas must end at 1 (the model itself)",
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a training request against the data before any work starts.
+pub fn validate_train(model: &ModelSpec, train: &TrainSpec, data: &DataShape) -> Result<()> {
+    let model_type = ModelType::from_name(&model.model_type)?;
+    if data.rows == 0 || data.cols == 0 {
+        return Err(EngineError::invalid("the data set is empty"));
+    }
+    if let Some(v) = model.visible {
+        if v as usize != data.cols {
+            return Err(EngineError::invalid(format!(
+                "model.visible is {v} but the data set has {} columns: use a data set with {v} columns or change model.visible",
+                data.cols
+            )));
+        }
+    }
+    let settings = train.resolve(data.rows)?;
+    match model_type {
+        ModelType::BernoulliRbm | ModelType::GaussianRbm => {
+            crate::rbm::validate(model_type, model, &settings, data)
+        }
+        ModelType::Potts | ModelType::LatticeIsing => Err(EngineError::invalid(format!(
+            "model type {} is not available in this build yet",
+            model_type.name()
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shape(rows: usize, cols: usize) -> DataShape {
+        DataShape {
+            rows,
+            cols,
+            kind: ValueKind::Binary,
+            q: 0,
+        }
+    }
+
+    fn rbm(hidden: u32) -> ModelSpec {
+        ModelSpec {
+            model_type: "bernoulli_rbm".into(),
+            hidden: Some(hidden),
+            ..Default::default()
+        }
+    }
+
+    fn refused(model: &ModelSpec, train: &TrainSpec, data: DataShape, needle: &str) {
+        match validate_train(model, train, &data) {
+            Err(EngineError::InvalidInput(msg)) => {
+                assert!(
+                    msg.contains(needle),
+                    "message {msg:?} should mention {needle:?}"
+                )
+            }
+            other => panic!("expected InvalidInput mentioning {needle:?}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn good_spec_resolves_defaults() {
+        let t = TrainSpec::default();
+        validate_train(&rbm(16), &t, &shape(50, 8)).unwrap();
+        let s = t.resolve(50).unwrap();
+        assert_eq!(
+            (s.method, s.k, s.batch_size, s.chains, s.epochs),
+            (Method::Pcd, 1, 50, 50, 10)
+        );
+        assert_eq!(s.learning_rate, 0.05);
+        let s = TrainSpec {
+            lr_schedule: "exponential".into(),
+            lr_final: Some(0.001),
+            epochs: Some(3),
+            ..t
+        };
+        let s = s.resolve(50).unwrap();
+        assert!((s.learning_rate_at(0) - 0.05).abs() < 1e-12);
+        assert!((s.learning_rate_at(2) - 0.001).abs() < 1e-12);
+        assert!((s.learning_rate_at(1) - (0.05f64 * 0.001).sqrt()).abs() < 1e-12);
+    }
+
+    #[test]
+    fn every_bad_spec_is_invalid_input_with_a_message() {
+        let d = shape(100, 8);
+        let t = TrainSpec::default();
+        let m = rbm(4);
+        refused(
+            &ModelSpec {
+                model_type: "boltzmann".into(),
+                ..m.clone()
+            },
+            &t,
+            d,
+            "unknown model type",
+        );
+        refused(
+            &ModelSpec {
+                model_type: "".into(),
+                ..m.clone()
+            },
+            &t,
+            d,
+            "model.type",
+        );
+        refused(&rbm(0), &t, d, "hidden");
+        refused(
+            &ModelSpec {
+                hidden: None,
+                ..m.clone()
+            },
+            &t,
+            d,
+            "hidden",
+        );
+        refused(&rbm(MAX_HIDDEN + 1), &t, d, "hidden");
+        refused(
+            &ModelSpec {
+                visible: Some(9),
+                ..m.clone()
+            },
+            &t,
+            d,
+            "columns",
+        );
+        refused(
+            &ModelSpec {
+                q: Some(3),
+                ..m.clone()
+            },
+            &t,
+            d,
+            "do not apply",
+        );
+        refused(
+            &ModelSpec {
+                learn_sigma: Some(true),
+                ..m.clone()
+            },
+            &t,
+            d,
+            "gaussian_rbm",
+        );
+        let bad = |t: TrainSpec, needle: &str| refused(&m, &t, d, needle);
+        bad(
+            TrainSpec {
+                learning_rate: Some(f64::NAN),
+                ..t.clone()
+            },
+            "learning_rate",
+        );
+        bad(
+            TrainSpec {
+                learning_rate: Some(-0.1),
+                ..t.clone()
+            },
+            "learning_rate",
+        );
+        bad(
+            TrainSpec {
+                learning_rate: Some(0.0),
+                ..t.clone()
+            },
+            "learning_rate",
+        );
+        bad(
+            TrainSpec {
+                learning_rate: Some(f64::INFINITY),
+                ..t.clone()
+            },
+            "learning_rate",
+        );
+        bad(
+            TrainSpec {
+                batch_size: Some(0),
+                ..t.clone()
+            },
+            "batch_size",
+        );
+        bad(
+            TrainSpec {
+                batch_size: Some(101),
+                ..t.clone()
+            },
+            "batch_size",
+        );
+        bad(
+            TrainSpec {
+                epochs: Some(0),
+                ..t.clone()
+            },
+            "epochs",
+        );
+        bad(
+            TrainSpec {
+                k: Some(0),
+                ..t.clone()
+            },
+            "k",
+        );
+        bad(
+            TrainSpec {
+                chains: Some(0),
+                ..t.clone()
+            },
+            "chains",
+        );
+        bad(
+            TrainSpec {
+                chains: Some(MAX_CHAINS + 1),
+                ..t.clone()
+            },
+            "chains",
+        );
+        bad(
+            TrainSpec {
+                method: "gibbs".into(),
+                ..t.clone()
+            },
+            "method",
+        );
+        bad(
+            TrainSpec {
+                optimizer: "rmsprop".into(),
+                ..t.clone()
+            },
+            "optimizer",
+        );
+        bad(
+            TrainSpec {
+                momentum: Some(1.0),
+                ..t.clone()
+            },
+            "momentum",
+        );
+        bad(
+            TrainSpec {
+                l2: Some(-1.0),
+                ..t.clone()
+            },
+            "l2",
+        );
+        bad(
+            TrainSpec {
+                l1: Some(f64::NAN),
+                ..t.clone()
+            },
+            "l1",
+        );
+        bad(
+            TrainSpec {
+                lr_schedule: "cosine".into(),
+                ..t.clone()
+            },
+            "lr_schedule",
+        );
+        bad(
+            TrainSpec {
+                lr_final: Some(0.01),
+                ..t.clone()
+            },
+            "lr_final",
+        );
+        bad(
+            TrainSpec {
+                method: "pt".into(),
+                ..t.clone()
+            },
+            "ladder",
+        );
+        bad(
+            TrainSpec {
+                method: "pt".into(),
+                betas: vec![0.5, 0.9],
+                ..t.clone()
+            },
+            "end at 1",
+        );
+        bad(
+            TrainSpec {
+                method: "pt".into(),
+                betas: vec![0.5, 0.4, 1.0],
+                ..t.clone()
+            },
+            "increasing",
+        );
+        bad(
+            TrainSpec {
+                method: "pt".into(),
+                betas: vec![-0.5, 1.0],
+                ..t.clone()
+            },
+            "(0, 1]",
+        );
+        bad(
+            TrainSpec {
+                betas: vec![0.5, 1.0],
+                ..t.clone()
+            },
+            "only to method",
+        );
+        bad(
+            TrainSpec {
+                validation_fraction: Some(0.95),
+                ..t.clone()
+            },
+            "validation_fraction",
+        );
+        bad(
+            TrainSpec {
+                validation_fraction: Some(0.001),
+                ..t.clone()
+            },
+            "holds out no rows",
+        );
+        bad(
+            TrainSpec {
+                adam_beta1: Some(0.9),
+                ..t.clone()
+            },
+            "adam",
+        );
+        bad(
+            TrainSpec {
+                optimizer: "adam".into(),
+                momentum: Some(0.9),
+                ..t.clone()
+            },
+            "momentum",
+        );
+        bad(
+            TrainSpec {
+                sampler: "metropolis".into(),
+                ..t.clone()
+            },
+            "sampler",
+        );
+        bad(
+            TrainSpec {
+                ais_every: Some(1),
+                ..t.clone()
+            },
+            "AIS",
+        );
+        bad(
+            TrainSpec {
+                checkpoint_every: Some(0),
+                ..t.clone()
+            },
+            "checkpoint_every",
+        );
+        refused(
+            &m,
+            &t,
+            DataShape {
+                kind: ValueKind::Categorical,
+                q: 21,
+                ..d
+            },
+            "potts",
+        );
+        refused(
+            &ModelSpec {
+                model_type: "gaussian_rbm".into(),
+                ..m.clone()
+            },
+            &TrainSpec {
+                centering: Some(true),
+                ..t.clone()
+            },
+            d,
+            "centering",
+        );
+        // a chain population too large to hold
+        refused(
+            &rbm(1000),
+            &TrainSpec {
+                chains: Some(MAX_CHAINS),
+                ..t.clone()
+            },
+            shape(100, 1000),
+            "chains",
+        );
+    }
+}

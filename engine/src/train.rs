@@ -1,0 +1,204 @@
+//! The training facade the server calls: one `Trainer` type for every model family. It
+//! validates the request, builds the family's trainer on the chosen backend, and runs it
+//! epoch by epoch, stoppable between minibatches, with checkpoints that continue exactly.
+//! Families implement [`FamilyTrainer`].
+
+use crate::backend::cpu::CpuBackend;
+use crate::backend::BackendKind;
+use crate::data::Dataset;
+use crate::error::{EngineError, Result};
+use crate::rbm::trainer::RbmTrainer;
+use crate::spec::{validate_train, DataShape, ModelSpec, ModelType, TrainSpec};
+use std::collections::BTreeMap;
+
+/// What one finished epoch reports: `epoch` counts from 1.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EpochReport {
+    pub epoch: usize,
+    pub metrics: BTreeMap<String, f64>,
+}
+
+/// A model family's trainer.
+pub trait FamilyTrainer: Send {
+    fn epochs_done(&self) -> usize;
+    fn epochs_total(&self) -> usize;
+    /// See [`Trainer::run_epoch`].
+    fn run_epoch(
+        &mut self,
+        should_stop: &dyn Fn() -> bool,
+        progress: &mut dyn FnMut(f64),
+    ) -> Result<Option<EpochReport>>;
+    fn checkpoint(&self) -> Result<Vec<u8>>;
+    fn model_file(&self) -> Result<Vec<u8>>;
+}
+
+/// Trains one model. Create with `new` (or `resume` from a checkpoint), call `run_epoch`
+/// until `is_finished`, then `model_file`.
+pub struct Trainer {
+    inner: Box<dyn FamilyTrainer>,
+    checkpoint_every: usize,
+}
+
+fn shape_of(data: &Dataset) -> DataShape {
+    DataShape {
+        rows: data.rows,
+        cols: data.cols,
+        kind: data.kind,
+        q: data.q,
+    }
+}
+
+fn unavailable(backend: BackendKind) -> EngineError {
+    EngineError::invalid(format!(
+        "backend {} is not available in this build: use backend = \"cpu\"",
+        backend.name()
+    ))
+}
+
+impl Trainer {
+    pub fn new(
+        model: &ModelSpec,
+        train: &TrainSpec,
+        seed: u64,
+        data: Dataset,
+        backend: BackendKind,
+    ) -> Result<Self> {
+        validate_train(model, train, &shape_of(&data))?;
+        let checkpoint_every = train.resolve(data.rows)?.checkpoint_every;
+        let inner: Box<dyn FamilyTrainer> = match ModelType::from_name(&model.model_type)? {
+            ModelType::BernoulliRbm | ModelType::GaussianRbm => match backend {
+                BackendKind::Cpu => Box::new(RbmTrainer::new(
+                    CpuBackend::new(),
+                    model,
+                    train,
+                    seed,
+                    data,
+                )?),
+                #[cfg(feature = "wgpu")]
+                BackendKind::Wgpu => Box::new(RbmTrainer::new(
+                    crate::backend::cube::WgpuBackend::new()?,
+                    model,
+                    train,
+                    seed,
+                    data,
+                )?),
+                #[cfg(feature = "cuda")]
+                BackendKind::Cuda => Box::new(RbmTrainer::new(
+                    crate::backend::cube::CudaBackend::new()?,
+                    model,
+                    train,
+                    seed,
+                    data,
+                )?),
+                #[allow(unreachable_patterns)]
+                other => return Err(unavailable(other)),
+            },
+            other => {
+                return Err(EngineError::invalid(format!(
+                    "model type {} is not available in this build yet",
+                    other.name()
+                )))
+            }
+        };
+        Ok(Trainer {
+            inner,
+            checkpoint_every,
+        })
+    }
+
+    /// Continues from `checkpoint` (bytes from `checkpoint()`), which must come from the
+    /// same spec, seed and data.
+    pub fn resume(
+        model: &ModelSpec,
+        train: &TrainSpec,
+        seed: u64,
+        data: Dataset,
+        backend: BackendKind,
+        checkpoint: &[u8],
+    ) -> Result<Self> {
+        validate_train(model, train, &shape_of(&data))?;
+        let checkpoint_every = train.resolve(data.rows)?.checkpoint_every;
+        let inner: Box<dyn FamilyTrainer> = match ModelType::from_name(&model.model_type)? {
+            ModelType::BernoulliRbm | ModelType::GaussianRbm => match backend {
+                BackendKind::Cpu => {
+                    let mut t = RbmTrainer::new(CpuBackend::new(), model, train, seed, data)?;
+                    crate::rbm::checkpoint::restore(&mut t, checkpoint)?;
+                    Box::new(t)
+                }
+                #[cfg(feature = "wgpu")]
+                BackendKind::Wgpu => {
+                    let backend = crate::backend::cube::WgpuBackend::new()?;
+                    let mut t = RbmTrainer::new(backend, model, train, seed, data)?;
+                    crate::rbm::checkpoint::restore(&mut t, checkpoint)?;
+                    Box::new(t)
+                }
+                #[cfg(feature = "cuda")]
+                BackendKind::Cuda => {
+                    let backend = crate::backend::cube::CudaBackend::new()?;
+                    let mut t = RbmTrainer::new(backend, model, train, seed, data)?;
+                    crate::rbm::checkpoint::restore(&mut t, checkpoint)?;
+                    Box::new(t)
+                }
+                #[allow(unreachable_patterns)]
+                other => return Err(unavailable(other)),
+            },
+            other => {
+                return Err(EngineError::invalid(format!(
+                    "model type {} is not available in this build yet",
+                    other.name()
+                )))
+            }
+        };
+        Ok(Trainer {
+            inner,
+            checkpoint_every,
+        })
+    }
+
+    /// Wraps a family trainer built elsewhere.
+    pub fn from_family(inner: Box<dyn FamilyTrainer>, checkpoint_every: usize) -> Self {
+        Trainer {
+            inner,
+            checkpoint_every: checkpoint_every.max(1),
+        }
+    }
+
+    pub fn epochs_done(&self) -> usize {
+        self.inner.epochs_done()
+    }
+
+    pub fn epochs_total(&self) -> usize {
+        self.inner.epochs_total()
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.epochs_done() >= self.epochs_total()
+    }
+
+    /// Epochs between checkpoints (train.checkpoint_every, default 1).
+    pub fn checkpoint_every(&self) -> usize {
+        self.checkpoint_every
+    }
+
+    /// Runs (the rest of) one epoch. `should_stop` is checked before every minibatch; on
+    /// stop it returns `Ok(None)` with the state consistent, so `checkpoint()` captures the
+    /// exact mid-epoch position. `progress` receives the overall fraction done (0..1),
+    /// at most every 0.2% and at the end of the epoch.
+    pub fn run_epoch(
+        &mut self,
+        should_stop: &dyn Fn() -> bool,
+        progress: &mut dyn FnMut(f64),
+    ) -> Result<Option<EpochReport>> {
+        self.inner.run_epoch(should_stop, progress)
+    }
+
+    /// Serialized training state; `resume` continues exactly from it.
+    pub fn checkpoint(&self) -> Result<Vec<u8>> {
+        self.inner.checkpoint()
+    }
+
+    /// The model as a safetensors file (tensor names of DESIGN.md, `type` metadata).
+    pub fn model_file(&self) -> Result<Vec<u8>> {
+        self.inner.model_file()
+    }
+}
