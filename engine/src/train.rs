@@ -106,6 +106,40 @@ impl Trainer {
         })
     }
 
+    /// Like `new`, starting from the parameters of `init_model` (a model file of the same
+    /// type and shape, e.g. from an earlier job) instead of a random initialisation.
+    pub fn new_with_initial_model(
+        model: &ModelSpec,
+        train: &TrainSpec,
+        seed: u64,
+        data: Dataset,
+        backend: BackendKind,
+        init_model: &[u8],
+    ) -> Result<Self> {
+        validate_train(model, train, &shape_of(&data))?;
+        let checkpoint_every = train.resolve(data.rows)?.checkpoint_every;
+        let inner: Box<dyn FamilyTrainer> = match ModelType::from_name(&model.model_type)? {
+            ModelType::BernoulliRbm | ModelType::GaussianRbm => match backend {
+                BackendKind::Cpu => {
+                    let mut t = RbmTrainer::new(CpuBackend::new(), model, train, seed, data)?;
+                    t.initialize_from(init_model)?;
+                    Box::new(t)
+                }
+                other => return Err(unavailable(other)),
+            },
+            other => {
+                return Err(EngineError::invalid(format!(
+                    "init_model is not supported for {} yet",
+                    other.name()
+                )))
+            }
+        };
+        Ok(Trainer {
+            inner,
+            checkpoint_every,
+        })
+    }
+
     /// Continues from `checkpoint` (bytes from `checkpoint()`), which must come from the
     /// same spec, seed and data.
     pub fn resume(

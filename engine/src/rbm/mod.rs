@@ -351,4 +351,8 @@ pub fn validate(
 }
 
 #[cfg(test)]
+mod proof_tests;
+#[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_support;

@@ -2,63 +2,16 @@
 //! exact continuation from checkpoints.
 
 use super::exact;
+use super::tests_support::*;
 use super::RbmModel;
 use crate::backend::cpu::{CpuBackend, CpuMatrix};
 use crate::backend::BackendKind;
-use crate::backend::{Backend, RbmGradient, RbmTensors, VisibleUnits};
+use crate::backend::{Backend, RbmGradient, VisibleUnits};
 use crate::data::Dataset;
 use crate::error::EngineError;
 use crate::rng::RngKey;
 use crate::spec::{ModelSpec, TrainSpec};
 use crate::train::Trainer;
-
-fn random_model(nv: usize, nh: usize, scale: f32, seed: u64) -> RbmModel {
-    let k = RngKey::new(seed, 99, 0);
-    let mut i = 0u32;
-    let mut draw = |n: usize| -> Vec<f32> {
-        (0..n)
-            .map(|_| {
-                i += 1;
-                scale * k.normal(i)
-            })
-            .collect()
-    };
-    RbmModel {
-        units: VisibleUnits::Bernoulli,
-        visible: nv,
-        hidden: nh,
-        w: draw(nv * nh),
-        b: draw(nv),
-        c: draw(nh),
-        sigma: None,
-        transform: None,
-    }
-}
-
-/// ln Z by summing exp(-E(v, h)) over every joint state, f64.
-fn brute_log_z(m: &RbmModel) -> f64 {
-    let (nv, nh) = (m.visible, m.hidden);
-    let mut terms = Vec::new();
-    for vs in 0u32..1 << nv {
-        for hs in 0u32..1 << nh {
-            let v = |i: usize| (vs >> i & 1) as f64;
-            let h = |j: usize| (hs >> j & 1) as f64;
-            let mut e = 0.0;
-            for i in 0..nv {
-                e -= v(i) * m.b[i] as f64;
-                for j in 0..nh {
-                    e -= v(i) * h(j) * m.w[i * nh + j] as f64;
-                }
-            }
-            for j in 0..nh {
-                e -= h(j) * m.c[j] as f64;
-            }
-            terms.push(-e);
-        }
-    }
-    let max = terms.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-    max + terms.iter().map(|t| (t - max).exp()).sum::<f64>().ln()
-}
 
 #[test]
 fn log_partition_matches_brute_force_over_either_layer() {
@@ -104,19 +57,6 @@ fn gaussian_log_partition_matches_numerical_integration() {
     }
     let got = exact::log_partition(&m).unwrap();
     assert!((got - z.ln()).abs() < 1e-6, "{got} vs {}", z.ln());
-}
-
-fn tensors(be: &CpuBackend, m: &RbmModel) -> RbmTensors<CpuMatrix> {
-    RbmTensors {
-        units: m.units,
-        w: be.upload(m.visible, m.hidden, &m.w).unwrap(),
-        b: be.upload(1, m.visible, &m.b).unwrap(),
-        c: be.upload(1, m.hidden, &m.c).unwrap(),
-        sigma: m
-            .sigma
-            .as_ref()
-            .map(|s| be.upload(1, m.visible, s).unwrap()),
-    }
 }
 
 /// The fused CPU ops against plain f64 formulas on random inputs.
@@ -371,4 +311,32 @@ fn debug_training_curve() {
     }
     let m = params(&t);
     eprintln!("max |W| {}", m.w.iter().fold(0.0f32, |a, b| a.max(b.abs())));
+}
+
+/// init_model: training continues from a model file's parameters; shape mismatches are refused.
+#[test]
+fn training_can_start_from_a_model_file() {
+    let data = small_digits(100);
+    let train = TrainSpec {
+        epochs: Some(1),
+        batch_size: Some(10),
+        ..Default::default()
+    };
+    let mut first = Trainer::new(&rbm_spec(6), &train, 1, data.clone(), BackendKind::Cpu).unwrap();
+    run(&mut first, 1);
+    let file = first.model_file().unwrap();
+    let second = Trainer::new_with_initial_model(
+        &rbm_spec(6),
+        &train,
+        2,
+        data.clone(),
+        BackendKind::Cpu,
+        &file,
+    )
+    .unwrap();
+    assert_eq!(params(&first).w, params(&second).w);
+    match Trainer::new_with_initial_model(&rbm_spec(7), &train, 2, data, BackendKind::Cpu, &file) {
+        Err(EngineError::InvalidInput(msg)) => assert!(msg.contains("hidden"), "{msg}"),
+        other => panic!("expected InvalidInput, got {:?}", other.err()),
+    }
 }

@@ -31,6 +31,8 @@ const EXACT_LL_FINAL: u64 = 1 << 31;
 const METRIC_BUDGET: usize = 1 << 26;
 /// Sliding-average rate of centering offsets.
 const OFFSET_RATE: f32 = 0.01;
+/// Learning rate of log sigma relative to the other parameters (Gaussian RBMs).
+const SIGMA_RATE_FACTOR: f32 = 0.1;
 
 /// A set of chains (or a minibatch) with its workspace: visible states and means,
 /// hidden probabilities and states.
@@ -42,7 +44,12 @@ pub(super) struct ChainSet<M> {
 }
 
 impl<M> ChainSet<M> {
-    fn new<B: Backend<Matrix = M>>(backend: &B, rows: usize, nv: usize, nh: usize) -> Result<Self> {
+    pub(super) fn new<B: Backend<Matrix = M>>(
+        backend: &B,
+        rows: usize,
+        nv: usize,
+        nh: usize,
+    ) -> Result<Self> {
         Ok(ChainSet {
             v: backend.zeros(rows, nv)?,
             vm: backend.zeros(rows, nv)?,
@@ -296,6 +303,58 @@ impl<B: Backend> RbmTrainer<B> {
         })
     }
 
+    /// Starts from the parameters of a model file (`init_model`): same type and shape;
+    /// Gaussian models must agree on standardization (both off, or the file's transform
+    /// is used for the data in place of the one fitted here).
+    pub fn initialize_from(&mut self, model_bytes: &[u8]) -> Result<()> {
+        let init = crate::model_file::rbm_from_bytes(model_bytes)?;
+        if init.model_type() != self.model_type {
+            return Err(EngineError::invalid(format!(
+                "init_model is a {}, but the job trains a {}",
+                init.model_type().name(),
+                self.model_type.name()
+            )));
+        }
+        if (init.visible, init.hidden) != (self.visible, self.hidden) {
+            return Err(EngineError::invalid(format!(
+                "init_model has {} visible x {} hidden units, but the job has {} x {}: \
+                 use a data set with {} columns and model.hidden = {}",
+                init.visible, init.hidden, self.visible, self.hidden, init.visible, init.hidden
+            )));
+        }
+        if init.transform.is_some() != self.transform.is_some() {
+            return Err(EngineError::invalid(
+                "init_model and this job disagree on standardization: set model.standardize to match the model",
+            ));
+        }
+        if let (Some(old), Some(new)) = (&self.transform, &init.transform) {
+            // undo this job's transform, apply the model's, and upload the data again
+            let nv = self.visible;
+            for rows in [&mut self.train_rows, &mut self.valid_rows] {
+                for row in rows.chunks_exact_mut(nv) {
+                    for j in 0..nv {
+                        let raw = row[j] * old.std[j] + old.mean[j];
+                        row[j] = (raw - new.mean[j]) / new.std[j];
+                    }
+                }
+            }
+            let n = self.train_rows.len() / nv;
+            self.data = self.backend.upload(n, nv, &self.train_rows)?;
+            self.transform = Some(new.clone());
+        }
+        let be = &self.backend;
+        self.params.w = be.upload(self.visible, self.hidden, &init.w)?;
+        self.params.b = be.upload(1, self.visible, &init.b)?;
+        self.params.c = be.upload(1, self.hidden, &init.c)?;
+        if let Some(sigma) = &init.sigma {
+            self.params.sigma = Some(be.upload(1, self.visible, sigma)?);
+            if let Some(learned) = self.sigma.as_mut() {
+                learned.log_sigma.data = sigma.iter().map(|s| s.ln()).collect();
+            }
+        }
+        Ok(())
+    }
+
     pub fn settings(&self) -> &TrainSettings {
         &self.settings
     }
@@ -483,11 +542,17 @@ impl<B: Backend> RbmTrainer<B> {
                 cols: self.visible,
                 data: be.download(g)?,
             };
+            // sigma learns ten times slower than W, b, c: its gradient (z^2 terms) is
+            // large and noisy, and a collapsing sigma is the usual failure of GB-RBMs.
+            let sigma_rule = UpdateRule {
+                learning_rate: rule.learning_rate * SIGMA_RATE_FACTOR,
+                ..rule
+            };
             CpuBackend.apply_update(
                 &mut learned.log_sigma,
                 &g,
                 &mut learned.state,
-                &rule,
+                &sigma_rule,
                 false,
             )?;
             // keep sigma within [1e-2, 1e2] of the standardized scale: beyond it the model degenerates
@@ -584,12 +649,12 @@ impl<B: Backend> RbmTrainer<B> {
 }
 
 /// The replicas of PCD with parallel tempering, seen through `TemperedChains`.
-struct Replicas<'a, B: Backend> {
-    backend: &'a B,
-    params: &'a RbmTensors<B::Matrix>,
-    sets: &'a mut [ChainSet<B::Matrix>],
-    rng_hidden: &'a mut RngStream,
-    rng_visible: &'a mut RngStream,
+pub(super) struct Replicas<'a, B: Backend> {
+    pub(super) backend: &'a B,
+    pub(super) params: &'a RbmTensors<B::Matrix>,
+    pub(super) sets: &'a mut [ChainSet<B::Matrix>],
+    pub(super) rng_hidden: &'a mut RngStream,
+    pub(super) rng_visible: &'a mut RngStream,
 }
 
 impl<B: Backend> TemperedChains for Replicas<'_, B> {

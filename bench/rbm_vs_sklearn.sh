@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Times our CPU RBM training per epoch side by side with scikit-learn's BernoulliRBM on
+# binarized 8x8 digits and Fashion-MNIST (20 and 500 hidden units, batch 10 and 100),
+# measures the machine's f32 GEMM rate in the same run, and writes docs/benchmarks.md.
+#
+#   bench/rbm_vs_sklearn.sh            (env: VENV, OUT, DIGITS_EPOCHS, FASHION_EPOCHS)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-bench/out}
+VENV=${VENV:-bench/.venv}
+DIGITS_EPOCHS=${DIGITS_EPOCHS:-20}
+FASHION_EPOCHS=${FASHION_EPOCHS:-2}
+LR=${LR:-0.05}
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)   # cargo bench runs in engine/: use absolute paths
+if [ ! -x "$VENV/bin/python" ]; then
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q scikit-learn numpy
+fi
+if [ ! -d /usr/share/datasets/fashion-mnist ]; then
+  apt-get install -y dataset-fashion-mnist
+fi
+"$VENV/bin/python" bench/rbm_bench.py prepare "$OUT"
+bench() { cargo bench -q -p ebm-engine --bench rbm_epoch -- "$@"; }
+bench gemm > "$OUT/gemm.json"
+cat "$OUT/gemm.json"
+: > "$OUT/results.jsonl"
+for data in digits fashion; do
+  epochs=$DIGITS_EPOCHS
+  [ "$data" = fashion ] && epochs=$FASHION_EPOCHS
+  for hidden in 20 500; do
+    for batch in 10 100; do
+      ours=$(bench train --data "$OUT/${data}_train.npy" --heldout "$OUT/${data}_heldout.npy" \
+        --hidden $hidden --batch $batch --epochs $epochs --lr $LR --seed 1)
+      echo "${ours%\}}, \"data\": \"$data\"}" | tee -a "$OUT/results.jsonl"
+      sk=$("$VENV/bin/python" bench/rbm_bench.py sklearn "$OUT" $data $hidden $batch $epochs $LR 1)
+      params=$(echo "$sk" | "$VENV/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["params"])')
+      metrics=$(bench eval --params "$params" --heldout "$OUT/${data}_heldout.npy")
+      echo "${sk%\}}, ${metrics#\{}" | sed "s/}\$/, \"data\": \"$data\"}/" | tee -a "$OUT/results.jsonl"
+    done
+  done
+done
+"$VENV/bin/python" bench/rbm_bench.py report "$OUT/results.jsonl" "$OUT/gemm.json" docs/benchmarks.md
+echo "wrote docs/benchmarks.md"

@@ -1,0 +1,166 @@
+//! Benchmark harness for CPU RBM training (run by bench/rbm_vs_sklearn.sh, which puts
+//! scikit-learn's BernoulliRBM beside it on the same data and settings).
+//!
+//! Subcommands (arguments after `cargo bench -p ebm-engine --bench rbm_epoch --`):
+//!   train --data D.npy --heldout H.npy --hidden N --batch B --epochs E --lr R --seed S
+//!         prints one JSON line: seconds per epoch (training only), the nominal GEMM
+//!         FLOP rate of the training loop, and held-out log-likelihood (exact when the
+//!         hidden layer is enumerable) and pseudo-log-likelihood.
+//!   eval  --params DIR --heldout H.npy    (DIR holds W.npy [visible, hidden], b.npy, c.npy)
+//!         the same held-out metrics for parameters trained elsewhere (scikit-learn).
+//!   gemm  prints the machine's single-precision GEMM rate (best of several runs).
+
+use ebm_engine::backend::cpu::gemm::{matmul, View};
+use ebm_engine::backend::{BackendKind, VisibleUnits};
+use ebm_engine::data::{parse_dataset, DataFormat, Dataset, ParseLimits};
+use ebm_engine::rbm::{exact, RbmModel};
+use ebm_engine::spec::{ModelSpec, TrainSpec};
+use ebm_engine::train::Trainer;
+use ndarray::Array1;
+use ndarray_npy::ReadNpyExt;
+use std::collections::HashMap;
+use std::time::Instant;
+
+fn args() -> (String, HashMap<String, String>) {
+    let raw: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    let cmd = raw.first().cloned().unwrap_or_else(|| "gemm".into());
+    let mut map = HashMap::new();
+    let mut it = raw.iter().skip(1);
+    while let Some(k) = it.next() {
+        if let Some(name) = k.strip_prefix("--") {
+            map.insert(name.to_string(), it.next().cloned().unwrap_or_default());
+        }
+    }
+    (cmd, map)
+}
+
+fn load(path: &str) -> Dataset {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
+    let limits = ParseLimits {
+        max_rows: 1 << 24,
+        max_cols: 1 << 16,
+        max_cells: 1 << 30,
+    };
+    parse_dataset(DataFormat::Npy, &bytes, &limits).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// Held-out metrics shared by both sides: exact log-likelihood when enumerable (the
+/// hidden layer of 20 units here), and the pseudo-log-likelihood on up to 1000 rows.
+fn heldout_metrics(model: &RbmModel, heldout: &Dataset) -> String {
+    let ll = match exact::enumeration_plan(model) {
+        Some((_, cost)) if cost <= 1 << 31 => {
+            let log_z = exact::log_partition(model).expect("log Z");
+            format!(
+                "{:.4}",
+                model.average_log_likelihood(&heldout.values, log_z)
+            )
+        }
+        _ => "null".into(),
+    };
+    let rows = heldout.rows.min(1000) * heldout.cols;
+    let pll = model.pseudo_log_likelihood(&heldout.values[..rows]);
+    format!("\"heldout_log_likelihood\": {ll}, \"heldout_pseudo_log_likelihood\": {pll:.4}")
+}
+
+fn gemm_rate() -> f64 {
+    // A square product big enough to reach the kernel's peak on this machine.
+    let n = 1024;
+    let a: Vec<f32> = (0..n * n).map(|i| (i % 7) as f32 * 0.1).collect();
+    let b: Vec<f32> = (0..n * n).map(|i| (i % 5) as f32 * 0.1).collect();
+    let mut c = vec![0.0f32; n * n];
+    let mut best = f64::INFINITY;
+    for _ in 0..7 {
+        let t = Instant::now();
+        matmul(&mut c, View::new(&a, n, n), View::new(&b, n, n), 1.0, false);
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    2.0 * (n * n * n) as f64 / best
+}
+
+fn main() {
+    let (cmd, a) = args();
+    let get = |k: &str| a.get(k).cloned().unwrap_or_else(|| panic!("missing --{k}"));
+    let threads = rayon::current_num_threads();
+    match cmd.as_str() {
+        "gemm" => println!(
+            "{{\"gemm_gflops\": {:.2}, \"threads\": {threads}}}",
+            gemm_rate() / 1e9
+        ),
+        "train" => {
+            let data = load(&get("data"));
+            let heldout = load(&get("heldout"));
+            let hidden: u32 = get("hidden").parse().unwrap();
+            let batch: u32 = get("batch").parse().unwrap();
+            let epochs: u32 = get("epochs").parse().unwrap();
+            let model = ModelSpec {
+                model_type: "bernoulli_rbm".into(),
+                hidden: Some(hidden),
+                ..Default::default()
+            };
+            // scikit-learn's BernoulliRBM: PCD with one Gibbs step, as many persistent
+            // chains as the batch size, plain SGD (no momentum, no weight decay).
+            let train = TrainSpec {
+                method: "pcd".into(),
+                k: Some(1),
+                chains: Some(batch),
+                epochs: Some(epochs),
+                batch_size: Some(batch),
+                learning_rate: Some(get("lr").parse().unwrap()),
+                momentum: Some(0.0),
+                ..Default::default()
+            };
+            let (rows, visible) = (data.rows, data.cols);
+            let seed: u64 = a.get("seed").map_or(1, |s| s.parse().unwrap());
+            let mut trainer = Trainer::new(&model, &train, seed, data, BackendKind::Cpu).unwrap();
+            let mut train_seconds = Vec::new();
+            while !trainer.is_finished() {
+                let r = trainer.run_epoch(&|| false, &mut |_| {}).unwrap().unwrap();
+                train_seconds.push(r.metrics["train_seconds"]);
+            }
+            let per_epoch = train_seconds.iter().sum::<f64>() / train_seconds.len() as f64;
+            // nominal FLOPs of one PCD-1 update with C = B chains: 6 products of
+            // B x visible x hidden (positive hidden, chain hidden, chain visible, negative
+            // hidden, two gradient products), 2 FLOPs per multiply-add.
+            let batches = (rows / batch as usize) as f64;
+            let flops = 12.0 * batch as f64 * visible as f64 * hidden as f64 * batches / per_epoch;
+            let m = ebm_engine::model_file::rbm_from_bytes(&trainer.model_file().unwrap()).unwrap();
+            println!(
+                "{{\"impl\": \"ebm\", \"rows\": {rows}, \"visible\": {visible}, \"hidden\": {hidden}, \"batch\": {batch}, \
+                 \"epochs\": {epochs}, \"seconds_per_epoch\": {per_epoch:.4}, \"train_gflops\": {:.2}, \"threads\": {threads}, {}}}",
+                flops / 1e9,
+                heldout_metrics(&m, &heldout)
+            );
+        }
+        "eval" => {
+            let dir = get("params");
+            let read = |name: &str| -> Vec<f32> {
+                let f = std::fs::File::open(format!("{dir}/{name}.npy")).unwrap();
+                Array1::<f32>::read_npy(f).unwrap().to_vec()
+            };
+            let w = read("W");
+            let b = read("b");
+            let c = read("c");
+            let heldout = load(&get("heldout"));
+            let model = RbmModel {
+                units: VisibleUnits::Bernoulli,
+                visible: b.len(),
+                hidden: c.len(),
+                w,
+                b,
+                c,
+                sigma: None,
+                transform: None,
+            };
+            assert_eq!(
+                model.w.len(),
+                model.visible * model.hidden,
+                "W must be [visible, hidden] (flattened)"
+            );
+            println!("{{{}}}", heldout_metrics(&model, &heldout));
+        }
+        other => panic!("unknown subcommand {other}: use train, eval or gemm"),
+    }
+}

@@ -1,0 +1,102 @@
+//! Markov chains of each model family, in the shape the estimators need: moving along
+//! the AIS path from the family's tractable base model to the model itself
+//! ([`AnnealingPath`]), and sampling the model at an inverse temperature tau (tau = 1 for
+//! `sample`/`observe`, tau > 1 for annealing towards the most likely state).
+//!
+//! States are exchanged in each family's natural encoding, as f32: RBM visible units
+//! 0/1, lattice spins -1/+1, Potts states 0..q-1.
+//!
+//! Random numbers: every sweep draws one or two keys from the caller's [`RngStream`] and
+//! indexes element `chain * units + unit`, so results do not depend on thread count.
+
+pub mod gaussian;
+pub mod lattice;
+pub mod potts;
+pub mod rbm;
+
+use crate::error::EngineError;
+use crate::estimate::ais::AnnealingPath;
+use crate::rng::RngStream;
+
+/// How a family encodes one unit of a state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Encoding {
+    /// 0 or 1 (RBM visible units).
+    Binary,
+    /// -1 or +1 (lattice Ising spins).
+    Spin,
+    /// 0..q-1 (Potts states).
+    Categorical(usize),
+    /// Real values (Gaussian RBM visible units).
+    Real,
+}
+
+/// Chains of one model: the AIS path plus sampling of the target.
+pub trait ModelChains: AnnealingPath {
+    /// Width of one state.
+    fn units(&self) -> usize;
+    fn encoding(&self) -> Encoding;
+    /// Copies chain `chain`'s state into `out` (length `units()`).
+    fn read_state(&self, chain: usize, out: &mut [f32]);
+    /// Sets chain `chain`'s state (validated by the caller against the encoding).
+    fn write_state(&mut self, chain: usize, state: &[f32]);
+    /// One sweep over all units of every chain, leaving p_target^tau invariant.
+    fn sweep(&mut self, tau: f64, rng: &mut RngStream);
+    /// ln of the unnormalised target probability of a state: minus the energy (for RBMs,
+    /// minus the free energy of the visible units, the hidden ones summed out).
+    fn log_target(&self, state: &[f32]) -> f64;
+    /// The most likely state when the model factorises and it is known in closed form.
+    fn exact_map(&self) -> Option<Vec<f32>>;
+    /// Greedy local moves (one unit at a time) that increase `log_target`, to a local
+    /// maximum.
+    fn polish(&self, state: &mut [f32]);
+}
+
+/// Bound on chains x units: element indices of the random stream are u32.
+pub fn check_chain_size(chains: usize, units: usize) -> Result<(), EngineError> {
+    if chains == 0 {
+        return Err(EngineError::InvalidInput(
+            "chains must be at least 1".to_string(),
+        ));
+    }
+    if chains.saturating_mul(units) > u32::MAX as usize / 2 {
+        return Err(EngineError::InvalidInput(format!(
+            "{chains} chains of {units} units are too many; use fewer chains"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks that `state` is a valid state of the encoding (right length, allowed values).
+pub fn check_state(encoding: Encoding, units: usize, state: &[f32]) -> Result<(), EngineError> {
+    if state.len() != units {
+        return Err(EngineError::InvalidInput(format!(
+            "a state has {} values but the model has {units} units",
+            state.len()
+        )));
+    }
+    let ok = |x: f32| match encoding {
+        Encoding::Binary => x == 0.0 || x == 1.0,
+        Encoding::Spin => x == -1.0 || x == 1.0,
+        Encoding::Categorical(q) => x >= 0.0 && x < q as f32 && x.fract() == 0.0,
+        Encoding::Real => x.is_finite(),
+    };
+    if let Some(x) = state.iter().find(|&&x| !ok(x)) {
+        let allowed = match encoding {
+            Encoding::Binary => "0 or 1".to_string(),
+            Encoding::Spin => "-1 or +1".to_string(),
+            Encoding::Categorical(q) => format!("an integer in 0..{}", q - 1),
+            Encoding::Real => "a finite number".to_string(),
+        };
+        return Err(EngineError::InvalidInput(format!(
+            "a state value is {x}, but each unit of this model must be {allowed}"
+        )));
+    }
+    Ok(())
+}
+
+/// Minimum rayon task size in units of work, so that tiny models do not drown in
+/// scheduling overhead.
+pub(crate) fn min_chains_per_task(work_per_chain: usize) -> usize {
+    (1 << 14) / work_per_chain.max(1) + 1
+}

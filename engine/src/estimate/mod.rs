@@ -1,0 +1,17 @@
+//! Partition-function estimation: exact enumeration, AIS and reverse AIS, and Kaufman's
+//! closed form for the lattice.
+
+pub mod ais;
+pub mod chains;
+pub mod exact;
+pub mod heldout;
+pub mod job;
+#[cfg(test)]
+mod job_tests;
+pub mod kaufman;
+pub mod model;
+pub mod schedule;
+#[cfg(test)]
+pub(crate) mod tests;
+
+pub use job::{estimate_log_z, EstimateMethod, EstimateResult, EstimateSpec};

@@ -1,0 +1,271 @@
+//! `observe`: the distribution of a statistic (a macrostate) under a model, estimated
+//! from MCMC chains, with its histogram, all modes, mean, std, quantiles, effective
+//! sample size and R-hat, and the statistic of the most likely microstate for contrast.
+//! (DESIGN: the mode of a high-dimensional distribution is a poor summary; report the
+//! distribution of what the user cares about instead.)
+
+pub mod map;
+pub mod statistic;
+#[cfg(test)]
+mod tests;
+
+use crate::backend::BackendKind;
+use crate::error::EngineError;
+use crate::estimate::chains::ModelChains;
+use crate::estimate::job::backend_note;
+use crate::estimate::model::load_model;
+use crate::rng::RngStream;
+use crate::sample::chain_plan;
+use crate::stats::summary::StatisticSummary;
+use statistic::{histogram_layout, Statistic};
+
+/// How to run the chains (the numbers of `observe`/`sample` specs, defaults applied).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ChainPlan {
+    pub samples: usize,
+    pub burn_in: usize,
+    pub thin: usize,
+    pub chains: usize,
+}
+
+impl ChainPlan {
+    /// Draws per chain: the requested samples rounded up to a multiple of the chains.
+    pub fn per_chain(&self) -> usize {
+        self.samples.div_ceil(self.chains)
+    }
+
+    pub fn sweeps(&self) -> usize {
+        self.burn_in + self.per_chain() * self.thin
+    }
+}
+
+/// Receives (chain, state, model) for each kept draw.
+pub type Recorder<'a> = dyn FnMut(usize, &[f32], &dyn ModelChains) + 'a;
+
+/// Starts every chain from the base model, burns in, then calls `record(chain, state)`
+/// for each kept state, per draw in chain order (`record` also gets the model, e.g. for
+/// energies). Progress runs 0..1 over all sweeps.
+pub fn run_chains(
+    chains: &mut dyn ModelChains,
+    plan: &ChainPlan,
+    rng: &mut RngStream,
+    should_stop: &dyn Fn() -> bool,
+    progress: &mut dyn FnMut(f64),
+    record: &mut Recorder<'_>,
+) -> Result<(), EngineError> {
+    let total = plan.sweeps().max(1) as f64;
+    let report_every = (plan.sweeps() / 200).max(1);
+    let mut done = 0usize;
+    let mut sweep =
+        |chains: &mut dyn ModelChains, rng: &mut RngStream| -> Result<(), EngineError> {
+            if should_stop() {
+                return Err(EngineError::Interrupted);
+            }
+            chains.sweep(1.0, rng);
+            done += 1;
+            if done.is_multiple_of(report_every) {
+                progress(done as f64 / total);
+            }
+            Ok(())
+        };
+    chains.draw_base(rng.next_key());
+    for _ in 0..plan.burn_in {
+        sweep(chains, rng)?;
+    }
+    let mut state = vec![0.0; chains.units()];
+    for _ in 0..plan.per_chain() {
+        for _ in 0..plan.thin {
+            sweep(chains, rng)?;
+        }
+        for c in 0..chains.chains() {
+            chains.read_state(c, &mut state);
+            record(c, &state, &*chains);
+        }
+    }
+    Ok(())
+}
+
+/// The result of `observe`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ObserveReport {
+    pub statistic: String,
+    pub summary: StatisticSummary,
+    /// The statistic of the most likely microstate found.
+    pub map_statistic: f64,
+    /// Whether that microstate is exact (factorised model) or the best found by annealing.
+    pub map_exact: bool,
+    pub chains: usize,
+    pub draws_per_chain: usize,
+}
+
+/// Samples the chains, summarises the statistic, then finds the most likely microstate.
+/// Progress: 0..0.9 sampling, 0.9..1 annealing.
+pub fn observe_chains(
+    chains: &mut dyn ModelChains,
+    statistic: &Statistic,
+    plan: &ChainPlan,
+    bins: usize,
+    rng: &mut RngStream,
+    should_stop: &dyn Fn() -> bool,
+    progress: &mut dyn FnMut(f64),
+) -> Result<ObserveReport, EngineError> {
+    let mut series: Vec<Vec<f64>> = vec![Vec::with_capacity(plan.per_chain()); chains.chains()];
+    let units = chains.units();
+    {
+        let mut record = |c: usize, s: &[f32], model: &dyn ModelChains| {
+            series[c].push(statistic.value(s, model))
+        };
+        let mut sampling_progress = |f: f64| progress(0.9 * f);
+        run_chains(
+            chains,
+            plan,
+            rng,
+            should_stop,
+            &mut sampling_progress,
+            &mut record,
+        )?;
+    }
+    if let Some(bad) = series.iter().flatten().find(|v| !v.is_finite()) {
+        return Err(EngineError::Diverged(format!(
+            "the statistic {} came out as {bad}; the model's parameters may be extreme",
+            statistic.name()
+        )));
+    }
+    let all: Vec<f64> = series.iter().flatten().cloned().collect();
+    let (lo, hi, used_bins) =
+        histogram_layout(statistic.support(units, chains.encoding()), &all, bins);
+    let summary = StatisticSummary::of_chains(&series, lo, hi, used_bins);
+    let map = map::most_likely_state(chains, rng, should_stop)?;
+    progress(1.0);
+    Ok(ObserveReport {
+        statistic: statistic.name().to_string(),
+        map_statistic: statistic.value(&map.state, &*chains),
+        map_exact: map.exact,
+        summary,
+        chains: chains.chains(),
+        draws_per_chain: plan.per_chain(),
+    })
+}
+
+/// What a client asks for (proto `ObserveConfig`; `None` = default).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ObserveSpec {
+    pub statistic: String,
+    pub samples: Option<u32>,
+    pub burn_in: Option<u32>,
+    pub chains: Option<u32>,
+    pub bins: Option<u32>,
+    pub reference: Vec<f32>,
+    pub weights: Vec<f32>,
+    pub units: Vec<u32>,
+    pub thin: Option<u32>,
+}
+
+pub const DEFAULT_OBSERVE_SAMPLES: usize = 10_000;
+pub const DEFAULT_OBSERVE_CHAINS: usize = 16;
+pub const DEFAULT_BINS: usize = 65;
+pub const MAX_BINS: usize = 10_000;
+pub const OBSERVE_STREAM: u32 = 0x0B5E;
+
+/// Runs an `observe` request; returns the report and notes for the user.
+pub fn run_observe(
+    model_file: &[u8],
+    spec: &ObserveSpec,
+    seed: u64,
+    backend: BackendKind,
+    should_stop: &dyn Fn() -> bool,
+    progress: &mut dyn FnMut(f64),
+) -> Result<(ObserveReport, Vec<String>), EngineError> {
+    let plan = chain_plan(
+        "observe",
+        spec.samples,
+        spec.burn_in,
+        spec.thin,
+        spec.chains,
+        (DEFAULT_OBSERVE_SAMPLES, DEFAULT_OBSERVE_CHAINS),
+    )?;
+    if plan.samples > 100_000_000 {
+        return Err(EngineError::InvalidInput(
+            "observe.samples must be at most 100000000".into(),
+        ));
+    }
+    let bins = spec.bins.map_or(DEFAULT_BINS, |b| b as usize);
+    if bins == 0 || bins > MAX_BINS {
+        return Err(EngineError::InvalidInput(format!(
+            "observe.bins must be between 1 and {MAX_BINS}, got {bins}"
+        )));
+    }
+    if spec.statistic.trim().is_empty() {
+        return Err(EngineError::InvalidInput(format!(
+            "observe.statistic is required: one of {}",
+            statistic::STATISTIC_NAMES
+        )));
+    }
+    let model = load_model(model_file)?;
+    let mut chains = model.chains(plan.chains, None)?;
+    let stat = Statistic::parse(
+        spec.statistic.trim(),
+        &spec.reference,
+        &spec.weights,
+        &spec.units,
+        chains.as_ref(),
+    )?;
+    let notes: Vec<String> = backend_note(backend).into_iter().collect();
+    let mut rng = RngStream::new(seed, OBSERVE_STREAM);
+    let report = observe_chains(
+        chains.as_mut(),
+        &stat,
+        &plan,
+        bins,
+        &mut rng,
+        should_stop,
+        progress,
+    )?;
+    Ok((report, notes))
+}
+
+/// Checks an observe request against a model's listing before it is queued (numbers,
+/// statistic name, and the lengths of reference/weights/units against the model's units).
+pub fn check_observe_request(
+    spec: &ObserveSpec,
+    model_type: &str,
+    dims: &std::collections::BTreeMap<String, u64>,
+) -> Result<(), EngineError> {
+    chain_plan(
+        "observe",
+        spec.samples,
+        spec.burn_in,
+        spec.thin,
+        spec.chains,
+        (DEFAULT_OBSERVE_SAMPLES, DEFAULT_OBSERVE_CHAINS),
+    )?;
+    let bins = spec.bins.map_or(DEFAULT_BINS, |b| b as usize);
+    if bins == 0 || bins > MAX_BINS {
+        return Err(EngineError::InvalidInput(format!(
+            "observe.bins must be between 1 and {MAX_BINS}, got {bins}"
+        )));
+    }
+    crate::estimate::job::check_model_type(model_type)?;
+    let units = crate::estimate::job::units_from_dims(model_type, dims).unwrap_or(0) as usize;
+    let bad = |m: String| Err(EngineError::InvalidInput(m));
+    match spec.statistic.trim() {
+        "fraction_on" | "magnetization" | "magnetisation" | "energy" => Ok(()),
+        "hamming_to" if spec.reference.len() != units => bad(format!(
+            "statistic hamming_to needs observe.reference with one value per unit ({units}), got {}",
+            spec.reference.len()
+        )),
+        "projection" if spec.weights.len() != units => bad(format!(
+            "statistic projection needs observe.weights with one value per unit ({units}), got {}",
+            spec.weights.len()
+        )),
+        "correlation" if spec.units.len() != 2 || spec.units.iter().any(|&u| u as usize >= units) || spec.units.first() == spec.units.last() => {
+            bad(format!(
+                "statistic correlation needs observe.units = two different unit indices below {units}, got {:?}",
+                spec.units
+            ))
+        }
+        "hamming_to" | "projection" | "correlation" => Ok(()),
+        "" => bad(format!("observe.statistic is required: one of {}", statistic::STATISTIC_NAMES)),
+        other => bad(format!("unknown statistic {other:?}; use one of {}", statistic::STATISTIC_NAMES)),
+    }
+}

@@ -1,0 +1,321 @@
+//! `ebm.v1.JobService`: submit (idempotent by request id, validated before queueing), get,
+//! list, cancel, watch (replay then follow), and artifact downloads.
+use super::{check_id, check_len, chunked, job_message, page_size, store_status, ApiState};
+use crate::auth::tenant;
+use crate::jobs::{self, StopReason};
+use crate::store::{new_id, Submitted};
+use ebm_api::v1::{self, job_service_server::JobService, JobState};
+use sha2::{Digest, Sha256};
+use std::pin::Pin;
+use std::time::Duration;
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+pub struct JobApi {
+    pub state: ApiState,
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<v1::JobEvent, Status>> + Send>>;
+type ChunkStream = Pin<Box<dyn Stream<Item = Result<v1::Chunk, Status>> + Send>>;
+
+/// How often a WatchJob stream looks for events if no notification arrived.
+const WATCH_POLL: Duration = Duration::from_millis(500);
+/// Events read per query while replaying.
+const WATCH_BATCH: u32 = 500;
+const MAX_PRIORITY: i32 = 1000;
+
+impl JobApi {
+    /// Checks a spec against what it references and the limits, before it is queued.
+    async fn validate(&self, tenant: &str, spec: &v1::JobSpec) -> Result<(), Status> {
+        let limits = &self.state.config.limits;
+        check_len("spec.name", &spec.name, limits.max_name_len)?;
+        if !spec.backend.is_empty() && !["cpu", "wgpu", "cuda"].contains(&spec.backend.as_str()) {
+            return Err(Status::invalid_argument(format!(
+                "unknown backend {:?}: use cpu, wgpu or cuda (or leave it empty for the server's default)",
+                spec.backend
+            )));
+        }
+        match spec.kind.as_str() {
+            "train" => {
+                check_id(
+                    "spec.dataset (the data set id)",
+                    &spec.dataset,
+                    limits.max_name_len,
+                )?;
+                let dataset = self
+                    .state
+                    .store
+                    .get_dataset(tenant, &spec.dataset)
+                    .await
+                    .map_err(store_status)?
+                    .ok_or_else(|| {
+                        Status::not_found(format!(
+                            "data set {} not found: upload it first (ebm datasets upload)",
+                            spec.dataset
+                        ))
+                    })?;
+                jobs::train::validate(spec, &dataset, limits).map_err(super::engine_status)
+            }
+            "" => Err(Status::invalid_argument(
+                "spec.kind is required: train, estimate_log_z, sample or observe",
+            )),
+            kind if jobs::KINDS.contains(&kind) => Err(Status::unimplemented(format!(
+                "job kind {kind:?} is not available on this server yet"
+            ))),
+            other => Err(Status::invalid_argument(format!(
+                "unknown job kind {other:?}: use train, estimate_log_z, sample or observe"
+            ))),
+        }
+    }
+}
+
+/// Hash of what makes two submissions the same job: the spec and the priority.
+fn spec_hash(spec_json: &str, priority: i32) -> String {
+    let digest = Sha256::digest(format!("{priority}\n{spec_json}").as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tonic::async_trait]
+impl JobService for JobApi {
+    async fn submit_job(
+        &self,
+        request: Request<v1::SubmitJobRequest>,
+    ) -> Result<Response<v1::Job>, Status> {
+        let tenant = tenant(&request)?;
+        let request = request.into_inner();
+        let limits = &self.state.config.limits;
+        check_len("request_id", &request.request_id, limits.max_name_len)?;
+        if request.priority.abs() > MAX_PRIORITY {
+            return Err(Status::invalid_argument(format!(
+                "priority must be between -{MAX_PRIORITY} and {MAX_PRIORITY}"
+            )));
+        }
+        let spec = request
+            .spec
+            .ok_or_else(|| Status::invalid_argument("spec is required"))?;
+        self.validate(&tenant, &spec).await?;
+        let spec_json = serde_json::to_string(&spec)
+            .map_err(|e| Status::internal(format!("cannot encode the spec: {e}")))?;
+        let hash = spec_hash(&spec_json, request.priority);
+        let request_id = if request.request_id.is_empty() {
+            new_id("req")
+        } else {
+            request.request_id
+        };
+        let new = crate::store::NewJob {
+            tenant,
+            request_id: request_id.clone(),
+            spec_hash: hash.clone(),
+            kind: spec.kind.clone(),
+            spec: spec_json,
+            priority: i64::from(request.priority),
+        };
+        let job = match self
+            .state
+            .store
+            .submit_job(&new)
+            .await
+            .map_err(store_status)?
+        {
+            Submitted::Created(job) => {
+                tracing::info!(job = %job.id, kind = %job.kind, "job submitted");
+                job
+            }
+            Submitted::Existing(job) if job.spec_hash == hash => job,
+            Submitted::Existing(job) => {
+                return Err(Status::already_exists(format!(
+                    "request_id {request_id:?} was already used for a different job ({}); \
+                     use a new request_id to submit a different spec",
+                    job.id
+                )))
+            }
+        };
+        Ok(Response::new(job_message(&job)?))
+    }
+
+    async fn get_job(
+        &self,
+        request: Request<v1::GetJobRequest>,
+    ) -> Result<Response<v1::Job>, Status> {
+        let tenant = tenant(&request)?;
+        let id = request.into_inner().id;
+        check_id("id", &id, self.state.config.limits.max_name_len)?;
+        let job = self
+            .state
+            .store
+            .get_job(&tenant, &id)
+            .await
+            .map_err(store_status)?
+            .ok_or_else(|| Status::not_found(format!("job {id} not found")))?;
+        Ok(Response::new(job_message(&job)?))
+    }
+
+    async fn list_jobs(
+        &self,
+        request: Request<v1::ListJobsRequest>,
+    ) -> Result<Response<v1::ListJobsResponse>, Status> {
+        let tenant = tenant(&request)?;
+        let request = request.into_inner();
+        let state = match JobState::try_from(request.state) {
+            Ok(JobState::Unspecified) => None,
+            Ok(state) => Some(state.name()),
+            Err(_) => {
+                return Err(Status::invalid_argument(format!(
+                    "unknown state {}: use queued, running, succeeded, failed or cancelled",
+                    request.state
+                )))
+            }
+        };
+        let limit = page_size(&self.state.config, request.page_size);
+        let after = super::parse_page_token(&request.page_token)?;
+        let jobs = self
+            .state
+            .store
+            .list_jobs(&tenant, state, after, limit)
+            .await
+            .map_err(store_status)?;
+        let next_page_token = super::next_page_token(
+            jobs.len(),
+            limit,
+            jobs.last().map(|j| (j.created_at, j.id.as_str())),
+        );
+        Ok(Response::new(v1::ListJobsResponse {
+            jobs: jobs.iter().map(job_message).collect::<Result<_, _>>()?,
+            next_page_token,
+        }))
+    }
+
+    async fn cancel_job(
+        &self,
+        request: Request<v1::CancelJobRequest>,
+    ) -> Result<Response<v1::Job>, Status> {
+        let tenant = tenant(&request)?;
+        let id = request.into_inner().id;
+        check_id("id", &id, self.state.config.limits.max_name_len)?;
+        let job = self
+            .state
+            .store
+            .cancel_job(&tenant, &id)
+            .await
+            .map_err(store_status)?
+            .ok_or_else(|| Status::not_found(format!("job {id} not found")))?;
+        if job.state == "running" {
+            // Running here: stop it now; elsewhere, its heartbeat sees the stored flag.
+            self.state.running.stop(&id, StopReason::Cancel);
+        }
+        Ok(Response::new(job_message(&job)?))
+    }
+
+    type WatchJobStream = EventStream;
+
+    async fn watch_job(
+        &self,
+        request: Request<v1::WatchJobRequest>,
+    ) -> Result<Response<Self::WatchJobStream>, Status> {
+        let tenant = tenant(&request)?;
+        let request = request.into_inner();
+        check_id("id", &request.id, self.state.config.limits.max_name_len)?;
+        let store = self.state.store.clone();
+        store
+            .get_job(&tenant, &request.id)
+            .await
+            .map_err(store_status)?
+            .ok_or_else(|| Status::not_found(format!("job {} not found", request.id)))?;
+        let (sender, receiver) = tokio::sync::mpsc::channel(64);
+        let shutdown = self.state.shutdown.clone();
+        let mut announcements = store.subscribe_events();
+        let (job_id, mut cursor) = (request.id, request.after_seq.max(0));
+        tokio::spawn(async move {
+            loop {
+                let events = match store.events_after(&job_id, cursor, WATCH_BATCH).await {
+                    Ok(events) => events,
+                    Err(e) => {
+                        let _ = sender.send(Err(store_status(e))).await;
+                        return;
+                    }
+                };
+                let full_batch = events.len() == WATCH_BATCH as usize;
+                let mut ended = false;
+                for event in events {
+                    cursor = event.seq;
+                    ended |= event.kind == "state" && event.state().is_terminal();
+                    if sender.send(Ok(event)).await.is_err() {
+                        return;
+                    }
+                }
+                if ended {
+                    return;
+                }
+                if full_batch {
+                    continue;
+                }
+                // Nothing more to replay: a finished job whose end the client already saw
+                // (after_seq past it) ends the stream too.
+                match store.get_job(&tenant, &job_id).await {
+                    Ok(Some(job)) if job.job_state().is_terminal() && job.last_seq <= cursor => {
+                        return
+                    }
+                    Ok(Some(_)) => {}
+                    Ok(None) => return,
+                    Err(e) => {
+                        let _ = sender.send(Err(store_status(e))).await;
+                        return;
+                    }
+                }
+                let wait_for_news = async {
+                    loop {
+                        match announcements.recv().await {
+                            Ok(id) if id == job_id => return,
+                            Ok(_) => {}
+                            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return,
+                            Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                                std::future::pending::<()>().await
+                            }
+                        }
+                    }
+                };
+                tokio::select! {
+                    _ = wait_for_news => {}
+                    _ = tokio::time::sleep(WATCH_POLL) => {}
+                    _ = sender.closed() => return,
+                    _ = shutdown.cancelled() => {
+                        let _ = sender
+                            .send(Err(Status::unavailable("the server is shutting down; reconnect with after_seq")))
+                            .await;
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(receiver),
+        )))
+    }
+
+    type DownloadArtifactStream = ChunkStream;
+
+    async fn download_artifact(
+        &self,
+        request: Request<v1::DownloadArtifactRequest>,
+    ) -> Result<Response<Self::DownloadArtifactStream>, Status> {
+        let tenant = tenant(&request)?;
+        let request = request.into_inner();
+        let max_len = self.state.config.limits.max_name_len;
+        check_id("job_id", &request.job_id, max_len)?;
+        check_id("name", &request.name, max_len)?;
+        let data = self
+            .state
+            .store
+            .artifact_bytes(&tenant, &request.job_id, &request.name)
+            .await
+            .map_err(store_status)?
+            .ok_or_else(|| {
+                Status::not_found(format!(
+                    "job {} has no artifact named {:?}",
+                    request.job_id, request.name
+                ))
+            })?;
+        let chunk = self.state.config.limits.download_chunk_bytes;
+        Ok(Response::new(Box::pin(chunked(data, chunk))))
+    }
+}

@@ -1,0 +1,147 @@
+//! `ebm.v1.ModelService`: get, list, download (a stream of chunks of at most 1 MiB), and
+//! import of a safetensors file validated by the engine.
+use super::datasets::{collect_upload, too_large};
+use super::{check_id, check_len, chunked, model_message, page_size, store_status, ApiState};
+use crate::auth::tenant;
+use crate::store::{new_id, now_ms, ModelRecord};
+use ebm_api::v1::{self, import_model_request::Part, model_service_server::ModelService};
+use ebm_engine::model_file::inspect_model_as;
+use std::pin::Pin;
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status, Streaming};
+
+pub struct ModelApi {
+    pub state: ApiState,
+}
+
+type ChunkStream = Pin<Box<dyn Stream<Item = Result<v1::Chunk, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl ModelService for ModelApi {
+    async fn get_model(
+        &self,
+        request: Request<v1::GetModelRequest>,
+    ) -> Result<Response<v1::Model>, Status> {
+        let tenant = tenant(&request)?;
+        let id = request.into_inner().id;
+        check_id("id", &id, self.state.config.limits.max_name_len)?;
+        let model = self
+            .state
+            .store
+            .get_model(&tenant, &id)
+            .await
+            .map_err(store_status)?
+            .ok_or_else(|| Status::not_found(format!("model {id} not found")))?;
+        Ok(Response::new(model_message(&model)))
+    }
+
+    async fn list_models(
+        &self,
+        request: Request<v1::ListModelsRequest>,
+    ) -> Result<Response<v1::ListModelsResponse>, Status> {
+        let tenant = tenant(&request)?;
+        let request = request.into_inner();
+        let limit = page_size(&self.state.config, request.page_size);
+        let after = super::parse_page_token(&request.page_token)?;
+        let models = self
+            .state
+            .store
+            .list_models(&tenant, after, limit)
+            .await
+            .map_err(store_status)?;
+        let next_page_token = super::next_page_token(
+            models.len(),
+            limit,
+            models.last().map(|m| (m.created_at, m.id.as_str())),
+        );
+        Ok(Response::new(v1::ListModelsResponse {
+            models: models.iter().map(model_message).collect(),
+            next_page_token,
+        }))
+    }
+
+    type DownloadModelStream = ChunkStream;
+
+    async fn download_model(
+        &self,
+        request: Request<v1::DownloadModelRequest>,
+    ) -> Result<Response<Self::DownloadModelStream>, Status> {
+        let tenant = tenant(&request)?;
+        let id = request.into_inner().id;
+        check_id("id", &id, self.state.config.limits.max_name_len)?;
+        let data = self
+            .state
+            .store
+            .model_bytes(&tenant, &id)
+            .await
+            .map_err(store_status)?
+            .ok_or_else(|| Status::not_found(format!("model {id} not found")))?;
+        let chunk = self.state.config.limits.download_chunk_bytes;
+        Ok(Response::new(Box::pin(chunked(data, chunk))))
+    }
+
+    async fn import_model(
+        &self,
+        request: Request<Streaming<v1::ImportModelRequest>>,
+    ) -> Result<Response<v1::Model>, Status> {
+        let tenant = tenant(&request)?;
+        let limits = self.state.config.limits.clone();
+        let mut stream = request.into_inner();
+        let header = match stream.message().await?.and_then(|m| m.part) {
+            Some(Part::Header(header)) => header,
+            _ => {
+                return Err(Status::invalid_argument(
+                    "the first import message must carry the header (type and name)",
+                ))
+            }
+        };
+        check_len("name", &header.name, limits.max_name_len)?;
+        check_len("type", &header.r#type, limits.max_name_len)?;
+        if header.size_bytes > limits.max_upload_bytes {
+            return Err(too_large("model file", limits.max_upload_bytes));
+        }
+        let data = collect_upload(
+            &mut stream,
+            limits.max_upload_bytes,
+            "model file",
+            |m| match m.part {
+                Some(Part::Chunk(chunk)) => Ok(chunk),
+                _ => Err(Status::invalid_argument(
+                    "only the first import message may carry a header",
+                )),
+            },
+        )
+        .await?;
+        let expected = header.r#type.clone();
+        let (data, info) = tokio::task::spawn_blocking(move || {
+            let info = inspect_model_as(&data, &expected);
+            (data, info)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("inspecting the model failed: {e}")))?;
+        let info = info.map_err(super::engine_status)?;
+        let id = new_id("mdl");
+        let record = ModelRecord {
+            name: if header.name.is_empty() {
+                id.clone()
+            } else {
+                header.name
+            },
+            id,
+            tenant,
+            model_type: info.model_type,
+            job_id: None,
+            size_bytes: data.len() as i64,
+            dims: info.dims,
+            metadata: info.metadata,
+            created_at: now_ms(),
+        };
+        self.state
+            .store
+            .insert_model(&record, &data)
+            .await
+            .map_err(store_status)?;
+        tracing::info!(model = %record.id, r#type = %record.model_type, "model imported");
+        Ok(Response::new(model_message(&record)))
+    }
+}

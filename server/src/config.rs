@@ -1,0 +1,317 @@
+//! Server configuration, layered with the `config` crate: built-in defaults < `ebm.toml`
+//! (in the working directory, or the file given by `--config`) < environment variables
+//! `EBM__SECTION__KEY` (e.g. `EBM__LIMITS__MAX_ROWS=5000`) < command-line flags.
+//!
+//! [`Config`] is also the library's entry point for tests: `Config::default()` with
+//! "127.0.0.1:0" addresses starts a server on ephemeral ports.
+use anyhow::Context;
+use clap::Parser;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Everything the server needs to start.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// gRPC listen address ("127.0.0.1:0" picks a free port).
+    pub listen: String,
+    /// Prometheus text endpoint (`/metrics`) listen address.
+    pub metrics_listen: String,
+    /// `sqlite://...` or `postgres://...`; default: a SQLite file in `data_dir`.
+    pub database_url: Option<String>,
+    /// Directory for the default SQLite store.
+    pub data_dir: PathBuf,
+    /// Default compute backend of jobs that do not name one: cpu | wgpu | cuda.
+    pub backend: String,
+    /// Jobs run at once by this process (each on its own OS thread). 0 = accept requests
+    /// but run no jobs (an API-only replica).
+    pub workers: usize,
+    /// Log format: text | json.
+    pub log_format: String,
+    /// `tracing` filter directive, e.g. "info" or "ebm_server=debug,info".
+    pub log_filter: String,
+    /// How long a claimed job belongs to its worker without a heartbeat.
+    pub lease_seconds: f64,
+    /// Interval between heartbeats (lease renewal and cancel check) of a running job.
+    pub heartbeat_seconds: f64,
+    /// Interval at which idle workers look for queued jobs when nothing woke them.
+    pub poll_seconds: f64,
+    /// Interval at which the reaper requeues jobs whose lease expired.
+    pub reap_seconds: f64,
+    /// Bearer token -> tenant. Empty: no authentication, everything is tenant "default".
+    pub tokens: BTreeMap<String, String>,
+    pub limits: Limits,
+}
+
+/// Bounds on every size a client controls.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Largest data set or model file accepted by an upload.
+    pub max_upload_bytes: u64,
+    pub max_rows: usize,
+    pub max_cols: usize,
+    /// rows * cols of a parsed data set.
+    pub max_cells: usize,
+    pub max_hidden: u32,
+    pub max_epochs: u32,
+    pub max_chains: u32,
+    pub max_batch_size: u32,
+    /// Gibbs steps per update (k) and similar per-update sweep counts.
+    pub max_gibbs_steps: u32,
+    pub max_samples: u64,
+    /// Largest page a List call returns; `default_page_size` when the client asks for 0.
+    pub max_page_size: u32,
+    pub default_page_size: u32,
+    /// Size of one chunk of a download stream.
+    pub download_chunk_bytes: usize,
+    /// Length of names and ids a client sends.
+    pub max_name_len: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:50051".into(),
+            metrics_listen: "127.0.0.1:9091".into(),
+            database_url: None,
+            data_dir: PathBuf::from("./ebm-data"),
+            backend: "cpu".into(),
+            workers: 2,
+            log_format: "text".into(),
+            log_filter: "info".into(),
+            lease_seconds: 30.0,
+            heartbeat_seconds: 1.0,
+            poll_seconds: 1.0,
+            reap_seconds: 5.0,
+            tokens: BTreeMap::new(),
+            limits: Limits::default(),
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_upload_bytes: 256 << 20,
+            max_rows: 1_000_000,
+            max_cols: 100_000,
+            max_cells: 200_000_000,
+            max_hidden: 100_000,
+            max_epochs: 100_000,
+            max_chains: 1_000_000,
+            max_batch_size: 1_000_000,
+            max_gibbs_steps: 10_000,
+            max_samples: 100_000_000,
+            max_page_size: 1000,
+            default_page_size: 100,
+            download_chunk_bytes: 1 << 20,
+            max_name_len: 256,
+        }
+    }
+}
+
+impl Config {
+    /// The database URL to connect to: the configured one, or a SQLite file in `data_dir`.
+    pub fn effective_database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) if !url.is_empty() => url.clone(),
+            _ => format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("ebm.db").display()
+            ),
+        }
+    }
+
+    /// A config for tests: ephemeral ports, a SQLite store in `dir`, one worker, fast
+    /// heartbeats.
+    pub fn for_tests(dir: &Path) -> Config {
+        Config {
+            listen: "127.0.0.1:0".into(),
+            metrics_listen: "127.0.0.1:0".into(),
+            data_dir: dir.to_path_buf(),
+            workers: 1,
+            heartbeat_seconds: 0.2,
+            poll_seconds: 0.2,
+            reap_seconds: 0.5,
+            ..Config::default()
+        }
+    }
+
+    /// Checks values that serde cannot (names and ranges), with messages that say what to fix.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            ["text", "json"].contains(&self.log_format.as_str()),
+            "log_format must be text or json, not {:?}",
+            self.log_format
+        );
+        anyhow::ensure!(
+            ["cpu", "wgpu", "cuda"].contains(&self.backend.as_str()),
+            "backend must be cpu, wgpu or cuda, not {:?}",
+            self.backend
+        );
+        for (name, value) in [
+            ("lease_seconds", self.lease_seconds),
+            ("heartbeat_seconds", self.heartbeat_seconds),
+            ("poll_seconds", self.poll_seconds),
+            ("reap_seconds", self.reap_seconds),
+        ] {
+            anyhow::ensure!(
+                value.is_finite() && value > 0.0,
+                "{name} must be a positive number of seconds"
+            );
+        }
+        anyhow::ensure!(
+            self.heartbeat_seconds < self.lease_seconds,
+            "heartbeat_seconds must be shorter than lease_seconds"
+        );
+        anyhow::ensure!(
+            self.limits.download_chunk_bytes > 0 && self.limits.download_chunk_bytes <= 1 << 20,
+            "limits.download_chunk_bytes must be between 1 and 1048576"
+        );
+        anyhow::ensure!(
+            self.limits.default_page_size > 0
+                && self.limits.default_page_size <= self.limits.max_page_size,
+            "limits.default_page_size must be between 1 and limits.max_page_size"
+        );
+        Ok(())
+    }
+}
+
+/// Command-line flags of `ebm-server`; each overrides the same key of the file/environment.
+#[derive(Parser, Debug, Default)]
+#[command(
+    name = "ebm-server",
+    version,
+    about = "Energy-based-model training service (gRPC)"
+)]
+pub struct Flags {
+    /// Configuration file (default: ./ebm.toml if it exists).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// gRPC listen address.
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Prometheus metrics listen address.
+    #[arg(long)]
+    pub metrics_listen: Option<String>,
+    /// sqlite://FILE or postgres://... (default: a SQLite file in --data-dir).
+    #[arg(long)]
+    pub database_url: Option<String>,
+    /// Data directory of the default SQLite store.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Default compute backend: cpu | wgpu | cuda.
+    #[arg(long)]
+    pub backend: Option<String>,
+    /// Jobs run at once by this process.
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Log format: text | json.
+    #[arg(long)]
+    pub log_format: Option<String>,
+}
+
+/// Builds the configuration from defaults, `ebm.toml`, the environment and the flags.
+pub fn load(flags: &Flags) -> anyhow::Result<Config> {
+    load_with_env(flags, config::Environment::with_prefix("EBM"))
+}
+
+fn load_with_env(flags: &Flags, env: config::Environment) -> anyhow::Result<Config> {
+    let mut builder =
+        config::Config::builder().add_source(config::Config::try_from(&Config::default())?);
+    builder = match &flags.config {
+        Some(path) => builder.add_source(config::File::from(path.as_path()).required(true)),
+        None => builder.add_source(config::File::with_name("ebm.toml").required(false)),
+    };
+    builder = builder.add_source(env.prefix_separator("__").separator("__").try_parsing(true));
+    builder = builder
+        .set_override_option("listen", flags.listen.clone())?
+        .set_override_option("metrics_listen", flags.metrics_listen.clone())?
+        .set_override_option("database_url", flags.database_url.clone())?
+        .set_override_option(
+            "data_dir",
+            flags.data_dir.as_ref().map(|d| d.display().to_string()),
+        )?
+        .set_override_option("backend", flags.backend.clone())?
+        .set_override_option("workers", flags.workers.map(|w| w as u64))?
+        .set_override_option("log_format", flags.log_format.clone())?;
+    let config: Config = builder
+        .build()
+        .context("reading the configuration")?
+        .try_deserialize()
+        .context("invalid configuration")?;
+    config.validate()?;
+    Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(vars: &[(&str, &str)]) -> config::Environment {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        config::Environment::with_prefix("EBM").source(Some(map))
+    }
+
+    #[test]
+    fn layers_defaults_file_env_and_flags_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ebm.toml");
+        std::fs::write(
+            &file,
+            "listen = \"0.0.0.0:1\"\nworkers = 7\n[limits]\nmax_rows = 10\nmax_cols = 20\n",
+        )
+        .unwrap();
+        let flags = Flags {
+            config: Some(file),
+            listen: Some("127.0.0.1:2".into()),
+            ..Flags::default()
+        };
+        let config = load_with_env(
+            &flags,
+            env(&[("EBM__LIMITS__MAX_COLS", "30"), ("EBM__WORKERS", "3")]),
+        )
+        .unwrap();
+        assert_eq!(config.listen, "127.0.0.1:2", "flag beats file");
+        assert_eq!(config.workers, 3, "env beats file");
+        assert_eq!(config.limits.max_rows, 10, "file beats default");
+        assert_eq!(config.limits.max_cols, 30, "env beats file in a section");
+        assert_eq!(config.metrics_listen, "127.0.0.1:9091", "default kept");
+    }
+
+    #[test]
+    fn refuses_unknown_keys_and_bad_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ebm.toml");
+        std::fs::write(&file, "listne = \"x\"\n").unwrap();
+        let flags = Flags {
+            config: Some(file),
+            ..Flags::default()
+        };
+        assert!(load_with_env(&flags, env(&[])).is_err());
+        let flags = Flags {
+            backend: Some("tpu".into()),
+            ..Flags::default()
+        };
+        let err = load_with_env(&flags, env(&[])).unwrap_err();
+        assert!(format!("{err:#}").contains("backend"), "{err:#}");
+    }
+
+    #[test]
+    fn default_database_is_sqlite_in_data_dir() {
+        let config = Config {
+            data_dir: PathBuf::from("/tmp/x"),
+            ..Config::default()
+        };
+        assert_eq!(
+            config.effective_database_url(),
+            "sqlite:///tmp/x/ebm.db?mode=rwc"
+        );
+    }
+}

@@ -1,0 +1,242 @@
+//! The `train` job: converts the proto spec into the engine's specs, checks a submission
+//! against its data set and the server's limits, and runs the engine's [`Trainer`] epoch by
+//! epoch, reporting metrics, checkpointing, and stopping at a minibatch boundary on request.
+use super::{JobContext, Outcome, ProducedModel, Report, StopReason};
+use crate::config::Limits;
+use crate::store::DatasetRecord;
+use ebm_api::v1;
+use ebm_engine::backend::BackendKind;
+use ebm_engine::data::{parse_dataset, DataFormat, ParseLimits, ValueKind};
+use ebm_engine::error::EngineError;
+use ebm_engine::model_file::inspect_model;
+use ebm_engine::spec::{validate_train, DataShape, ModelSpec, TrainSpec};
+use ebm_engine::train::Trainer;
+use std::collections::BTreeMap;
+
+/// The engine's model spec for a proto `ModelConfig` (field for field).
+pub fn model_spec(config: &v1::ModelConfig) -> ModelSpec {
+    ModelSpec {
+        model_type: config.r#type.clone(),
+        hidden: config.hidden,
+        q: config.q,
+        size: config.size,
+        learn_sigma: config.learn_sigma,
+        standardize: config.standardize,
+        reweight_identity: config.reweight_identity,
+        pseudocount: config.pseudocount,
+        unknown_residues: config.unknown_residues.clone(),
+        visible: config.visible,
+    }
+}
+
+/// The engine's train spec for a proto `TrainConfig` (field for field).
+pub fn train_spec(config: &v1::TrainConfig) -> TrainSpec {
+    TrainSpec {
+        method: config.method.clone(),
+        k: config.k,
+        chains: config.chains,
+        epochs: config.epochs,
+        batch_size: config.batch_size,
+        learning_rate: config.learning_rate,
+        optimizer: config.optimizer.clone(),
+        momentum: config.momentum,
+        l1: config.l1,
+        l2: config.l2,
+        checkpoint_every: config.checkpoint_every,
+        lr_schedule: config.lr_schedule.clone(),
+        lr_final: config.lr_final,
+        centering: config.centering,
+        betas: config.betas.clone(),
+        sampler: config.sampler.clone(),
+        validation_fraction: config.validation_fraction,
+        ais_every: config.ais_every,
+        ais_betas: config.ais_betas,
+        ais_chains: config.ais_chains,
+        adam_beta1: config.adam_beta1,
+        adam_beta2: config.adam_beta2,
+        adam_eps: config.adam_eps,
+        pt_swap_every: config.pt_swap_every,
+    }
+}
+
+/// The engine's parse limits from the server's.
+pub fn parse_limits(limits: &Limits) -> ParseLimits {
+    ParseLimits {
+        max_rows: limits.max_rows,
+        max_cols: limits.max_cols,
+        max_cells: limits.max_cells,
+    }
+}
+
+pub fn value_kind_from_name(name: &str) -> Result<ValueKind, EngineError> {
+    match name {
+        "binary" => Ok(ValueKind::Binary),
+        "real" => Ok(ValueKind::Real),
+        "categorical" => Ok(ValueKind::Categorical),
+        other => Err(EngineError::Internal(format!(
+            "stored data set has value kind {other:?}"
+        ))),
+    }
+}
+
+/// Checks a train submission before it is queued: the server's limits, then the engine's
+/// own validation against the data set's shape. The message says what to fix.
+pub fn validate(
+    spec: &v1::JobSpec,
+    dataset: &DatasetRecord,
+    limits: &Limits,
+) -> Result<(), EngineError> {
+    let config = spec.model_config.as_ref().ok_or_else(|| {
+        EngineError::invalid("a train job needs a model: set the [model] table (model_config)")
+    })?;
+    let model = model_spec(config);
+    let train = spec.train.as_ref().map(train_spec).unwrap_or_default();
+    for (name, value, max) in [
+        ("model.hidden", model.hidden, limits.max_hidden),
+        ("train.epochs", train.epochs, limits.max_epochs),
+        ("train.chains", train.chains, limits.max_chains),
+        ("train.batch_size", train.batch_size, limits.max_batch_size),
+        ("train.k", train.k, limits.max_gibbs_steps),
+    ] {
+        if let Some(value) = value {
+            if value > max {
+                return Err(EngineError::invalid(format!(
+                    "{name} = {value} is above this server's limit of {max}"
+                )));
+            }
+        }
+    }
+    let shape = DataShape {
+        rows: dataset.rows as usize,
+        cols: dataset.cols as usize,
+        kind: value_kind_from_name(&dataset.value_kind)?,
+        q: dataset.q as u32,
+    };
+    validate_train(&model, &train, &shape)
+}
+
+/// Runs a train job on the calling (dedicated) thread.
+pub fn run(mut ctx: JobContext) -> Outcome {
+    match train(&mut ctx) {
+        Ok(outcome) => outcome,
+        Err(EngineError::Interrupted) => stopped(&ctx, None),
+        Err(EngineError::Diverged(message)) => Outcome::Failed(format!(
+            "training diverged: {message} (the last good checkpoint is kept)"
+        )),
+        Err(EngineError::InvalidInput(message)) => Outcome::Failed(message),
+        Err(EngineError::Internal(message)) => {
+            Outcome::Failed(format!("internal error: {message}"))
+        }
+    }
+}
+
+fn train(ctx: &mut JobContext) -> Result<Outcome, EngineError> {
+    let (record, bytes) = ctx
+        .inputs
+        .dataset
+        .take()
+        .ok_or_else(|| EngineError::invalid("a train job needs a data set"))?;
+    let data = parse_dataset(
+        DataFormat::from_name(&record.format)?,
+        &bytes,
+        &parse_limits(&ctx.limits),
+    )?;
+    drop(bytes);
+    let config = ctx
+        .spec
+        .model_config
+        .clone()
+        .ok_or_else(|| EngineError::invalid("a train job needs a model: set [model]"))?;
+    if !config.init_model.is_empty() {
+        return Err(EngineError::invalid(
+            "model.init_model is not supported yet: train from scratch",
+        ));
+    }
+    let model = model_spec(&config);
+    let train = ctx.spec.train.as_ref().map(train_spec).unwrap_or_default();
+    let backend = BackendKind::from_name(ctx.backend_name())?;
+    let seed = ctx.spec.seed;
+    let mut trainer = match ctx.inputs.checkpoint.take() {
+        Some(checkpoint) => {
+            let trainer = Trainer::resume(&model, &train, seed, data, backend, &checkpoint.data)?;
+            ctx.report(Report::Log(format!(
+                "resumed from the checkpoint of attempt {} after {} epochs",
+                checkpoint.attempt,
+                trainer.epochs_done()
+            )));
+            trainer
+        }
+        None => Trainer::new(&model, &train, seed, data, backend)?,
+    };
+    let epochs = trainer.epochs_total() as u32;
+    let checkpoint_every = train.checkpoint_every.unwrap_or(1).max(1) as usize;
+    let mut final_metrics = BTreeMap::new();
+    while !trainer.is_finished() {
+        let stop = ctx.stop.clone();
+        let should_stop = move || stop.is_set();
+        let done = trainer.epochs_done();
+        let report = {
+            let mut progress = |fraction: f64| {
+                let overall = (done as f64 + fraction) / f64::from(epochs.max(1));
+                ctx.progress(overall, done as u32 + 1, epochs);
+            };
+            trainer.run_epoch(&should_stop, &mut progress)?
+        };
+        let Some(report) = report else {
+            return Ok(stopped(ctx, Some(&trainer)));
+        };
+        let done = trainer.epochs_done();
+        ctx.report(Report::Metrics {
+            epoch: done as u32,
+            epochs,
+            metrics: report.metrics.clone(),
+        });
+        final_metrics = report.metrics;
+        if done % checkpoint_every == 0 && !trainer.is_finished() {
+            ctx.report(Report::Checkpoint {
+                epoch: done as u64,
+                data: trainer.checkpoint()?,
+            });
+        }
+    }
+    let data = trainer.model_file()?;
+    let info = inspect_model(&data)?;
+    let name = if ctx.spec.name.is_empty() {
+        ctx.job.id.clone()
+    } else {
+        ctx.spec.name.clone()
+    };
+    Ok(Outcome::Succeeded {
+        result: v1::JobResult {
+            final_metrics: final_metrics.into_iter().collect(),
+            ..Default::default()
+        },
+        model: Some(ProducedModel {
+            model_type: info.model_type,
+            name,
+            dims: info.dims,
+            metadata: info.metadata,
+            data,
+        }),
+        artifacts: Vec::new(),
+    })
+}
+
+/// The job stopped on request. For a shutdown, the exact mid-epoch state is checkpointed
+/// first so the next attempt continues where this one stopped.
+fn stopped(ctx: &JobContext, trainer: Option<&Trainer>) -> Outcome {
+    if ctx.stop.reason() == Some(StopReason::Shutdown) {
+        if let Some(trainer) = trainer {
+            match trainer.checkpoint() {
+                Ok(data) => ctx.report(Report::Checkpoint {
+                    epoch: trainer.epochs_done() as u64,
+                    data,
+                }),
+                Err(e) => ctx.report(Report::Log(format!(
+                    "could not checkpoint on shutdown ({e}); resuming from the previous checkpoint"
+                ))),
+            }
+        }
+    }
+    Outcome::Stopped
+}

@@ -1,0 +1,251 @@
+//! The scheduler against a real store and real (small) training jobs: cancellation stops a
+//! running job within a second or two, and a shutdown checkpoints and requeues a running job,
+//! which a fresh scheduler then resumes from its checkpoint.
+use super::*;
+use crate::store::{new_id, now_ms, DatasetRecord, NewJob, Submitted};
+use ebm_api::v1;
+use std::time::Instant;
+
+/// A binary data set: 200 rows of 16 columns, two noisy prototypes.
+async fn upload_binary_dataset(store: &Store) -> String {
+    let mut csv = String::new();
+    for row in 0..200u32 {
+        let cells: Vec<String> = (0..16u32)
+            .map(|col| {
+                let prototype = (row % 2 == 0) == (col < 8);
+                let flip = (row * 31 + col * 17) % 11 == 0;
+                ((prototype != flip) as u8).to_string()
+            })
+            .collect();
+        csv.push_str(&cells.join(","));
+        csv.push('\n');
+    }
+    let id = new_id("ds");
+    let record = DatasetRecord {
+        id: id.clone(),
+        tenant: "default".into(),
+        name: "prototypes".into(),
+        format: "csv".into(),
+        rows: 200,
+        cols: 16,
+        value_kind: "binary".into(),
+        q: 0,
+        size_bytes: csv.len() as i64,
+        notes: String::new(),
+        created_at: now_ms(),
+    };
+    store.insert_dataset(&record, csv.as_bytes()).await.unwrap();
+    id
+}
+
+async fn submit_train(store: &Store, dataset: &str, epochs: u32) -> String {
+    let spec = v1::JobSpec {
+        kind: "train".into(),
+        seed: 7,
+        dataset: dataset.into(),
+        model_config: Some(v1::ModelConfig {
+            r#type: "bernoulli_rbm".into(),
+            hidden: Some(8),
+            ..Default::default()
+        }),
+        train: Some(v1::TrainConfig {
+            method: "pcd".into(),
+            epochs: Some(epochs),
+            batch_size: Some(10),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let new = NewJob {
+        tenant: "default".into(),
+        request_id: new_id("req"),
+        spec_hash: "h".into(),
+        kind: "train".into(),
+        spec: serde_json::to_string(&spec).unwrap(),
+        priority: 0,
+    };
+    match store.submit_job(&new).await.unwrap() {
+        Submitted::Created(job) => job.id,
+        Submitted::Existing(_) => unreachable!("fresh request id"),
+    }
+}
+
+fn test_config() -> Arc<Config> {
+    let dir = std::env::temp_dir();
+    Arc::new(Config::for_tests(&dir))
+}
+
+/// Polls the job until `done` holds (or fails the test after `limit`).
+async fn wait_for(
+    store: &Store,
+    id: &str,
+    limit: Duration,
+    done: impl Fn(&crate::store::JobRecord, &[v1::JobEvent]) -> bool,
+) -> crate::store::JobRecord {
+    let started = Instant::now();
+    loop {
+        let job = store.get_job("default", id).await.unwrap().unwrap();
+        let events = store.events_after(id, 0, 10_000).await.unwrap();
+        if done(&job, &events) {
+            return job;
+        }
+        assert!(
+            started.elapsed() < limit,
+            "timed out in state {} with events {:?}",
+            job.state,
+            events
+                .iter()
+                .map(|e| (&e.kind, &e.message))
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn epochs_done(events: &[v1::JobEvent]) -> u32 {
+    events
+        .iter()
+        .filter(|e| e.kind == "metrics")
+        .map(|e| e.epoch)
+        .max()
+        .unwrap_or(0)
+}
+
+async fn cancel_stops_a_running_job_quickly(store: Store) {
+    let dataset = upload_binary_dataset(&store).await;
+    let id = submit_train(&store, &dataset, 1_000_000).await;
+    let running = RunningJobs::default();
+    let shutdown = CancellationToken::new();
+    let scheduler = Scheduler::start(
+        store.clone(),
+        test_config(),
+        running.clone(),
+        shutdown.clone(),
+    );
+    wait_for(&store, &id, Duration::from_secs(60), |_, events| {
+        epochs_done(events) >= 1
+    })
+    .await;
+    // Cancel as another process would: only the stored flag, seen at the next heartbeat.
+    let requested = Instant::now();
+    store.cancel_job("default", &id).await.unwrap();
+    let job = wait_for(&store, &id, Duration::from_secs(10), |job, _| {
+        job.state != "running"
+    })
+    .await;
+    assert_eq!(job.state, "cancelled");
+    let took = requested.elapsed();
+    assert!(took < Duration::from_secs(2), "cancel took {took:?}");
+    shutdown.cancel();
+    scheduler.wait().await;
+    assert!(running.is_empty());
+}
+
+async fn shutdown_requeues_with_a_checkpoint_and_resumes(store: Store) {
+    let dataset = upload_binary_dataset(&store).await;
+    let id = submit_train(&store, &dataset, 1_000_000).await;
+    let shutdown = CancellationToken::new();
+    let scheduler = Scheduler::start(
+        store.clone(),
+        test_config(),
+        RunningJobs::default(),
+        shutdown.clone(),
+    );
+    wait_for(&store, &id, Duration::from_secs(60), |_, events| {
+        epochs_done(events) >= 2
+    })
+    .await;
+    shutdown.cancel();
+    scheduler.wait().await;
+    let job = store.get_job("default", &id).await.unwrap().unwrap();
+    assert_eq!((job.state.as_str(), job.attempt), ("queued", 1));
+    let checkpoint = store
+        .load_checkpoint(&id)
+        .await
+        .unwrap()
+        .expect("a checkpoint");
+    assert_eq!(checkpoint.attempt, 1);
+    assert!(checkpoint.epoch >= 2);
+    let before = epochs_done(&store.events_after(&id, 0, 10_000).await.unwrap());
+
+    // A fresh scheduler claims it again and continues from the checkpoint.
+    let shutdown = CancellationToken::new();
+    let running = RunningJobs::default();
+    let scheduler = Scheduler::start(
+        store.clone(),
+        test_config(),
+        running.clone(),
+        shutdown.clone(),
+    );
+    let job = wait_for(&store, &id, Duration::from_secs(60), |job, events| {
+        job.attempt == 2 && epochs_done(events) > before
+    })
+    .await;
+    let events = store.events_after(&id, 0, 10_000).await.unwrap();
+    let resumed = events
+        .iter()
+        .find(|e| e.kind == "log" && e.message.starts_with("resumed"))
+        .expect("a resume event");
+    assert_eq!(resumed.attempt, 2);
+    let first_epoch_of_attempt_2 = events
+        .iter()
+        .filter(|e| e.kind == "metrics" && e.attempt == 2)
+        .map(|e| e.epoch)
+        .min()
+        .unwrap();
+    assert_eq!(
+        first_epoch_of_attempt_2,
+        checkpoint.epoch as u32 + 1,
+        "training continues after the checkpointed epoch instead of starting over"
+    );
+    assert_eq!(job.state, "running");
+    running.stop(&id, crate::jobs::StopReason::Cancel);
+    store.cancel_job("default", &id).await.unwrap();
+    wait_for(&store, &id, Duration::from_secs(10), |job, _| {
+        job.state == "cancelled"
+    })
+    .await;
+    shutdown.cancel();
+    scheduler.wait().await;
+}
+
+async fn a_short_job_succeeds_with_a_model(store: Store) {
+    let dataset = upload_binary_dataset(&store).await;
+    let id = submit_train(&store, &dataset, 3).await;
+    let shutdown = CancellationToken::new();
+    let scheduler = Scheduler::start(
+        store.clone(),
+        test_config(),
+        RunningJobs::default(),
+        shutdown.clone(),
+    );
+    let job = wait_for(&store, &id, Duration::from_secs(60), |job, _| {
+        ebm_api::JobState::from_name(&job.state).is_some_and(|s| s.is_terminal())
+    })
+    .await;
+    assert_eq!(job.state, "succeeded", "error: {:?}", job.error);
+    let result: v1::JobResult = serde_json::from_str(job.result.as_deref().unwrap()).unwrap();
+    let model = store
+        .get_model("default", &result.model_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(model.model_type, "bernoulli_rbm");
+    assert_eq!(model.job_id.as_deref(), Some(id.as_str()));
+    let events = store.events_after(&id, 0, 10_000).await.unwrap();
+    assert_eq!(epochs_done(&events), 3);
+    let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
+    assert_eq!(
+        seqs,
+        (1..=seqs.len() as i64).collect::<Vec<_>>(),
+        "gapless sequence"
+    );
+    shutdown.cancel();
+    scheduler.wait().await;
+}
+
+crate::testing::on_every_database!(
+    cancel_stops_a_running_job_quickly,
+    shutdown_requeues_with_a_checkpoint_and_resumes,
+    a_short_job_succeeds_with_a_model,
+);

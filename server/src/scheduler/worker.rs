@@ -1,0 +1,29 @@
+//! A claim loop: take the most urgent queued job, run it to the end, repeat; sleep until
+//! woken (a submit here, a Postgres NOTIFY, a requeue) or the poll interval passes.
+use super::{run, Shared};
+
+pub(super) async fn claim_loop(shared: Shared, index: usize) {
+    let owner = format!("{}/w{index}", shared.owner);
+    let wake = shared.store.work_notify();
+    tracing::debug!(%owner, "worker started");
+    while !shared.shutdown.is_cancelled() {
+        // Register for wake-ups before looking, so a submit in between is not missed.
+        let woken = wake.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        match shared.store.claim_next_job(&owner, shared.lease_ms()).await {
+            Ok(Some(claimed)) => {
+                run::run_claimed(&shared, claimed).await;
+                continue;
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "claiming a job failed; retrying"),
+        }
+        tokio::select! {
+            _ = &mut woken => {}
+            _ = tokio::time::sleep(shared.poll_interval()) => {}
+            _ = shared.shutdown.cancelled() => {}
+        }
+    }
+    tracing::debug!(%owner, "worker stopped");
+}

@@ -1,0 +1,199 @@
+//! Wiring: connect the store, bind the listeners, build the gRPC server (services behind
+//! auth, health, reflection, the metrics layer), start the scheduler and the metrics
+//! endpoint. [`Server::start`] is what `main` and the tests call.
+//!
+//! Shutdown order ([`RunningServer::shutdown`]): stop claiming and ask running jobs to stop
+//! (they checkpoint and are requeued), end live WatchJob streams, wait for the workers,
+//! then stop the gRPC and metrics servers and close the database.
+use crate::api::{datasets::DatasetApi, jobs::JobApi, models::ModelApi, ApiState};
+use crate::auth::Auth;
+use crate::config::Config;
+use crate::metrics::{self, GrpcMetricsLayer};
+use crate::scheduler::{RunningJobs, Scheduler};
+use crate::store::Store;
+use anyhow::Context;
+use ebm_api::v1::{
+    dataset_service_server::DatasetServiceServer, job_service_server::JobServiceServer,
+    model_service_server::ModelServiceServer,
+};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// How long shutdown waits for gRPC connections to drain.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct Server;
+
+/// A started server; [`RunningServer::shutdown`] stops it gracefully.
+pub struct RunningServer {
+    grpc_addr: SocketAddr,
+    metrics_addr: SocketAddr,
+    store: Store,
+    scheduler: Scheduler,
+    /// Stops claiming, running jobs and live streams.
+    work_shutdown: CancellationToken,
+    /// Stops the listeners (after the workers are done).
+    serve_shutdown: CancellationToken,
+    grpc: JoinHandle<Result<(), tonic::transport::Error>>,
+    metrics: JoinHandle<std::io::Result<()>>,
+}
+
+impl Server {
+    /// Starts the service as configured; "127.0.0.1:0" addresses pick free ports.
+    pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
+        config.validate()?;
+        let config = Arc::new(config);
+        let url = config.effective_database_url();
+        let store = Store::connect(&url)
+            .await
+            .with_context(|| format!("opening the store {}", redact(&url)))?;
+        let grpc_listener = TcpListener::bind(&config.listen)
+            .await
+            .with_context(|| format!("binding the gRPC address {}", config.listen))?;
+        let metrics_listener = TcpListener::bind(&config.metrics_listen)
+            .await
+            .with_context(|| format!("binding the metrics address {}", config.metrics_listen))?;
+        let grpc_addr = grpc_listener.local_addr()?;
+        let metrics_addr = metrics_listener.local_addr()?;
+        metrics::handle();
+
+        let work_shutdown = CancellationToken::new();
+        let serve_shutdown = CancellationToken::new();
+        let running = RunningJobs::default();
+        let state = ApiState {
+            store: store.clone(),
+            config: config.clone(),
+            shutdown: work_shutdown.clone(),
+            running: running.clone(),
+        };
+        let auth = Auth::new(config.tokens.clone());
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health.set_serving::<JobServiceServer<JobApi>>().await;
+        health
+            .set_serving::<DatasetServiceServer<DatasetApi>>()
+            .await;
+        health.set_serving::<ModelServiceServer<ModelApi>>().await;
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(ebm_api::v1::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .context("building the reflection service")?;
+        let router = tonic::transport::Server::builder()
+            .layer(GrpcMetricsLayer)
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(JobServiceServer::with_interceptor(
+                JobApi {
+                    state: state.clone(),
+                },
+                auth.clone(),
+            ))
+            .add_service(DatasetServiceServer::with_interceptor(
+                DatasetApi {
+                    state: state.clone(),
+                },
+                auth.clone(),
+            ))
+            .add_service(ModelServiceServer::with_interceptor(
+                ModelApi { state },
+                auth,
+            ));
+        let incoming = tonic::transport::server::TcpIncoming::from(grpc_listener);
+        let grpc = tokio::spawn(
+            router.serve_with_incoming_shutdown(incoming, serve_shutdown.clone().cancelled_owned()),
+        );
+        let metrics = tokio::spawn(metrics::serve(
+            metrics_listener,
+            store.clone(),
+            serve_shutdown.clone().cancelled_owned(),
+        ));
+        let scheduler = Scheduler::start(
+            store.clone(),
+            config.clone(),
+            running,
+            work_shutdown.clone(),
+        );
+        tracing::info!(%grpc_addr, %metrics_addr, database = %redact(&url), workers = config.workers, "ebm-server started");
+        Ok(RunningServer {
+            grpc_addr,
+            metrics_addr,
+            store,
+            scheduler,
+            work_shutdown,
+            serve_shutdown,
+            grpc,
+            metrics,
+        })
+    }
+}
+
+impl RunningServer {
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc_addr
+    }
+
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics_addr
+    }
+
+    /// `http://ADDR` for the client.
+    pub fn grpc_url(&self) -> String {
+        format!("http://{}", self.grpc_addr)
+    }
+
+    /// The server's store (for tests that inspect the database).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Graceful stop: running jobs are checkpointed and requeued, not lost.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.work_shutdown.cancel();
+        self.scheduler.wait().await;
+        self.serve_shutdown.cancel();
+        let grpc = tokio::time::timeout(DRAIN_TIMEOUT, self.grpc).await;
+        let metrics = tokio::time::timeout(DRAIN_TIMEOUT, self.metrics).await;
+        self.store.close().await;
+        match grpc {
+            Ok(joined) => joined.context("gRPC server task")?.context("gRPC server")?,
+            Err(_) => tracing::warn!("gRPC connections did not drain in time"),
+        }
+        if let Ok(joined) = metrics {
+            joined
+                .context("metrics server task")?
+                .context("metrics server")?;
+        }
+        tracing::info!("ebm-server stopped");
+        Ok(())
+    }
+}
+
+/// A database URL without its password, for logs.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            super::redact("postgres://u:pw@h/db"),
+            "postgres://u:***@h/db"
+        );
+        assert_eq!(super::redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(super::redact("sqlite://x.db"), "sqlite://x.db");
+    }
+}

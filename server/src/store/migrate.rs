@@ -1,0 +1,56 @@
+//! Schema migrations, embedded in the binary from `migrations/{sqlite,postgres}` and
+//! applied with sqlx's migrator at startup (tracked in `_sqlx_migrations`).
+use super::Dialect;
+use futures_util::future::BoxFuture;
+use sqlx::error::BoxDynError;
+use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
+use sqlx::AnyPool;
+use std::borrow::Cow;
+
+/// (version, description, SQL) per backend, in order.
+const SQLITE: &[(i64, &str, &str)] = &[(
+    1,
+    "init",
+    include_str!("../../../migrations/sqlite/0001_init.sql"),
+)];
+const POSTGRES: &[(i64, &str, &str)] = &[(
+    1,
+    "init",
+    include_str!("../../../migrations/postgres/0001_init.sql"),
+)];
+
+#[derive(Debug)]
+struct Embedded(&'static [(i64, &'static str, &'static str)]);
+
+impl<'s> MigrationSource<'s> for Embedded {
+    fn resolve(self) -> BoxFuture<'s, Result<Vec<Migration>, BoxDynError>> {
+        Box::pin(async move {
+            Ok(self
+                .0
+                .iter()
+                .map(|(version, description, sql)| {
+                    Migration::new(
+                        *version,
+                        Cow::Borrowed(*description),
+                        MigrationType::Simple,
+                        Cow::Borrowed(*sql),
+                        false,
+                    )
+                })
+                .collect())
+        })
+    }
+}
+
+pub(super) async fn run(pool: &AnyPool, dialect: Dialect) -> anyhow::Result<()> {
+    let source = match dialect {
+        Dialect::Sqlite => Embedded(SQLITE),
+        Dialect::Postgres => Embedded(POSTGRES),
+    };
+    let migrator = Migrator::new(source).await?;
+    migrator
+        .run(pool)
+        .await
+        .map_err(|e| anyhow::anyhow!("applying database migrations: {e}"))?;
+    Ok(())
+}

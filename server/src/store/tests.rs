@@ -1,0 +1,361 @@
+//! Store behaviour that the scheduler relies on, against SQLite always and against Postgres
+//! when `DATABASE_URL` is set (each test gets a fresh database, dropped afterwards).
+use super::*;
+use ebm_api::v1::{JobEvent, JobState};
+
+fn new_job(tenant: &str, request_id: &str, spec_hash: &str) -> NewJob {
+    NewJob {
+        tenant: tenant.into(),
+        request_id: request_id.into(),
+        spec_hash: spec_hash.into(),
+        kind: "train".into(),
+        spec: "{}".into(),
+        priority: 0,
+    }
+}
+
+async fn submit(store: &Store, request_id: &str) -> JobRecord {
+    match store
+        .submit_job(&new_job("t", request_id, "h"))
+        .await
+        .unwrap()
+    {
+        Submitted::Created(job) => job,
+        Submitted::Existing(job) => panic!("{} existed", job.id),
+    }
+}
+
+async fn same_request_id_returns_the_same_job(store: Store) {
+    let first = submit(&store, "r1").await;
+    let again = store
+        .submit_job(&new_job("t", "r1", "other"))
+        .await
+        .unwrap();
+    let Submitted::Existing(again) = again else {
+        panic!("a second submit created a job")
+    };
+    assert_eq!(again.id, first.id);
+    assert_eq!(
+        again.spec_hash, "h",
+        "the caller sees the original hash to compare"
+    );
+    // Another tenant may use the same request id for its own job.
+    let other = store.submit_job(&new_job("u", "r1", "h")).await.unwrap();
+    let Submitted::Created(other) = other else {
+        panic!("tenants share request ids")
+    };
+    assert_ne!(other.id, first.id);
+    assert!(
+        store.get_job("u", &first.id).await.unwrap().is_none(),
+        "tenant isolation"
+    );
+}
+
+async fn claim_is_exclusive(store: Store) {
+    let ids: Vec<String> = {
+        let mut ids = Vec::new();
+        for i in 0..6 {
+            ids.push(submit(&store, &format!("r{i}")).await.id);
+        }
+        ids
+    };
+    // Eight claimers race for six jobs: each job is claimed exactly once.
+    let mut tasks = Vec::new();
+    for w in 0..8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            while let Some(claimed) = store
+                .claim_next_job(&format!("w{w}"), 60_000)
+                .await
+                .unwrap()
+            {
+                mine.push(claimed.lease.job_id);
+            }
+            mine
+        }));
+    }
+    let mut claimed = Vec::new();
+    for task in tasks {
+        claimed.extend(task.await.unwrap());
+    }
+    claimed.sort();
+    let mut expected = ids.clone();
+    expected.sort();
+    assert_eq!(claimed, expected);
+    for id in &ids {
+        let job = store.get_job("t", id).await.unwrap().unwrap();
+        assert_eq!(job.state, "running");
+        assert_eq!(job.attempt, 1);
+    }
+}
+
+async fn claim_takes_priority_then_age(store: Store) {
+    let old = submit(&store, "old").await;
+    let mut urgent = new_job("t", "urgent", "h");
+    urgent.priority = 5;
+    store.submit_job(&urgent).await.unwrap();
+    let first = store.claim_next_job("w", 60_000).await.unwrap().unwrap();
+    assert_eq!(first.job.request_id, "urgent");
+    let second = store.claim_next_job("w", 60_000).await.unwrap().unwrap();
+    assert_eq!(second.job.id, old.id);
+    assert!(store.claim_next_job("w", 60_000).await.unwrap().is_none());
+}
+
+async fn stale_attempt_cannot_write(store: Store) {
+    submit(&store, "r").await;
+    // Attempt 1 gets a lease that expires at once; the reaper requeues it; attempt 2 claims.
+    let stale = store.claim_next_job("w1", -1).await.unwrap().unwrap();
+    assert_eq!(
+        store.reap_expired_leases(5).await.unwrap(),
+        vec![stale.lease.job_id.clone()]
+    );
+    let fresh = store.claim_next_job("w2", 60_000).await.unwrap().unwrap();
+    assert_eq!(fresh.lease.attempt, 2);
+
+    let lost = |r: Result<()>| matches!(r, Err(StoreError::LeaseLost));
+    assert!(matches!(
+        store.heartbeat(&stale.lease, 60_000).await,
+        Err(StoreError::LeaseLost)
+    ));
+    assert!(lost(store.save_checkpoint(&stale.lease, 3, b"stale").await));
+    assert!(lost(
+        store
+            .append_event(&stale.lease, JobEvent::default(), Some(0.9))
+            .await
+            .map(|_| ())
+    ));
+    let finish = Finish {
+        state: Some(JobState::Succeeded),
+        ..Default::default()
+    };
+    assert!(lost(store.finish_job(&stale.lease, finish).await));
+    assert!(lost(store.requeue_job(&stale.lease, "x").await));
+
+    // The current attempt's writes apply.
+    store
+        .save_checkpoint(&fresh.lease, 1, b"fresh")
+        .await
+        .unwrap();
+    assert!(!store.heartbeat(&fresh.lease, 60_000).await.unwrap());
+    let checkpoint = store
+        .load_checkpoint(&fresh.lease.job_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (checkpoint.attempt, checkpoint.data.as_slice()),
+        (2, &b"fresh"[..])
+    );
+    let job = store
+        .get_job("t", &fresh.lease.job_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((job.state.as_str(), job.attempt), ("running", 2));
+}
+
+async fn reaper_spares_live_leases_and_honours_cancel(store: Store) {
+    submit(&store, "live").await;
+    submit(&store, "cancelling").await;
+    let live = store
+        .claim_next_job("w", 60_000)
+        .await
+        .unwrap()
+        .unwrap()
+        .job;
+    let cancelling = store.claim_next_job("w", -1).await.unwrap().unwrap().job;
+    store.cancel_job("t", &cancelling.id).await.unwrap();
+    assert_eq!(
+        store.reap_expired_leases(5).await.unwrap(),
+        vec![cancelling.id.clone()]
+    );
+    let job = store.get_job("t", &cancelling.id).await.unwrap().unwrap();
+    assert_eq!(job.state, "cancelled");
+    assert_eq!(
+        store.get_job("t", &live.id).await.unwrap().unwrap().state,
+        "running"
+    );
+    // A job that keeps losing its worker ends failed rather than looping forever.
+    let doomed = submit(&store, "doomed").await;
+    for _ in 0..2 {
+        store.claim_next_job("w", -1).await.unwrap().unwrap();
+        store.reap_expired_leases(2).await.unwrap();
+    }
+    let job = store.get_job("t", &doomed.id).await.unwrap().unwrap();
+    assert_eq!(job.state, "failed");
+    assert!(job.error.unwrap().contains("too many"));
+}
+
+async fn cancel_queued_is_immediate_and_running_is_flagged(store: Store) {
+    let queued = submit(&store, "q").await;
+    let job = store.cancel_job("t", &queued.id).await.unwrap().unwrap();
+    assert_eq!(job.state, "cancelled");
+    assert!(store.claim_next_job("w", 60_000).await.unwrap().is_none());
+    let running = submit(&store, "r").await;
+    let claimed = store.claim_next_job("w", 60_000).await.unwrap().unwrap();
+    let job = store.cancel_job("t", &running.id).await.unwrap().unwrap();
+    assert_eq!(job.state, "running");
+    assert!(job.cancel_requested);
+    assert!(
+        store.heartbeat(&claimed.lease, 60_000).await.unwrap(),
+        "worker sees the flag"
+    );
+    assert!(
+        store.cancel_job("u", &running.id).await.unwrap().is_none(),
+        "tenant isolation"
+    );
+}
+
+async fn events_are_sequenced_and_replayable(store: Store) {
+    let job = submit(&store, "r").await;
+    let claimed = store.claim_next_job("w", 60_000).await.unwrap().unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..10 {
+        let (store, lease) = (store.clone(), claimed.lease.clone());
+        tasks.push(tokio::spawn(async move {
+            let event = JobEvent {
+                kind: "progress".into(),
+                progress: i as f64 / 10.0,
+                ..Default::default()
+            };
+            store
+                .append_event(&lease, event, Some(i as f64 / 10.0))
+                .await
+                .unwrap()
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let finish = Finish {
+        state: Some(JobState::Succeeded),
+        result: Some("{}".into()),
+        ..Default::default()
+    };
+    store.finish_job(&claimed.lease, finish).await.unwrap();
+    let events = store.events_after(&job.id, 0, 100).await.unwrap();
+    let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
+    assert_eq!(
+        seqs,
+        (1..=13).collect::<Vec<_>>(),
+        "queued, running, 10 progress, succeeded"
+    );
+    assert_eq!(events[0].state(), JobState::Queued);
+    assert_eq!(events[1].state(), JobState::Running);
+    assert_eq!(events[12].state(), JobState::Succeeded);
+    assert!(events
+        .iter()
+        .all(|e| e.job_id == job.id && !e.time.is_empty()));
+    let tail = store.events_after(&job.id, 11, 100).await.unwrap();
+    assert_eq!(tail.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![12, 13]);
+    let job = store.get_job("t", &job.id).await.unwrap().unwrap();
+    assert_eq!(
+        (job.state.as_str(), job.progress, job.last_seq),
+        ("succeeded", 1.0, 13)
+    );
+}
+
+async fn lists_page_newest_first_with_state_filter(store: Store) {
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(submit(&store, &format!("r{i}")).await.id);
+    }
+    store.cancel_job("t", &ids[1]).await.unwrap();
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store.list_jobs("t", None, cursor.clone(), 2).await.unwrap();
+        seen.extend(page.iter().map(|j| j.id.clone()));
+        if page.len() < 2 {
+            break;
+        }
+        let last = page.last().unwrap();
+        cursor = Some((last.created_at, last.id.clone()));
+    }
+    let mut all = ids.clone();
+    all.sort();
+    let mut got = seen.clone();
+    got.sort();
+    assert_eq!(got, all, "every job exactly once across pages");
+    let cancelled = store
+        .list_jobs("t", Some("cancelled"), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(cancelled.len(), 1);
+    assert_eq!(cancelled[0].id, ids[1]);
+    assert!(store
+        .list_jobs("u", None, None, 10)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+async fn blobs_round_trip_per_tenant(store: Store) {
+    let dataset = DatasetRecord {
+        id: new_id("ds"),
+        tenant: "t".into(),
+        name: "digits".into(),
+        format: "npy".into(),
+        rows: 3,
+        cols: 4,
+        value_kind: "binary".into(),
+        q: 0,
+        size_bytes: 5,
+        notes: String::new(),
+        created_at: now_ms(),
+    };
+    store.insert_dataset(&dataset, b"bytes").await.unwrap();
+    assert_eq!(
+        store.get_dataset("t", &dataset.id).await.unwrap(),
+        Some(dataset.clone())
+    );
+    assert_eq!(
+        store
+            .dataset_bytes("t", &dataset.id)
+            .await
+            .unwrap()
+            .unwrap(),
+        b"bytes"
+    );
+    assert!(store.get_dataset("u", &dataset.id).await.unwrap().is_none());
+    assert_eq!(store.list_datasets("t", None, 10).await.unwrap().len(), 1);
+    assert!(!store.delete_dataset("u", &dataset.id).await.unwrap());
+    assert!(store.delete_dataset("t", &dataset.id).await.unwrap());
+    assert!(store.get_dataset("t", &dataset.id).await.unwrap().is_none());
+
+    let model = ModelRecord {
+        id: new_id("mdl"),
+        tenant: "t".into(),
+        name: "m".into(),
+        model_type: "bernoulli_rbm".into(),
+        job_id: None,
+        size_bytes: 3,
+        dims: [("visible".to_string(), 64u64)].into(),
+        metadata: [("type".to_string(), "bernoulli_rbm".to_string())].into(),
+        created_at: now_ms(),
+    };
+    store.insert_model(&model, b"abc").await.unwrap();
+    assert_eq!(
+        store.get_model("t", &model.id).await.unwrap(),
+        Some(model.clone())
+    );
+    assert_eq!(
+        store.model_bytes("t", &model.id).await.unwrap().unwrap(),
+        b"abc"
+    );
+    assert!(store.model_bytes("u", &model.id).await.unwrap().is_none());
+    assert_eq!(store.list_models("t", None, 10).await.unwrap().len(), 1);
+}
+
+crate::testing::on_every_database!(
+    same_request_id_returns_the_same_job,
+    claim_is_exclusive,
+    claim_takes_priority_then_age,
+    stale_attempt_cannot_write,
+    reaper_spares_live_leases_and_honours_cancel,
+    cancel_queued_is_immediate_and_running_is_flagged,
+    events_are_sequenced_and_replayable,
+    lists_page_newest_first_with_state_filter,
+    blobs_round_trip_per_tenant,
+);
