@@ -275,7 +275,13 @@ mod tests {
         };
         let config = load_with_env(
             &flags,
-            env(&[("EBM__LIMITS__MAX_COLS", "30"), ("EBM__WORKERS", "3")]),
+            env(&[
+                ("EBM__LIMITS__MAX_COLS", "30"),
+                ("EBM__WORKERS", "3"),
+                // The CLI's variables share the prefix but not the separator: ignored.
+                ("EBM_SERVER", "http://x"),
+                ("EBM_TOKEN", "t"),
+            ]),
         )
         .unwrap();
         assert_eq!(config.listen, "127.0.0.1:2", "flag beats file");

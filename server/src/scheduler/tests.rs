@@ -244,7 +244,159 @@ async fn a_short_job_succeeds_with_a_model(store: Store) {
     scheduler.wait().await;
 }
 
+async fn divergence_fails_the_job_and_keeps_the_last_good_checkpoint(store: Store) {
+    // Huge real values and a huge learning rate: a Gaussian RBM overflows in a few updates.
+    let csv: String = (0..50)
+        .map(|row| {
+            let cells: Vec<String> = (0..4)
+                .map(|col| {
+                    if (row * 4 + col) % 3 == 0 {
+                        "3e18"
+                    } else {
+                        "-2e18"
+                    }
+                    .to_string()
+                })
+                .collect();
+            cells.join(",") + "\n"
+        })
+        .collect();
+    let id = new_id("ds");
+    let record = DatasetRecord {
+        id: id.clone(),
+        tenant: "default".into(),
+        name: "huge".into(),
+        format: "csv".into(),
+        rows: 50,
+        cols: 4,
+        value_kind: "real".into(),
+        q: 0,
+        size_bytes: csv.len() as i64,
+        notes: String::new(),
+        created_at: now_ms(),
+    };
+    store.insert_dataset(&record, csv.as_bytes()).await.unwrap();
+    let spec = v1::JobSpec {
+        kind: "train".into(),
+        seed: 1,
+        dataset: id,
+        model_config: Some(v1::ModelConfig {
+            r#type: "gaussian_rbm".into(),
+            hidden: Some(3),
+            standardize: Some(false),
+            ..Default::default()
+        }),
+        train: Some(v1::TrainConfig {
+            epochs: Some(3),
+            batch_size: Some(10),
+            learning_rate: Some(50.0),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let new = NewJob {
+        tenant: "default".into(),
+        request_id: "diverge".into(),
+        spec_hash: "h".into(),
+        kind: "train".into(),
+        spec: serde_json::to_string(&spec).unwrap(),
+        priority: 0,
+    };
+    let Submitted::Created(job) = store.submit_job(&new).await.unwrap() else {
+        unreachable!()
+    };
+    let shutdown = CancellationToken::new();
+    let scheduler = Scheduler::start(
+        store.clone(),
+        test_config(),
+        RunningJobs::default(),
+        shutdown.clone(),
+    );
+    let job = wait_for(&store, &job.id, Duration::from_secs(60), |job, _| {
+        ebm_api::JobState::from_name(&job.state).is_some_and(|s| s.is_terminal())
+    })
+    .await;
+    assert_eq!(job.state, "failed");
+    let error = job.error.unwrap();
+    assert!(error.contains("diverged"), "{error}");
+    // Any checkpoint kept is from an epoch that completed (and reported metrics) before the
+    // divergence, never from the diverged state.
+    let events = store.events_after(&job.id, 0, 1000).await.unwrap();
+    if let Some(checkpoint) = store.load_checkpoint(&job.id).await.unwrap() {
+        assert!(checkpoint.epoch as u32 <= epochs_done(&events));
+    }
+    assert_eq!(
+        events.last().unwrap().message,
+        error,
+        "the failure event says why"
+    );
+    shutdown.cancel();
+    scheduler.wait().await;
+}
+
+async fn a_worker_that_lost_its_lease_stops_without_writing(store: Store) {
+    let dataset = upload_binary_dataset(&store).await;
+    let id = submit_train(&store, &dataset, 1_000_000).await;
+    let shutdown = CancellationToken::new();
+    let running = RunningJobs::default();
+    let scheduler = Scheduler::start(
+        store.clone(),
+        test_config(),
+        running.clone(),
+        shutdown.clone(),
+    );
+    wait_for(&store, &id, Duration::from_secs(60), |_, events| {
+        epochs_done(events) >= 1
+    })
+    .await;
+    // The worker looks dead to the rest of the system: its job is requeued and claimed by
+    // another worker (attempt 2), which this test plays by hand.
+    store.expire_lease_for_test(&id).await.unwrap();
+    assert_eq!(
+        store.reap_expired_leases(MAX_ATTEMPTS).await.unwrap(),
+        vec![id.clone()]
+    );
+    let thief = store
+        .claim_next_job("other-process/w0", 60_000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(thief.lease.attempt, 2);
+    let seq_at_takeover = store
+        .get_job("default", &id)
+        .await
+        .unwrap()
+        .unwrap()
+        .last_seq;
+    // The first worker notices at its next heartbeat and stops its thread.
+    let started = Instant::now();
+    while !running.is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the old worker keeps running"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let job = store.get_job("default", &id).await.unwrap().unwrap();
+    assert_eq!((job.state.as_str(), job.attempt), ("running", 2));
+    assert_eq!(job.lease_owner.as_deref(), Some("other-process/w0"));
+    assert_eq!(
+        job.last_seq, seq_at_takeover,
+        "no event written by the stale attempt"
+    );
+    if let Some(checkpoint) = store.load_checkpoint(&id).await.unwrap() {
+        assert_eq!(
+            checkpoint.attempt, 1,
+            "only attempt 1 ever checkpointed, before takeover"
+        );
+    }
+    shutdown.cancel();
+    scheduler.wait().await;
+}
+
 crate::testing::on_every_database!(
+    divergence_fails_the_job_and_keeps_the_last_good_checkpoint,
+    a_worker_that_lost_its_lease_stops_without_writing,
     cancel_stops_a_running_job_quickly,
     shutdown_requeues_with_a_checkpoint_and_resumes,
     a_short_job_succeeds_with_a_model,

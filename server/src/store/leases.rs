@@ -314,3 +314,15 @@ async fn fenced_reserve_seqs(
     .await?;
     seq.ok_or(StoreError::LeaseLost)
 }
+
+#[cfg(test)]
+impl Store {
+    /// Makes a running job's lease expire now, as if its worker had stopped heartbeating.
+    pub(crate) async fn expire_lease_for_test(&self, job_id: &str) -> Result<()> {
+        sqlx::query("UPDATE jobs SET lease_expires_at = 0 WHERE id = $1")
+            .bind(job_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}

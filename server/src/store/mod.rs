@@ -63,6 +63,8 @@ pub struct Store {
     work_available: std::sync::Arc<Notify>,
     /// Announces "job X has new events" to WatchJob streams in this process.
     job_events: broadcast::Sender<String>,
+    /// Cancelled by [`Store::close`]; ends the Postgres listener.
+    closed: tokio_util::sync::CancellationToken,
 }
 
 impl Store {
@@ -87,6 +89,7 @@ impl Store {
             dialect,
             work_available: Default::default(),
             job_events,
+            closed: Default::default(),
         };
         if dialect == Dialect::Postgres {
             postgres::spawn_listener(url, store.clone()).await?;
@@ -134,6 +137,7 @@ impl Store {
     }
 
     pub async fn close(&self) {
+        self.closed.cancel();
         self.pool.close().await
     }
 }

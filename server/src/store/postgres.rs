@@ -56,10 +56,11 @@ pub(super) async fn spawn_listener(url: &str, store: Store) -> anyhow::Result<()
     let events = store.job_events.clone();
     tokio::spawn(async move {
         loop {
-            if store.pool.is_closed() {
-                break;
-            }
-            match listener.recv().await {
+            let received = tokio::select! {
+                received = listener.recv() => received,
+                _ = store.closed.cancelled() => break,
+            };
+            match received {
                 Ok(note) if note.channel() == WORK_CHANNEL => work.notify_waiters(),
                 Ok(note) => {
                     let _ = events.send(note.payload().to_string());
