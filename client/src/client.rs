@@ -179,6 +179,52 @@ impl Client {
         result
     }
 
+    /// Uploads a data-set file unless this tenant already has the same bytes from an earlier
+    /// call: the data set is named `<file name> sha256:<16 hex digits of its hash>`, and an
+    /// existing data set with that name and size is reused. This keeps `ebm submit` with a
+    /// `dataset_path` idempotent under a fixed `request_id` (a second upload would give the
+    /// spec a different dataset id) and saves uploading the same file for every job.
+    pub async fn ensure_dataset_file(&self, path: &Path) -> Result<Dataset> {
+        use sha2::Digest;
+        let format = DatasetFormat::from_path(path)?;
+        let context = format!("cannot read {}", path.display());
+        let mut file = tokio::fs::File::open(path)
+            .await
+            .map_err(|e| ClientError::io(&context, e))?;
+        let mut hasher = sha2::Sha256::new();
+        let mut size = 0u64;
+        let mut buf = vec![0u8; CHUNK_BYTES];
+        loop {
+            let n = file
+                .read(&mut buf)
+                .await
+                .map_err(|e| ClientError::io(&context, e))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            size += n as u64;
+        }
+        let digest: String = hasher.finalize()[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let file_name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let name = format!("{file_name} sha256:{digest}");
+        let existing = self.list_datasets().await?;
+        if let Some(found) = existing
+            .into_iter()
+            .find(|d| d.name == name && d.size_bytes == size)
+        {
+            return Ok(found);
+        }
+        self.upload_dataset_file(path, Some(name), Some(format))
+            .await
+    }
+
     /// Uploads a data set held in memory.
     pub async fn upload_dataset_bytes(
         &self,

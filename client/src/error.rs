@@ -11,9 +11,10 @@ pub enum ClientError {
     /// The URL itself is malformed.
     #[error("invalid server URL {url:?}: {detail}")]
     BadUrl { url: String, detail: String },
-    /// The server answered with an error status.
+    /// The server answered with an error status. (Not a `#[source]`: its message is already
+    /// in ours, and error chains would print it twice.)
     #[error("{}", describe_status(.0))]
-    Status(#[from] tonic::Status),
+    Status(tonic::Status),
     /// A local file could not be read or written.
     #[error("{context}: {source}")]
     Io {
@@ -24,6 +25,12 @@ pub enum ClientError {
     /// The request was malformed before it was sent (e.g. a bad job spec).
     #[error("{0}")]
     Invalid(String),
+}
+
+impl From<tonic::Status> for ClientError {
+    fn from(status: tonic::Status) -> Self {
+        ClientError::Status(status)
+    }
 }
 
 impl ClientError {

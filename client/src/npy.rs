@@ -1,4 +1,4 @@
-//! Just enough of NumPy's `.npy` format for the CLI demo and the tests: read a 2-D array of
+//! Just enough of NumPy's `.npy` format for the CLI demo and the tests: read a 1-D or 2-D array of
 //! uint8, float32 or float64 (little-endian, C order) as f32 rows, and write one.
 use crate::error::{ClientError, Result};
 
@@ -31,7 +31,7 @@ fn bad(why: impl Into<String>) -> ClientError {
     ClientError::Invalid(format!("not a readable .npy file: {}", why.into()))
 }
 
-/// Parses a 2-D `.npy` array of dtype `|u1`, `<f4` or `<f8`.
+/// Parses a 1-D (as one column) or 2-D `.npy` array of dtype `|u1`, `<f4` or `<f8`.
 pub fn read(bytes: &[u8]) -> Result<Matrix> {
     if bytes.len() < 10 || &bytes[..6] != MAGIC {
         return Err(bad("missing the \\x93NUMPY magic"));
@@ -63,8 +63,14 @@ pub fn read(bytes: &[u8]) -> Result<Matrix> {
         .filter(|s| !s.is_empty())
         .map(|s| s.parse().map_err(|_| bad(format!("bad shape {shape}"))))
         .collect::<Result<_>>()?;
-    let [rows, cols] = dims[..] else {
-        return Err(bad(format!("expected a 2-D array, got shape {dims:?}")));
+    let (rows, cols) = match dims[..] {
+        [rows, cols] => (rows, cols),
+        [rows] => (rows, 1), // a vector reads as one column
+        _ => {
+            return Err(bad(format!(
+                "expected a 1-D or 2-D array, got shape {dims:?}"
+            )))
+        }
     };
     let data = &bytes[start + header_len..];
     let dtype = descr

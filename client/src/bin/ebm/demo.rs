@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 const DIGITS: &[u8] = include_bytes!("../../../../data/digits/digits_binarized.npy");
+const LABELS: &[u8] = include_bytes!("../../../../data/digits/digits_labels.npy");
 /// Digits kept out of training, to measure how well the model generalises.
 const HELD_OUT: usize = 297;
 const SIDE: usize = 8;
@@ -152,7 +153,11 @@ async fn tour(
     let summary = Summary::measure(&rbm, &train, &held_out);
     if text {
         summary.print(&job.id, &model_id, model_bytes.len());
-        print_digits(&rbm, &held_out);
+        let labels = npy::read(LABELS)?;
+        let held_out_labels: Vec<f32> = (train_rows..digits.rows)
+            .map(|i| labels.values[i])
+            .collect();
+        print_digits(&rbm, &held_out, &held_out_labels);
         println!(
             "\nNext: `ebm models download {model_id} -o digits.safetensors` gives you the \
              weights (W, b, c) for NumPy or PyTorch; `ebm jobs get {}` shows the job.",
@@ -225,8 +230,12 @@ impl Summary {
 
 /// Shows held-out digits, their reconstructions, and the lower half filled in by the model
 /// from the upper half alone.
-fn print_digits(rbm: &Rbm, held_out: &Matrix) {
-    let picks: Vec<usize> = (0..6).map(|k| k * held_out.rows / 6).collect();
+fn print_digits(rbm: &Rbm, held_out: &Matrix, labels: &[f32]) {
+    // The first held-out example of six different digits.
+    let picks: Vec<usize> = [0.0, 2.0, 3.0, 5.0, 7.0, 9.0]
+        .iter()
+        .filter_map(|&digit| labels.iter().position(|&l| l == digit))
+        .collect();
     let known: Vec<bool> = (0..SIDE * SIDE).map(|i| i < SIDE * SIDE / 2).collect();
     let panels: Vec<(&str, Vec<Vec<f32>>)> = vec![
         (

@@ -60,7 +60,7 @@ pub async fn follow(client: &Client, id: &str, show_progress: bool) -> anyhow::R
                 if event.attempt > 1 {
                     line.push_str(&format!(" (attempt {})", event.attempt));
                 }
-                if !event.message.is_empty() {
+                if !event.message.is_empty() && event.message != event.state().name() {
                     line.push_str(&format!(": {}", event.message));
                 }
                 say(line);
@@ -102,7 +102,13 @@ fn short_time(event: &JobEvent) -> String {
 }
 
 fn format_metrics(event: &JobEvent) -> String {
-    let mut names: Vec<&String> = event.metrics.keys().collect();
+    // Timings (`*_seconds`) and the current learning rate are in the JSON and the job; the
+    // line shows what tells a person whether training works.
+    let mut names: Vec<&String> = event
+        .metrics
+        .keys()
+        .filter(|n| !n.ends_with("_seconds") && n.as_str() != "learning_rate")
+        .collect();
     names.sort_by_key(|n| {
         (
             PREFERRED

@@ -262,7 +262,7 @@ async fn submit(
     if let Some(path) = &parsed.dataset_path {
         let file = resolve_data_path(spec_path, Path::new(path));
         let dataset = client
-            .upload_dataset_file(&file, None, None)
+            .ensure_dataset_file(&file)
             .await
             .map_err(|e| anyhow::anyhow!("uploading dataset_path {}: {e}", file.display()))?;
         parsed.spec.dataset = dataset.id;
