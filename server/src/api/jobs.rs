@@ -56,6 +56,60 @@ impl JobApi {
                     })?;
                 jobs::train::validate(spec, &dataset, limits).map_err(super::engine_status)
             }
+            kind @ ("estimate_log_z" | "sample" | "observe") => {
+                check_id("spec.model (the model id)", &spec.model, limits.max_name_len)?;
+                if spec.model.starts_with("ds_") {
+                    return Err(Status::invalid_argument(format!(
+                        "spec.model must be a model id (mdl_...), but {} is a data set id; \
+                         a {kind} job reads a trained or imported model",
+                        spec.model
+                    )));
+                }
+                let model = self
+                    .state
+                    .store
+                    .get_model(tenant, &spec.model)
+                    .await
+                    .map_err(store_status)?
+                    .ok_or_else(|| {
+                        Status::not_found(format!(
+                            "model {} not found: train or import one first (ebm models list)",
+                            spec.model
+                        ))
+                    })?;
+                if !spec.dataset.is_empty() {
+                    if kind != "estimate_log_z" {
+                        return Err(Status::invalid_argument(format!(
+                            "a {kind} job takes no data set: remove spec.dataset"
+                        )));
+                    }
+                    let dataset = self
+                        .state
+                        .store
+                        .get_dataset(tenant, &spec.dataset)
+                        .await
+                        .map_err(store_status)?
+                        .ok_or_else(|| {
+                            Status::not_found(format!("data set {} not found", spec.dataset))
+                        })?;
+                    let units = ebm_engine::estimate::job::units_from_dims(&model.model_type, &model.dims);
+                    if units.is_some_and(|u| u != dataset.cols as u64) {
+                        return Err(Status::invalid_argument(format!(
+                            "data set {} has {} columns but model {} has {} units",
+                            spec.dataset,
+                            dataset.cols,
+                            spec.model,
+                            units.unwrap_or(0)
+                        )));
+                    }
+                }
+                match kind {
+                    "estimate_log_z" => jobs::estimate::validate(spec, &model),
+                    "sample" => jobs::sample::validate(spec, &model),
+                    _ => jobs::observe::validate(spec, &model),
+                }
+                .map_err(super::engine_status)
+            }
             "" => Err(Status::invalid_argument(
                 "spec.kind is required: train, estimate_log_z, sample or observe",
             )),

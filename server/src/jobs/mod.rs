@@ -2,6 +2,9 @@
 //! its compute thread. The scheduler knows nothing of what a job computes; a job knows
 //! nothing of leases and the database: it gets its inputs in a [`JobContext`], reports
 //! through it, watches its [`StopSignal`], and returns an [`Outcome`].
+pub mod estimate;
+pub mod observe;
+pub mod sample;
 pub mod train;
 
 use crate::config::Limits;
@@ -184,6 +187,9 @@ impl JobContext {
 pub fn run(ctx: JobContext) -> Outcome {
     match ctx.spec.kind.as_str() {
         "train" => train::run(ctx),
+        "estimate_log_z" => estimate::run(ctx),
+        "sample" => sample::run(ctx),
+        "observe" => observe::run(ctx),
         other => Outcome::Failed(format!(
             "job kind {other:?} is not supported by this server"
         )),

@@ -283,6 +283,13 @@ fn result_lines(r: &JobResult) -> Vec<(&'static str, String)> {
                 lines.push((name, format!("{v:.4}")));
             }
         }
+        if r.modes.len() > 1 {
+            let modes: Vec<String> = r.modes.iter().map(|m| format!("{m:.4}")).collect();
+            lines.push((
+                "modes",
+                format!("{} (multimodal: the mean alone misleads)", modes.join(", ")),
+            ));
+        }
         for q in &r.quantiles {
             lines.push(("quantile", format!("{:.2}: {:.4}", q.q, q.value)));
         }

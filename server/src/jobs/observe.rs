@@ -1,0 +1,99 @@
+//! The `observe` job: the distribution of a statistic under a model (histogram, modes,
+//! mean, std, quantiles, ESS, R-hat) and the statistic of the most likely microstate.
+use super::estimate::engine_failure;
+use super::{JobContext, Outcome, Report};
+use crate::store::ModelRecord;
+use ebm_api::v1;
+use ebm_engine::backend::BackendKind;
+use ebm_engine::error::EngineError;
+use ebm_engine::observe::{check_observe_request, run_observe, ObserveSpec};
+
+pub fn observe_spec(config: Option<&v1::ObserveConfig>) -> ObserveSpec {
+    let config = config.cloned().unwrap_or_default();
+    ObserveSpec {
+        statistic: config.statistic,
+        samples: config.samples,
+        burn_in: config.burn_in,
+        chains: config.chains,
+        bins: config.bins,
+        reference: config.reference,
+        weights: config.weights,
+        units: config.units,
+        thin: config.thin,
+    }
+}
+
+pub fn validate(spec: &v1::JobSpec, model: &ModelRecord) -> Result<(), EngineError> {
+    check_observe_request(
+        &observe_spec(spec.observe.as_ref()),
+        &model.model_type,
+        &model.dims,
+    )
+}
+
+pub fn run(mut ctx: JobContext) -> Outcome {
+    match observe(&mut ctx) {
+        Ok(outcome) => outcome,
+        Err(error) => engine_failure(error),
+    }
+}
+
+fn observe(ctx: &mut JobContext) -> Result<Outcome, EngineError> {
+    let (_, model) = ctx
+        .inputs
+        .model
+        .take()
+        .ok_or_else(|| EngineError::invalid("an observe job needs a model (spec.model)"))?;
+    let spec = observe_spec(ctx.spec.observe.as_ref());
+    let backend = BackendKind::from_name(ctx.backend_name())?;
+    let stop = ctx.stop.clone();
+    let should_stop = move || stop.is_set();
+    let seed = ctx.spec.seed;
+    let (report, notes) = {
+        let mut progress = |fraction: f64| ctx.progress(fraction, 0, 0);
+        run_observe(&model, &spec, seed, backend, &should_stop, &mut progress)?
+    };
+    for note in notes {
+        ctx.report(Report::Log(note));
+    }
+    let s = &report.summary;
+    if s.modes.len() > 1 {
+        ctx.report(Report::Log(format!(
+            "the distribution of {} has {} modes; its mean alone would mislead",
+            report.statistic,
+            s.modes.len()
+        )));
+    }
+    if s.r_hat.is_finite() && s.r_hat > 1.1 {
+        ctx.report(Report::Log(format!(
+            "R-hat is {:.3} (> 1.1): the chains disagree, so the histogram may not represent the model; \
+             use more burn-in or samples",
+            s.r_hat
+        )));
+    }
+    let finite = |x: f64| x.is_finite().then_some(x);
+    Ok(Outcome::Succeeded {
+        result: v1::JobResult {
+            statistic: report.statistic.clone(),
+            histogram: Some(v1::Histogram {
+                edges: s.histogram.edges.clone(),
+                counts: s.histogram.counts.clone(),
+            }),
+            mode: finite(s.mode),
+            modes: s.modes.iter().map(|m| m.value).collect(),
+            mean: finite(s.mean),
+            std: finite(s.std),
+            quantiles: s
+                .quantiles
+                .iter()
+                .map(|&(q, value)| v1::Quantile { q, value })
+                .collect(),
+            ess: finite(s.ess),
+            r_hat: finite(s.r_hat),
+            map_statistic: finite(report.map_statistic),
+            ..Default::default()
+        },
+        model: None,
+        artifacts: Vec::new(),
+    })
+}
