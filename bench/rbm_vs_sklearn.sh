@@ -4,6 +4,10 @@
 # measures the machine's f32 GEMM rate in the same run, and writes docs/benchmarks.md.
 #
 #   bench/rbm_vs_sklearn.sh            (env: VENV, OUT, DIGITS_EPOCHS, FASHION_EPOCHS)
+#   SKLEARN=0 KEEP=1 bench/rbm_vs_sklearn.sh   re-times only our side, keeping the earlier
+#                                              scikit-learn rows of $OUT/results.jsonl
+#   EBM=0 KEEP=1 ...                           re-times only scikit-learn
+#   SKLEARN_THREADS=n                          OpenBLAS threads for scikit-learn (default 1)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-bench/out}
@@ -24,16 +28,20 @@ fi
 bench() { cargo bench -q -p ebm-engine --bench rbm_epoch -- "$@"; }
 bench gemm > "$OUT/gemm.json"
 cat "$OUT/gemm.json"
-: > "$OUT/results.jsonl"
+[ "${KEEP:-0}" = 1 ] || : > "$OUT/results.jsonl"
 for data in digits fashion; do
   epochs=$DIGITS_EPOCHS
   [ "$data" = fashion ] && epochs=$FASHION_EPOCHS
   for hidden in 20 500; do
     for batch in 10 100; do
+      if [ "${EBM:-1}" = 1 ]; then
       ours=$(bench train --data "$OUT/${data}_train.npy" --heldout "$OUT/${data}_heldout.npy" \
         --hidden $hidden --batch $batch --epochs $epochs --lr $LR --seed 1)
       echo "${ours%\}}, \"data\": \"$data\"}" | tee -a "$OUT/results.jsonl"
-      sk=$("$VENV/bin/python" bench/rbm_bench.py sklearn "$OUT" $data $hidden $batch $epochs $LR 1)
+      fi
+      [ "${SKLEARN:-1}" = 1 ] || continue
+      # OpenBLAS threads: on a small shared machine one thread is often much faster
+      sk=$(OPENBLAS_NUM_THREADS=${SKLEARN_THREADS:-1} OMP_NUM_THREADS=${SKLEARN_THREADS:-1} "$VENV/bin/python" bench/rbm_bench.py sklearn "$OUT" $data $hidden $batch $epochs $LR 1)
       params=$(echo "$sk" | "$VENV/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["params"])')
       metrics=$(bench eval --params "$params" --heldout "$OUT/${data}_heldout.npy")
       echo "${sk%\}}, ${metrics#\{}" | sed "s/}\$/, \"data\": \"$data\"}/" | tee -a "$OUT/results.jsonl"

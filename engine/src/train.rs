@@ -74,6 +74,23 @@ impl Trainer {
                     seed,
                     data,
                 )?),
+                #[cfg(feature = "wgpu")]
+                BackendKind::Wgpu => Box::new(RbmTrainer::new(
+                    crate::backend::cube::WgpuBackend::new()?,
+                    model,
+                    train,
+                    seed,
+                    data,
+                )?),
+                #[cfg(feature = "cuda")]
+                BackendKind::Cuda => Box::new(RbmTrainer::new(
+                    crate::backend::cube::CudaBackend::new()?,
+                    model,
+                    train,
+                    seed,
+                    data,
+                )?),
+                #[allow(unreachable_patterns)]
                 other => return Err(unavailable(other)),
             },
             ModelType::Potts => match backend {
@@ -159,6 +176,21 @@ impl Trainer {
                     crate::rbm::checkpoint::restore(&mut t, checkpoint)?;
                     Box::new(t)
                 }
+                #[cfg(feature = "wgpu")]
+                BackendKind::Wgpu => {
+                    let backend = crate::backend::cube::WgpuBackend::new()?;
+                    let mut t = RbmTrainer::new(backend, model, train, seed, data)?;
+                    crate::rbm::checkpoint::restore(&mut t, checkpoint)?;
+                    Box::new(t)
+                }
+                #[cfg(feature = "cuda")]
+                BackendKind::Cuda => {
+                    let backend = crate::backend::cube::CudaBackend::new()?;
+                    let mut t = RbmTrainer::new(backend, model, train, seed, data)?;
+                    crate::rbm::checkpoint::restore(&mut t, checkpoint)?;
+                    Box::new(t)
+                }
+                #[allow(unreachable_patterns)]
                 other => return Err(unavailable(other)),
             },
             ModelType::Potts => match backend {

@@ -9,6 +9,8 @@
 //! draw for draw. `cpu` is the reference; `cube` (CubeCL) mirrors it op by op.
 
 pub mod cpu;
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+pub mod cube;
 
 use crate::error::{EngineError, Result};
 use crate::rng::RngKey;

@@ -340,3 +340,133 @@ fn training_can_start_from_a_model_file() {
         other => panic!("expected InvalidInput, got {:?}", other.err()),
     }
 }
+
+/// Optimizer steps against their formulas: sgd with momentum and L1/L2 decay, and Adam's
+/// first bias-corrected step (which moves every weight by lr * sign(g) when eps is tiny).
+#[test]
+fn apply_update_follows_the_optimizer_formulas() {
+    use crate::backend::{OptimizerRule, UpdateRule};
+    let be = CpuBackend::new();
+    let p0 = vec![0.5f32, -0.25, 0.0, 2.0];
+    let g = vec![0.1f32, 0.2, -0.3, 0.0];
+    let grad = be.upload(1, 4, &g).unwrap();
+    let mut p = be.upload(1, 4, &p0).unwrap();
+    let mut vel = vec![be.upload(1, 4, &[0.01, 0.0, 0.0, -0.01]).unwrap()];
+    let rule = UpdateRule {
+        learning_rate: 0.1,
+        optimizer: OptimizerRule::Sgd { momentum: 0.9 },
+        l1: 0.01,
+        l2: 0.02,
+    };
+    be.apply_update(&mut p, &grad, &mut vel, &rule, true)
+        .unwrap();
+    let v0 = [0.01f32, 0.0, 0.0, -0.01];
+    for i in 0..4 {
+        let step = g[i] - 0.02 * p0[i] - 0.01 * if p0[i] == 0.0 { 0.0 } else { p0[i].signum() };
+        let v = 0.9 * v0[i] + 0.1 * step;
+        assert!(
+            (vel[0].data[i] - v).abs() < 1e-7 && (p.data[i] - (p0[i] + v)).abs() < 1e-7,
+            "element {i}"
+        );
+    }
+    // without decay the same rule leaves biases undecayed
+    let mut p = be.upload(1, 4, &p0).unwrap();
+    let mut vel = vec![be.zeros(1, 4).unwrap()];
+    be.apply_update(&mut p, &grad, &mut vel, &rule, false)
+        .unwrap();
+    for i in 0..4 {
+        assert!((p.data[i] - (p0[i] + 0.1 * g[i])).abs() < 1e-7);
+    }
+    let mut p = be.upload(1, 4, &p0).unwrap();
+    let mut moments = vec![be.zeros(1, 4).unwrap(), be.zeros(1, 4).unwrap()];
+    let adam = UpdateRule {
+        learning_rate: 0.01,
+        optimizer: OptimizerRule::Adam {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-12,
+            t: 1,
+        },
+        l1: 0.0,
+        l2: 0.0,
+    };
+    be.apply_update(&mut p, &grad, &mut moments, &adam, true)
+        .unwrap();
+    for i in 0..4 {
+        let want = p0[i] + 0.01 * if g[i] == 0.0 { 0.0 } else { g[i].signum() };
+        assert!(
+            (p.data[i] - want).abs() < 1e-6,
+            "adam element {i}: {} vs {want}",
+            p.data[i]
+        );
+    }
+}
+
+/// The centered gradient (Melchior et al.) mapped to plain parameters equals the
+/// definition computed directly in f64: gW = <(v - mu)(h - lambda)^T>_data - <...>_model,
+/// gb = <v>_d - <v>_m - gW lambda, gc = <h>_d - <h>_m - gW^T mu.
+#[test]
+fn centered_gradient_matches_its_definition() {
+    let be = CpuBackend::new();
+    let m = random_model(4, 3, 0.5, 8);
+    let p = tensors(&be, &m);
+    let rows = |n: usize, cols: usize, s: u32| -> CpuMatrix {
+        let data = (0..n * cols)
+            .map(|i| RngKey::new(5, s, 0).uniform(i as u32))
+            .collect();
+        CpuMatrix {
+            rows: n,
+            cols,
+            data,
+        }
+    };
+    let (pv, ph, nv_, nh_) = (rows(6, 4, 1), rows(6, 3, 2), rows(9, 4, 3), rows(9, 3, 4));
+    let mu = be.upload(1, 4, &[0.2, 0.4, 0.6, 0.8]).unwrap();
+    let lambda = be.upload(1, 3, &[0.3, 0.5, 0.7]).unwrap();
+    let mut grad = RbmGradient {
+        w: be.zeros(4, 3).unwrap(),
+        b: be.zeros(1, 4).unwrap(),
+        c: be.zeros(1, 3).unwrap(),
+        log_sigma: None,
+    };
+    let offsets = crate::backend::Offsets {
+        mu: &mu,
+        lambda: &lambda,
+    };
+    be.gradient(&p, &pv, &ph, &nv_, &nh_, Some(offsets), &mut grad)
+        .unwrap();
+    let mean = |v: &CpuMatrix, f: &dyn Fn(&[f32], usize) -> f64| -> f64 {
+        (0..v.rows)
+            .map(|r| f(&v.data[r * v.cols..(r + 1) * v.cols], r))
+            .sum::<f64>()
+            / v.rows as f64
+    };
+    let mut gw = [0.0f64; 12];
+    for i in 0..4 {
+        for j in 0..3 {
+            let term = |v: &CpuMatrix, h: &CpuMatrix| {
+                mean(v, &|row, r| {
+                    (row[i] - mu.data[i]) as f64 * (h.data[r * 3 + j] - lambda.data[j]) as f64
+                })
+            };
+            gw[i * 3 + j] = term(&pv, &ph) - term(&nv_, &nh_);
+            assert!((grad.w.data[i * 3 + j] as f64 - gw[i * 3 + j]).abs() < 1e-5);
+        }
+    }
+    for i in 0..4 {
+        let d = mean(&pv, &|row, _| row[i] as f64) - mean(&nv_, &|row, _| row[i] as f64);
+        let want = d
+            - (0..3)
+                .map(|j| gw[i * 3 + j] * lambda.data[j] as f64)
+                .sum::<f64>();
+        assert!((grad.b.data[i] as f64 - want).abs() < 1e-5, "b[{i}]");
+    }
+    for j in 0..3 {
+        let d = mean(&ph, &|row, _| row[j] as f64) - mean(&nh_, &|row, _| row[j] as f64);
+        let want = d
+            - (0..4)
+                .map(|i| gw[i * 3 + j] * mu.data[i] as f64)
+                .sum::<f64>();
+        assert!((grad.c.data[j] as f64 - want).abs() < 1e-5, "c[{j}]");
+    }
+}

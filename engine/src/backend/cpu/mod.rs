@@ -3,6 +3,7 @@
 //! and the fast path on machines without a GPU. No allocation per element; the few
 //! temporaries are per call.
 
+pub mod elementwise;
 pub mod gemm;
 
 use self::gemm::{matmul, View};
@@ -37,11 +38,6 @@ impl CpuMatrix {
 /// Rows per rayon task in elementwise loops: enough work to amortise scheduling.
 fn rows_per_task(cols: usize) -> usize {
     (4096 / cols.max(1)).max(1)
-}
-
-#[inline(always)]
-pub fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
 }
 
 fn check_shape(what: &str, m: &CpuMatrix, rows: usize, cols: usize) -> Result<()> {
@@ -193,27 +189,15 @@ impl Backend for CpuBackend {
                     .with_min_len(task)
                     .enumerate()
                     .for_each(|(r, (p_row, s_row))| {
-                        let base = (r * nh) as u32;
-                        for j in 0..nh {
-                            let p = sigmoid(beta * (p_row[j] + c[j]));
-                            p_row[j] = p;
-                            s_row[j] = if key.uniform(base + j as u32) < p {
-                                1.0
-                            } else {
-                                0.0
-                            };
-                        }
+                        let first = (r * nh) as u32;
+                        elementwise::bernoulli_row(p_row, c, beta, &key, first, Some(s_row))
                     });
             }
             None => probs
                 .data
                 .par_chunks_mut(nh)
                 .with_min_len(task)
-                .for_each(|p_row| {
-                    for (p, cj) in p_row.iter_mut().zip(c) {
-                        *p = sigmoid(beta * (*p + cj));
-                    }
-                }),
+                .for_each(|p_row| elementwise::bernoulli_row(p_row, c, beta, &key, 0, None)),
         }
         Ok(())
     }
@@ -249,16 +233,8 @@ impl Backend for CpuBackend {
                 rows.with_min_len(task)
                     .enumerate()
                     .for_each(|(r, (m_row, s_row))| {
-                        let base = (r * nv) as u32;
-                        for i in 0..nv {
-                            let p = sigmoid(beta * (m_row[i] + b[i]));
-                            m_row[i] = p;
-                            s_row[i] = if key.uniform(base + i as u32) < p {
-                                1.0
-                            } else {
-                                0.0
-                            };
-                        }
+                        let first = (r * nv) as u32;
+                        elementwise::bernoulli_row(m_row, b, beta, &key, first, Some(s_row))
                     })
             }
             VisibleUnits::Gaussian => {
