@@ -6,8 +6,7 @@ pub mod v1 {
     tonic::include_proto!("ebm.v1");
 
     /// Encoded descriptor set of the API, served by gRPC reflection.
-    pub const FILE_DESCRIPTOR_SET: &[u8] =
-        tonic::include_file_descriptor_set!("ebm_v1_descriptor");
+    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("ebm_v1_descriptor");
 }
 
 pub mod json;

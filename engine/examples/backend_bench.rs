@@ -24,7 +24,12 @@ struct Args {
 }
 
 fn parse_args() -> Result<Args, String> {
-    let mut args = Args { backends: vec!["cpu".into()], small: false, check: false, out: None };
+    let mut args = Args {
+        backends: vec!["cpu".into()],
+        small: false,
+        check: false,
+        out: None,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -36,7 +41,9 @@ fn parse_args() -> Result<Args, String> {
             "--check" => args.check = true,
             "--out" => args.out = Some(it.next().ok_or("--out needs a file")?),
             "-h" | "--help" => {
-                println!("backend_bench [--backends cpu,wgpu,cuda] [--small] [--check] [--out FILE]");
+                println!(
+                    "backend_bench [--backends cpu,wgpu,cuda] [--small] [--check] [--out FILE]"
+                );
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument {other}")),
@@ -57,28 +64,62 @@ pub struct Row {
 
 fn random(seed: u64, stream: u32, n: usize, lo: f32, hi: f32) -> Vec<f32> {
     let key = RngKey::new(seed, stream, 0);
-    (0..n).map(|i| lo + (hi - lo) * key.uniform(i as u32)).collect()
+    (0..n)
+        .map(|i| lo + (hi - lo) * key.uniform(i as u32))
+        .collect()
 }
 
 /// Gibbs sweeps per second of an RBM on backend `b` (Bernoulli units, PCD-style chains).
-fn gibbs_rate<B: Backend>(b: &B, visible: usize, hidden: usize, chains: usize, sweeps: usize) -> Result<f64, String> {
+fn gibbs_rate<B: Backend>(
+    b: &B,
+    visible: usize,
+    hidden: usize,
+    chains: usize,
+    sweeps: usize,
+) -> Result<f64, String> {
     let e = |e: ebm_engine::error::EngineError| e.to_string();
     let params = RbmTensors {
         units: VisibleUnits::Bernoulli,
-        w: b.upload(visible, hidden, &random(1, 0, visible * hidden, -0.05, 0.05)).map_err(e)?,
-        b: b.upload(1, visible, &random(1, 1, visible, -0.5, 0.5)).map_err(e)?,
-        c: b.upload(1, hidden, &random(1, 2, hidden, -0.5, 0.5)).map_err(e)?,
+        w: b.upload(
+            visible,
+            hidden,
+            &random(1, 0, visible * hidden, -0.05, 0.05),
+        )
+        .map_err(e)?,
+        b: b.upload(1, visible, &random(1, 1, visible, -0.5, 0.5))
+            .map_err(e)?,
+        c: b.upload(1, hidden, &random(1, 2, hidden, -0.5, 0.5))
+            .map_err(e)?,
         sigma: None,
     };
-    let v0: Vec<f32> = random(1, 3, chains * visible, 0.0, 1.0).iter().map(|&u| (u < 0.5) as u8 as f32).collect();
+    let v0: Vec<f32> = random(1, 3, chains * visible, 0.0, 1.0)
+        .iter()
+        .map(|&u| (u < 0.5) as u8 as f32)
+        .collect();
     let mut v = b.upload(chains, visible, &v0).map_err(e)?;
     let mut vm = b.zeros(chains, visible).map_err(e)?;
     let mut h = b.zeros(chains, hidden).map_err(e)?;
     let mut hp = b.zeros(chains, hidden).map_err(e)?;
     let probe = b.zeros(1, 1).map_err(e)?;
     let mut sweep = |s: usize| -> Result<(), String> {
-        b.sample_hidden(&params, &v, 1.0, RngKey::new(9, 3, s as u64), &mut hp, Some(&mut h)).map_err(e)?;
-        b.sample_visible(&params, &h, 1.0, RngKey::new(9, 4, s as u64), &mut vm, &mut v).map_err(e)?;
+        b.sample_hidden(
+            &params,
+            &v,
+            1.0,
+            RngKey::new(9, 3, s as u64),
+            &mut hp,
+            Some(&mut h),
+        )
+        .map_err(e)?;
+        b.sample_visible(
+            &params,
+            &h,
+            1.0,
+            RngKey::new(9, 4, s as u64),
+            &mut vm,
+            &mut v,
+        )
+        .map_err(e)?;
         Ok(())
     };
     sweep(0)?;
@@ -108,16 +149,23 @@ fn main() {
             "wgpu" => run_cube::<cubecl_runtime::Wgpu>(&args, &mut rows),
             #[cfg(feature = "cuda")]
             "cuda" => run_cube::<cubecl_runtime::Cuda>(&args, &mut rows),
-            other => Err(format!("backend {other} is not built in (cargo features wgpu/cuda)")),
+            other => Err(format!(
+                "backend {other} is not built in (cargo features wgpu/cuda)"
+            )),
         };
         if let Err(msg) = result {
             eprintln!("{name}: {msg}");
             failed = true;
         }
     }
-    let mut table = String::from("| backend | benchmark | size | value | unit | note |\n|---|---|---|---|---|---|\n");
+    let mut table = String::from(
+        "| backend | benchmark | size | value | unit | note |\n|---|---|---|---|---|---|\n",
+    );
     for r in &rows {
-        table += &format!("| {} | {} | {} | {:.4} | {} | {} |\n", r.backend, r.what, r.size, r.value, r.unit, r.note);
+        table += &format!(
+            "| {} | {} | {} | {:.4} | {} | {} |\n",
+            r.backend, r.what, r.size, r.value, r.unit, r.note
+        );
     }
     println!("{table}");
     if let Some(path) = &args.out {
@@ -133,7 +181,10 @@ fn main() {
 
 fn run_cpu(args: &Args, rows: &mut Vec<Row>) -> Result<(), String> {
     let b = CpuBackend::new();
-    for (chains, sweeps) in [(1000usize, if args.small { 3 } else { 10 }), (10_000, if args.small { 1 } else { 3 })] {
+    for (chains, sweeps) in [
+        (1000usize, if args.small { 3 } else { 10 }),
+        (10_000, if args.small { 1 } else { 3 }),
+    ] {
         let rate = gibbs_rate(&b, 784, 500, chains, sweeps)?;
         rows.push(Row {
             backend: "cpu".into(),
@@ -141,7 +192,10 @@ fn run_cpu(args: &Args, rows: &mut Vec<Row>) -> Result<(), String> {
             size: format!("784x500, {chains} chains"),
             value: rate,
             unit: "sweeps/s",
-            note: format!("{:.1} GFLOP/s", rate * 4.0 * (784 * 500 * chains) as f64 / 1e9),
+            note: format!(
+                "{:.1} GFLOP/s",
+                rate * 4.0 * (784 * 500 * chains) as f64 / 1e9
+            ),
         });
     }
     Ok(())
@@ -165,10 +219,16 @@ fn run_cube<R: CubeRuntime>(args: &Args, rows: &mut Vec<Row>) -> Result<(), Stri
             println!("check {name}: {line}");
         }
         if !report.passed {
-            return Err("device results differ from the CPU reference (see the check lines)".into());
+            return Err(
+                "device results differ from the CPU reference (see the check lines)".into(),
+            );
         }
     }
-    let sizes: &[(usize, usize)] = if args.small { &[(1000, 2), (10_000, 1)] } else { &[(1000, 50), (10_000, 10)] };
+    let sizes: &[(usize, usize)] = if args.small {
+        &[(1000, 2), (10_000, 1)]
+    } else {
+        &[(1000, 50), (10_000, 10)]
+    };
     for &(chains, sweeps) in sizes {
         let rate = gibbs_rate(&b, 784, 500, chains, sweeps)?;
         rows.push(Row {
@@ -177,7 +237,10 @@ fn run_cube<R: CubeRuntime>(args: &Args, rows: &mut Vec<Row>) -> Result<(), Stri
             size: format!("784x500, {chains} chains"),
             value: rate,
             unit: "sweeps/s",
-            note: format!("{:.1} GFLOP/s", rate * 4.0 * (784 * 500 * chains) as f64 / 1e9),
+            note: format!(
+                "{:.1} GFLOP/s",
+                rate * 4.0 * (784 * 500 * chains) as f64 / 1e9
+            ),
         });
     }
     let (m, reps) = if args.small { (1000, 2) } else { (10_000, 20) };
@@ -190,9 +253,14 @@ fn run_cube<R: CubeRuntime>(args: &Args, rows: &mut Vec<Row>) -> Result<(), Stri
         unit: "GFLOP/s",
         note: String::new(),
     });
-    let lattice: &[(usize, usize, usize)] = if args.small { &[(256, 4, 5), (512, 1, 5)] } else { &[(1024, 16, 50), (4096, 1, 50)] };
+    let lattice: &[(usize, usize, usize)] = if args.small {
+        &[(256, 4, 5), (512, 1, 5)]
+    } else {
+        &[(1024, 16, 50), (4096, 1, 50)]
+    };
     for &(size, chains, sweeps) in lattice {
-        let rate = cube_bench::lattice_flips_per_ns(&b, size, chains, sweeps).map_err(|e| e.to_string())?;
+        let rate = cube_bench::lattice_flips_per_ns(&b, size, chains, sweeps)
+            .map_err(|e| e.to_string())?;
         rows.push(Row {
             backend: name.clone(),
             what: "lattice Ising heat-bath".into(),
@@ -202,9 +270,14 @@ fn run_cube<R: CubeRuntime>(args: &Args, rows: &mut Vec<Row>) -> Result<(), Stri
             note: String::new(),
         });
     }
-    let ais: &[(usize, usize)] = if args.small { &[(1000, 3)] } else { &[(1000, 100), (10_000, 20)] };
+    let ais: &[(usize, usize)] = if args.small {
+        &[(1000, 3)]
+    } else {
+        &[(1000, 100), (10_000, 20)]
+    };
     for &(chains, steps) in ais {
-        let rate = cube_bench::ais_transitions_per_s(&b, 784, 500, chains, steps).map_err(|e| e.to_string())?;
+        let rate = cube_bench::ais_transitions_per_s(&b, 784, 500, chains, steps)
+            .map_err(|e| e.to_string())?;
         rows.push(Row {
             backend: name.clone(),
             what: "RBM AIS chain-transitions/s".into(),

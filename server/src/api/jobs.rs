@@ -57,7 +57,11 @@ impl JobApi {
                 jobs::train::validate(spec, &dataset, limits).map_err(super::engine_status)
             }
             kind @ ("estimate_log_z" | "sample" | "observe") => {
-                check_id("spec.model (the model id)", &spec.model, limits.max_name_len)?;
+                check_id(
+                    "spec.model (the model id)",
+                    &spec.model,
+                    limits.max_name_len,
+                )?;
                 if spec.model.starts_with("ds_") {
                     return Err(Status::invalid_argument(format!(
                         "spec.model must be a model id (mdl_...), but {} is a data set id; \
@@ -92,7 +96,8 @@ impl JobApi {
                         .ok_or_else(|| {
                             Status::not_found(format!("data set {} not found", spec.dataset))
                         })?;
-                    let units = ebm_engine::estimate::job::units_from_dims(&model.model_type, &model.dims);
+                    let units =
+                        ebm_engine::estimate::job::units_from_dims(&model.model_type, &model.dims);
                     if units.is_some_and(|u| u != dataset.cols as u64) {
                         return Err(Status::invalid_argument(format!(
                             "data set {} has {} columns but model {} has {} units",

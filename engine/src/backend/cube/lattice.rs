@@ -252,8 +252,20 @@ pub fn sweep_reference(
                     }
                     let take = u < threshold;
                     spins[site] = match rule {
-                        SpinRule::HeatBath => if take { 1 } else { -1 },
-                        SpinRule::Metropolis => if take { -spins[site] } else { spins[site] },
+                        SpinRule::HeatBath => {
+                            if take {
+                                1
+                            } else {
+                                -1
+                            }
+                        }
+                        SpinRule::Metropolis => {
+                            if take {
+                                -spins[site]
+                            } else {
+                                spins[site]
+                            }
+                        }
                     };
                 }
             }

@@ -163,8 +163,8 @@ pub fn update_kernel(
             let m2 = hyper.beta2 * moment2[at] + (1.0 - hyper.beta2) * g * g;
             moment1[at] = m1;
             moment2[at] = m2;
-            let step = (m1 * hyper.correction1)
-                / (f32::sqrt(m2 * hyper.correction2) + hyper.epsilon);
+            let step =
+                (m1 * hyper.correction1) / (f32::sqrt(m2 * hyper.correction2) + hyper.epsilon);
             param[at] = w + hyper.learning_rate * step;
         }
     }
@@ -203,8 +203,14 @@ pub fn nonfinite_kernel(x: &Array<f32>, flag: &mut Array<u32>, len: u32) {
 /// Optimizer settings of [`update`] (host side).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Optimizer {
-    Sgd { momentum: f32 },
-    Adam { beta1: f32, beta2: f32, epsilon: f32 },
+    Sgd {
+        momentum: f32,
+    },
+    Adam {
+        beta1: f32,
+        beta2: f32,
+        epsilon: f32,
+    },
 }
 
 /// Host-side launcher: one update step number `t` (1-based, for Adam's corrections).
@@ -245,7 +251,9 @@ pub fn update<R: Runtime>(
     let len = param.len;
     let adam_ready = moment2.is_some_and(|m| m.len == len);
     if grad.len != len || moment1.len != len || (adam == 1 && !adam_ready) {
-        return Err(EngineError::Internal("update: mismatched optimizer state".into()));
+        return Err(EngineError::Internal(
+            "update: mismatched optimizer state".into(),
+        ));
     }
     // SGD never touches the second moment: any distinct buffer fills the binding.
     let scratch;

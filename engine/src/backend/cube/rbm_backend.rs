@@ -11,8 +11,7 @@ use super::device::{CubeRuntime, DeviceArray};
 use super::matmul::{matmul, Layout, Product};
 use super::{rbm, rows};
 use crate::backend::{
-    Backend, BackendKind, Offsets, OptimizerRule, RbmGradient, RbmTensors, UpdateRule,
-    VisibleUnits,
+    Backend, BackendKind, Offsets, OptimizerRule, RbmGradient, RbmTensors, UpdateRule, VisibleUnits,
 };
 use crate::error::{EngineError, Result};
 use crate::rng::RngKey;
@@ -91,7 +90,14 @@ fn check_shape(what: &str, m: &CubeMatrix, rows: usize, cols: usize) -> Result<(
 }
 
 fn product(m: usize, n: usize, k: usize, layout: Layout, alpha: f32, beta: f32) -> Product {
-    Product { m, n, k, layout, alpha, beta }
+    Product {
+        m,
+        n,
+        k,
+        layout,
+        alpha,
+        beta,
+    }
 }
 
 impl<R: CubeRuntime> Backend for CubeBackend<R> {
@@ -108,7 +114,11 @@ impl<R: CubeRuntime> Backend for CubeBackend<R> {
                 values.len()
             )));
         }
-        Ok(CubeMatrix { rows, cols, data: DeviceArray::upload(&self.client, values) })
+        Ok(CubeMatrix {
+            rows,
+            cols,
+            data: DeviceArray::upload(&self.client, values),
+        })
     }
 
     fn download(&self, m: &CubeMatrix) -> Result<Vec<f32>> {
@@ -116,7 +126,11 @@ impl<R: CubeRuntime> Backend for CubeBackend<R> {
     }
 
     fn zeros(&self, rows: usize, cols: usize) -> Result<CubeMatrix> {
-        Ok(CubeMatrix { rows, cols, data: self.temp(rows * cols) })
+        Ok(CubeMatrix {
+            rows,
+            cols,
+            data: self.temp(rows * cols),
+        })
     }
 
     fn shape(&self, m: &CubeMatrix) -> (usize, usize) {
@@ -132,7 +146,10 @@ impl<R: CubeRuntime> Backend for CubeBackend<R> {
     fn gather_rows(&self, src: &CubeMatrix, rows: &[u32], dst: &mut CubeMatrix) -> Result<()> {
         check_shape("gather destination", dst, rows.len(), src.cols)?;
         if let Some(&r) = rows.iter().find(|&&r| r as usize >= src.rows) {
-            return Err(EngineError::Internal(format!("row {r} out of {}", src.rows)));
+            return Err(EngineError::Internal(format!(
+                "row {r} out of {}",
+                src.rows
+            )));
         }
         let index = DeviceArray::upload(&self.client, rows);
         rows::gather_rows(&self.client, &src.data, &index, &dst.data, src.cols);
@@ -177,7 +194,18 @@ impl<R: CubeRuntime> Backend for CubeBackend<R> {
             }
         };
         rbm::sample_bernoulli(
-            &self.client, &pre, &pre, &pre, &probs.data, states, key, nh, beta, 0.0, false, draw,
+            &self.client,
+            &pre,
+            &pre,
+            &pre,
+            &probs.data,
+            states,
+            key,
+            nh,
+            beta,
+            0.0,
+            false,
+            draw,
         );
         Ok(())
     }
@@ -201,16 +229,34 @@ impl<R: CubeRuntime> Backend for CubeBackend<R> {
             VisibleUnits::Bernoulli => {
                 self.product(p, &hidden.data, &params.w.data, Some(&params.b.data), &pre)?;
                 rbm::sample_bernoulli(
-                    &self.client, &pre, &pre, &pre, &means.data, &states.data, key, nv, beta,
-                    0.0, false, true,
+                    &self.client,
+                    &pre,
+                    &pre,
+                    &pre,
+                    &means.data,
+                    &states.data,
+                    key,
+                    nv,
+                    beta,
+                    0.0,
+                    false,
+                    true,
                 );
             }
             VisibleUnits::Gaussian => {
                 let sigma = &params.sigma.as_ref().ok_or_else(no_sigma)?.data;
                 self.product(p, &hidden.data, &params.w.data, None, &pre)?;
                 rbm::sample_gaussian(
-                    &self.client, &pre, &params.b.data, sigma, sigma, &means.data, &states.data,
-                    key, nv, 1.0 / beta.sqrt(),
+                    &self.client,
+                    &pre,
+                    &params.b.data,
+                    sigma,
+                    sigma,
+                    &means.data,
+                    &states.data,
+                    key,
+                    nv,
+                    1.0 / beta.sqrt(),
                 );
             }
         }
@@ -237,8 +283,20 @@ impl<R: CubeRuntime> Backend for CubeBackend<R> {
         let c = &self.client;
         let gw = &grad.w.data;
         let stat = |k, alpha, beta| product(nv, nh, k, Layout::TransposedA, alpha, beta);
-        self.product(stat(np, 1.0 / np as f32, 0.0), &pos_x, &pos_h.data, None, gw)?;
-        self.product(stat(nn, -1.0 / nn as f32, 1.0), &neg_x, &neg_h.data, None, gw)?;
+        self.product(
+            stat(np, 1.0 / np as f32, 0.0),
+            &pos_x,
+            &pos_h.data,
+            None,
+            gw,
+        )?;
+        self.product(
+            stat(nn, -1.0 / nn as f32, 1.0),
+            &neg_x,
+            &neg_h.data,
+            None,
+            gw,
+        )?;
         let (dx, dh) = (self.temp(nv), self.temp(nh));
         rbm::column_sums(c, &pos_x, &dx, np, nv, 1.0 / np as f32, 0.0);
         rbm::column_sums(c, &neg_x, &dx, nn, nv, -1.0 / nn as f32, 1.0);
@@ -288,29 +346,65 @@ impl<R: CubeRuntime> Backend for CubeBackend<R> {
         decay: bool,
     ) -> Result<()> {
         check_shape("gradient", grad, param.rows, param.cols)?;
-        let (l1, l2) = if decay { (rule.l1, rule.l2) } else { (0.0, 0.0) };
+        let (l1, l2) = if decay {
+            (rule.l1, rule.l2)
+        } else {
+            (0.0, 0.0)
+        };
         let (optimizer, t, m1, m2) = match (rule.optimizer, &*state) {
             (OptimizerRule::Sgd { momentum }, [velocity]) => {
                 (rbm::Optimizer::Sgd { momentum }, 1, velocity, None)
             }
-            (OptimizerRule::Adam { beta1, beta2, eps, t }, [m1, m2]) => (
-                rbm::Optimizer::Adam { beta1, beta2, epsilon: eps },
+            (
+                OptimizerRule::Adam {
+                    beta1,
+                    beta2,
+                    eps,
+                    t,
+                },
+                [m1, m2],
+            ) => (
+                rbm::Optimizer::Adam {
+                    beta1,
+                    beta2,
+                    epsilon: eps,
+                },
                 t,
                 m1,
                 Some(&m2.data),
             ),
-            _ => return Err(EngineError::Internal("optimizer state does not match".into())),
+            _ => {
+                return Err(EngineError::Internal(
+                    "optimizer state does not match".into(),
+                ))
+            }
         };
         rbm::update(
-            &self.client, &param.data, &grad.data, &m1.data, m2, optimizer,
-            rule.learning_rate, l2, l1, t,
+            &self.client,
+            &param.data,
+            &grad.data,
+            &m1.data,
+            m2,
+            optimizer,
+            rule.learning_rate,
+            l2,
+            l1,
+            t,
         )
     }
 
     fn update_offsets(&self, offset: &mut CubeMatrix, x: &CubeMatrix, rate: f32) -> Result<()> {
         check_shape("offset", offset, 1, x.cols)?;
         let n = x.rows.max(1) as f32;
-        rbm::column_sums(&self.client, &x.data, &offset.data, x.rows, x.cols, rate / n, 1.0 - rate);
+        rbm::column_sums(
+            &self.client,
+            &x.data,
+            &offset.data,
+            x.rows,
+            x.cols,
+            rate / n,
+            1.0 - rate,
+        );
         Ok(())
     }
 
@@ -328,13 +422,30 @@ impl<R: CubeRuntime> Backend for CubeBackend<R> {
         }
         let x = self.scaled_visible(params, visible)?;
         let pre = self.temp(n * nh);
-        self.product(product(n, nh, nv, Layout::Plain, 1.0, 0.0), &x, &params.w.data, Some(&params.c.data), &pre)?;
+        self.product(
+            product(n, nh, nv, Layout::Plain, 1.0, 0.0),
+            &x,
+            &params.w.data,
+            Some(&params.c.data),
+            &pre,
+        )?;
         let energy = self.temp(n);
         let sigma = match params.units {
             VisibleUnits::Gaussian => Some(&params.sigma.as_ref().ok_or_else(no_sigma)?.data),
             VisibleUnits::Bernoulli => None,
         };
-        rbm::energies(&self.client, &pre, &hidden.data, &visible.data, &params.b.data, sigma, &energy, n, nh, nv);
+        rbm::energies(
+            &self.client,
+            &pre,
+            &hidden.data,
+            &visible.data,
+            &params.b.data,
+            sigma,
+            &energy,
+            n,
+            nh,
+            nv,
+        );
         energy.download(&self.client)
     }
 

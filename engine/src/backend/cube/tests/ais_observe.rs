@@ -32,7 +32,14 @@ struct SmallRbm {
 
 impl SmallRbm {
     #[allow(clippy::too_many_arguments)]
-    fn new(client: &ComputeClient<TestRuntime>, w: &[f32], b: &[f32], c: &[f32], v: &[f32], chains: usize) -> Self {
+    fn new(
+        client: &ComputeClient<TestRuntime>,
+        w: &[f32],
+        b: &[f32],
+        c: &[f32],
+        v: &[f32],
+        chains: usize,
+    ) -> Self {
         let (visible, hidden) = (b.len(), c.len());
         let z = |n| DeviceArray::<f32>::zeros(client, n);
         SmallRbm {
@@ -53,21 +60,61 @@ impl SmallRbm {
     }
 
     fn hidden_pre(&self, client: &ComputeClient<TestRuntime>) {
-        let p = Product { m: self.chains, n: self.hidden, k: self.visible, layout: Layout::Plain, alpha: 1.0, beta: 0.0 };
+        let p = Product {
+            m: self.chains,
+            n: self.hidden,
+            k: self.visible,
+            layout: Layout::Plain,
+            alpha: 1.0,
+            beta: 0.0,
+        };
         matmul(client, p, &self.v, &self.w, Some(&self.c), &self.pre_h).unwrap();
     }
 
     fn visible_pre(&self, client: &ComputeClient<TestRuntime>, bias: &DeviceArray<f32>) {
-        let p = Product { m: self.chains, n: self.visible, k: self.hidden, layout: Layout::TransposedB, alpha: 1.0, beta: 0.0 };
+        let p = Product {
+            m: self.chains,
+            n: self.visible,
+            k: self.hidden,
+            layout: Layout::TransposedB,
+            alpha: 1.0,
+            beta: 0.0,
+        };
         matmul(client, p, &self.h, &self.w, Some(bias), &self.pre_v).unwrap();
     }
 
     /// One block-Gibbs sweep h ~ p(h|v), v ~ p(v|h).
     fn gibbs(&self, client: &ComputeClient<TestRuntime>, keys: [RngKey; 2]) {
         self.hidden_pre(client);
-        rbm::sample_bernoulli(client, &self.pre_h, &self.ones, &self.c, &self.prob_h, &self.h, keys[0], self.hidden, 1.0, 0.0, false, true);
+        rbm::sample_bernoulli(
+            client,
+            &self.pre_h,
+            &self.ones,
+            &self.c,
+            &self.prob_h,
+            &self.h,
+            keys[0],
+            self.hidden,
+            1.0,
+            0.0,
+            false,
+            true,
+        );
         self.visible_pre(client, &self.b);
-        rbm::sample_bernoulli(client, &self.pre_v, &self.ones, &self.b, &self.prob_v, &self.v, keys[1], self.visible, 1.0, 0.0, false, true);
+        rbm::sample_bernoulli(
+            client,
+            &self.pre_v,
+            &self.ones,
+            &self.b,
+            &self.prob_v,
+            &self.v,
+            keys[1],
+            self.visible,
+            1.0,
+            0.0,
+            false,
+            true,
+        );
     }
 }
 
@@ -81,7 +128,10 @@ fn exact_rbm(w: &[f32], b: &[f32], c: &[f32]) -> (f64, Vec<f64>) {
         let mut log = (0..hidden).map(|j| c[j] as f64 * h[j]).sum::<f64>();
         let mut probs = Vec::with_capacity(visible);
         for i in 0..visible {
-            let x = b[i] as f64 + (0..hidden).map(|j| w[i * hidden + j] as f64 * h[j]).sum::<f64>();
+            let x = b[i] as f64
+                + (0..hidden)
+                    .map(|j| w[i * hidden + j] as f64 * h[j])
+                    .sum::<f64>();
             log += softplus64(x);
             probs.push(1.0 / (1.0 + (-x).exp()));
         }
@@ -91,7 +141,13 @@ fn exact_rbm(w: &[f32], b: &[f32], c: &[f32]) -> (f64, Vec<f64>) {
     let max = logs.iter().cloned().fold(f64::MIN, f64::max);
     let z: f64 = logs.iter().map(|l| (l - max).exp()).sum();
     let marginals = (0..visible)
-        .map(|i| logs.iter().zip(&marg_terms).map(|(l, p)| (l - max).exp() * p[i]).sum::<f64>() / z)
+        .map(|i| {
+            logs.iter()
+                .zip(&marg_terms)
+                .map(|(l, p)| (l - max).exp() * p[i])
+                .sum::<f64>()
+                / z
+        })
         .collect();
     (max + z.ln(), marginals)
 }
@@ -107,11 +163,21 @@ fn rbm_gibbs_chains_match_exact_marginals() {
     let w = random_vec(seed, 60, visible * hidden, -1.5, 1.5);
     let b = random_vec(seed, 61, visible, -1.0, 1.0);
     let c = random_vec(seed, 62, hidden, -1.0, 1.0);
-    let rbm = SmallRbm::new(&client, &w, &b, &c, &random_bits(seed, 63, chains * visible), chains);
+    let rbm = SmallRbm::new(
+        &client,
+        &w,
+        &b,
+        &c,
+        &random_bits(seed, 63, chains * visible),
+        chains,
+    );
     let (burn, measure) = (50u64, 200u64);
     let mut sums = vec![0.0f64; chains * visible];
     for s in 0..burn + measure {
-        rbm.gibbs(&client, [RngKey::new(seed, 64, s), RngKey::new(seed, 65, s)]);
+        rbm.gibbs(
+            &client,
+            [RngKey::new(seed, 64, s), RngKey::new(seed, 65, s)],
+        );
         if s >= burn {
             // Rao-Blackwellised: the conditional probabilities p(v | h) of the last step.
             for (acc, p) in sums.iter_mut().zip(rbm.prob_v.download(&client).unwrap()) {
@@ -121,11 +187,17 @@ fn rbm_gibbs_chains_match_exact_marginals() {
     }
     let (_, exact) = exact_rbm(&w, &b, &c);
     for i in 0..visible {
-        let avgs: Vec<f64> = (0..chains).map(|ch| sums[ch * visible + i] / measure as f64).collect();
+        let avgs: Vec<f64> = (0..chains)
+            .map(|ch| sums[ch * visible + i] / measure as f64)
+            .collect();
         let mean = avgs.iter().sum::<f64>() / chains as f64;
         let var = avgs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (chains - 1) as f64;
         let se = (var / chains as f64).sqrt();
-        assert!((mean - exact[i]).abs() < 5.0 * se + 1e-9, "P(v_{i}) {mean} vs {} (se {se})", exact[i]);
+        assert!(
+            (mean - exact[i]).abs() < 5.0 * se + 1e-9,
+            "P(v_{i}) {mean} vs {} (se {se})",
+            exact[i]
+        );
     }
 }
 
@@ -145,10 +217,36 @@ fn ais_run(
     beta_new: f32,
 ) {
     rbm.hidden_pre(client);
-    ais::ais_hidden(client, &rbm.pre_h, terms, &rbm.h, keys[0], beta_new, beta_old);
-    ais::ais_weight(client, terms, &rbm.v, bias_delta, log_w, carry, rbm.chains, rbm.hidden, rbm.visible, beta_new - beta_old);
+    ais::ais_hidden(
+        client, &rbm.pre_h, terms, &rbm.h, keys[0], beta_new, beta_old,
+    );
+    ais::ais_weight(
+        client,
+        terms,
+        &rbm.v,
+        bias_delta,
+        log_w,
+        carry,
+        rbm.chains,
+        rbm.hidden,
+        rbm.visible,
+        beta_new - beta_old,
+    );
     rbm.visible_pre(client, &rbm.b);
-    rbm::sample_bernoulli(client, &rbm.pre_v, &rbm.ones, base_bias, &rbm.prob_v, &rbm.v, keys[1], rbm.visible, beta_new, 1.0 - beta_new, false, true);
+    rbm::sample_bernoulli(
+        client,
+        &rbm.pre_v,
+        &rbm.ones,
+        base_bias,
+        &rbm.prob_v,
+        &rbm.v,
+        keys[1],
+        rbm.visible,
+        beta_new,
+        1.0 - beta_new,
+        false,
+        true,
+    );
 }
 
 /// AIS with the base-rate model (b_A = data-like biases) on a 10 x 6 RBM: 513 chains,
@@ -167,7 +265,13 @@ fn rbm_ais_matches_exact_log_z() {
     // Exact samples of the base model: v_i ~ Bernoulli(sigmoid(base_i)).
     let key0 = RngKey::new(seed, 74, 0);
     let v0: Vec<f32> = (0..chains * visible)
-        .map(|i| if (key0.uniform(i as u32) as f64) < 1.0 / (1.0 + (-(base[i % visible] as f64)).exp()) { 1.0 } else { 0.0 })
+        .map(|i| {
+            if (key0.uniform(i as u32) as f64) < 1.0 / (1.0 + (-(base[i % visible] as f64)).exp()) {
+                1.0
+            } else {
+                0.0
+            }
+        })
         .collect();
     let rbm = SmallRbm::new(&client, &w, &b, &c, &v0, chains);
     let base_bias = DeviceArray::upload(&client, &base);
@@ -181,15 +285,32 @@ fn rbm_ais_matches_exact_log_z() {
 
     // First transition against the twin.
     let keys = [RngKey::new(seed, 75, 1), RngKey::new(seed, 76, 1)];
-    ais_run(&client, &rbm, &base_bias, &bias_delta, &terms, &log_w, &carry, keys, beta(0), beta(1));
+    ais_run(
+        &client,
+        &rbm,
+        &base_bias,
+        &bias_delta,
+        &terms,
+        &log_w,
+        &carry,
+        keys,
+        beta(0),
+        beta(1),
+    );
     let (b1, lw) = (beta(1) as f64, log_w.download(&client).unwrap());
     let h_got = rbm.h.download(&client).unwrap();
     let mut ties = 0;
     for ch in 0..chains {
         let v = &v0[ch * visible..(ch + 1) * visible];
-        let mut inc = b1 * (0..visible).map(|i| v[i] as f64 * delta[i] as f64).sum::<f64>();
+        let mut inc = b1
+            * (0..visible)
+                .map(|i| v[i] as f64 * delta[i] as f64)
+                .sum::<f64>();
         for j in 0..hidden {
-            let x = c[j] as f64 + (0..visible).map(|i| v[i] as f64 * w[i * hidden + j] as f64).sum::<f64>();
+            let x = c[j] as f64
+                + (0..visible)
+                    .map(|i| v[i] as f64 * w[i * hidden + j] as f64)
+                    .sum::<f64>();
             inc += softplus64(b1 * x) - softplus64(0.0);
             let p = 1.0 / (1.0 + (-b1 * x).exp());
             let u = keys[0].uniform((ch * hidden + j) as u32) as f64;
@@ -198,22 +319,44 @@ fn rbm_ais_matches_exact_log_z() {
                 ties += 1;
             }
         }
-        assert!((lw[ch] as f64 - inc).abs() < 1e-5 * (1.0 + inc.abs()), "log-weight {ch}: {} vs {inc}", lw[ch]);
+        assert!(
+            (lw[ch] as f64 - inc).abs() < 1e-5 * (1.0 + inc.abs()),
+            "log-weight {ch}: {} vs {inc}",
+            lw[ch]
+        );
     }
     assert!(ties <= 2);
 
     for k in 2..=steps {
-        let keys = [RngKey::new(seed, 75, k as u64), RngKey::new(seed, 76, k as u64)];
-        ais_run(&client, &rbm, &base_bias, &bias_delta, &terms, &log_w, &carry, keys, beta(k - 1), beta(k));
+        let keys = [
+            RngKey::new(seed, 75, k as u64),
+            RngKey::new(seed, 76, k as u64),
+        ];
+        ais_run(
+            &client,
+            &rbm,
+            &base_bias,
+            &bias_delta,
+            &terms,
+            &log_w,
+            &carry,
+            keys,
+            beta(k - 1),
+            beta(k),
+        );
     }
     let (lse, ess) = ais::logsumexp(&client, &log_w).unwrap();
-    let log_z_base = hidden as f64 * 2f64.ln() + base.iter().map(|&x| softplus64(x as f64)).sum::<f64>();
+    let log_z_base =
+        hidden as f64 * 2f64.ln() + base.iter().map(|&x| softplus64(x as f64)).sum::<f64>();
     let estimate = log_z_base + lse - (chains as f64).ln();
     let (exact, _) = exact_rbm(&w, &b, &c);
     let n = chains as f64;
     let se = ((n / ess - 1.0) / n).sqrt();
     eprintln!("rbm AIS: {estimate:.4} exact {exact:.4} se {se:.4} ess {ess:.1}");
-    assert!((estimate - exact).abs() < 4.0 * se + 0.02, "{estimate} vs {exact}");
+    assert!(
+        (estimate - exact).abs() < 4.0 * se + 0.02,
+        "{estimate} vs {exact}"
+    );
 }
 
 /// Log-sum-exp of 1001 values spread over [-60, 40] vs f64; ESS vs f64.
@@ -227,7 +370,11 @@ fn logsumexp_matches_f64() {
     let s1: f64 = x.iter().map(|&v| (v as f64 - max).exp()).sum();
     let s2: f64 = x.iter().map(|&v| (2.0 * (v as f64 - max)).exp()).sum();
     // Each exp within a few ulps, sums of <= 1001 positive terms: 1e-5 relative.
-    assert!((lse - (max + s1.ln())).abs() < 1e-5, "{lse} vs {}", max + s1.ln());
+    assert!(
+        (lse - (max + s1.ln())).abs() < 1e-5,
+        "{lse} vs {}",
+        max + s1.ln()
+    );
     assert!((ess - s1 * s1 / s2).abs() < 1e-4 * ess);
 }
 
@@ -245,21 +392,47 @@ fn observe_statistics_match_cpu() {
     // Hamming: sum |x - r| = sum x (1 - 2r) + sum r.
     let weights: Vec<f32> = reference.iter().map(|r| 1.0 - 2.0 * r).collect();
     let offset = reference.iter().sum::<f32>() / width as f32;
-    observe::linear_statistic(&client, &dx, &DeviceArray::upload(&client, &weights), &out, rows, width, 1.0 / width as f32, offset);
+    observe::linear_statistic(
+        &client,
+        &dx,
+        &DeviceArray::upload(&client, &weights),
+        &out,
+        rows,
+        width,
+        1.0 / width as f32,
+        offset,
+    );
     let got = out.download(&client).unwrap();
     let want: Vec<f64> = (0..rows)
-        .map(|r| (0..width).map(|i| (x[r * width + i] - reference[i]).abs() as f64).sum::<f64>() / width as f64)
+        .map(|r| {
+            (0..width)
+                .map(|i| (x[r * width + i] - reference[i]).abs() as f64)
+                .sum::<f64>()
+                / width as f64
+        })
         .collect();
     assert_within("hamming", &got, &want, |_| 1e-5);
 
     let values = random_vec(seed, 92, 1003, -0.2, 1.2);
     let bins = 13usize;
     let counts = DeviceArray::<u32>::zeros(&client, bins);
-    observe::histogram(&client, &DeviceArray::upload(&client, &values), &counts, 0.0, 1.0);
+    observe::histogram(
+        &client,
+        &DeviceArray::upload(&client, &values),
+        &counts,
+        0.0,
+        1.0,
+    );
     let mut want = vec![0u32; bins];
     for &v in &values {
         let pos = (v - 0.0) / (1.0 - 0.0) * bins as f32;
-        let bin = if pos >= bins as f32 { bins - 1 } else if pos > 0.0 { pos as usize } else { 0 };
+        let bin = if pos >= bins as f32 {
+            bins - 1
+        } else if pos > 0.0 {
+            pos as usize
+        } else {
+            0
+        };
         want[bin] += 1;
     }
     assert_eq!(counts.download(&client).unwrap(), want);

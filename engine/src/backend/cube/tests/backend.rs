@@ -1,7 +1,6 @@
 //! `CubeBackend` as the engine sees it: every trait op against the CPU backend, and RBM
 //! training through `Trainer` with `BackendKind::Wgpu` against `BackendKind::Cpu`.
 
-
 use crate::backend::cube::bench::check_against_cpu;
 use crate::backend::cube::WgpuBackend;
 use crate::backend::BackendKind;
@@ -23,12 +22,17 @@ fn cube_backend_matches_cpu_backend() {
 
 fn digits(rows: usize) -> crate::data::Dataset {
     let bytes = include_bytes!("../../../../../data/digits/digits_binarized.npy");
-    let all = crate::data::parse_dataset(crate::data::DataFormat::Npy, bytes, &Default::default()).unwrap();
+    let all = crate::data::parse_dataset(crate::data::DataFormat::Npy, bytes, &Default::default())
+        .unwrap();
     all.select_rows(&(0..rows).collect::<Vec<_>>())
 }
 
 fn final_log_likelihood(backend: BackendKind, seed: u64) -> f64 {
-    let model = ModelSpec { model_type: "bernoulli_rbm".into(), hidden: Some(10), ..Default::default() };
+    let model = ModelSpec {
+        model_type: "bernoulli_rbm".into(),
+        hidden: Some(10),
+        ..Default::default()
+    };
     let train = TrainSpec {
         method: "pcd".into(),
         epochs: Some(4),
@@ -57,5 +61,8 @@ fn wgpu_training_agrees_with_cpu() {
     let gpu1 = final_log_likelihood(BackendKind::Wgpu, 1);
     let tolerance = 3.0 * (cpu1 - cpu2).abs() + 0.05;
     eprintln!("log-likelihood: cpu {cpu1:.4} (seed 2: {cpu2:.4}), wgpu {gpu1:.4}, tolerance {tolerance:.4}");
-    assert!(gpu1.is_finite() && (gpu1 - cpu1).abs() <= tolerance, "wgpu {gpu1} vs cpu {cpu1}");
+    assert!(
+        gpu1.is_finite() && (gpu1 - cpu1).abs() <= tolerance,
+        "wgpu {gpu1} vs cpu {cpu1}"
+    );
 }

@@ -2,12 +2,15 @@
 //! averages vs exact enumeration of a 4 x 4 torus, and AIS log Z vs the exact value.
 
 use super::*;
+use crate::backend::cube::ais;
 use crate::backend::cube::device::DeviceArray;
 use crate::backend::cube::lattice::{self, SpinRule};
-use crate::backend::cube::ais;
 
 fn random_spins(seed: u64, stream: u32, len: usize) -> Vec<i32> {
-    random_bits(seed, stream, len).into_iter().map(|b| if b > 0.5 { 1 } else { -1 }).collect()
+    random_bits(seed, stream, len)
+        .into_iter()
+        .map(|b| if b > 0.5 { 1 } else { -1 })
+        .collect()
 }
 
 /// Two sweeps of each rule on 3 chains of a 6 x 6 torus and 1 chain of 10 x 10, with
@@ -17,7 +20,10 @@ fn random_spins(seed: u64, stream: u32, len: usize) -> Vec<i32> {
 fn checkerboard_and_sums_match_cpu() {
     let client = client();
     let seed = fresh_seed("checkerboard");
-    for (case, (size, betas)) in [(6usize, vec![0.3f32, 0.44, 0.7]), (10, vec![0.5])].into_iter().enumerate() {
+    for (case, (size, betas)) in [(6usize, vec![0.3f32, 0.44, 0.7]), (10, vec![0.5])]
+        .into_iter()
+        .enumerate()
+    {
         let chains = betas.len();
         let (coupling, field) = (1.0f32, 0.15f32);
         for rule in [SpinRule::HeatBath, SpinRule::Metropolis] {
@@ -26,9 +32,16 @@ fn checkerboard_and_sums_match_cpu() {
             let dbetas = DeviceArray::upload(&client, &betas);
             let mut ties = 0;
             for sweep in 0..2u64 {
-                let keys = [RngKey::new(seed, 20, 2 * sweep), RngKey::new(seed, 20, 2 * sweep + 1)];
-                lattice::sweep(&client, &spins, &dbetas, keys, chains, size, coupling, field, 1.0, rule);
-                ties += lattice::sweep_reference(&mut want, &betas, keys, size, coupling, field, 1.0, rule);
+                let keys = [
+                    RngKey::new(seed, 20, 2 * sweep),
+                    RngKey::new(seed, 20, 2 * sweep + 1),
+                ];
+                lattice::sweep(
+                    &client, &spins, &dbetas, keys, chains, size, coupling, field, 1.0, rule,
+                );
+                ties += lattice::sweep_reference(
+                    &mut want, &betas, keys, size, coupling, field, 1.0, rule,
+                );
             }
             let got = spins.download(&client).unwrap();
             if ties > 0 {
@@ -42,8 +55,14 @@ fn checkerboard_and_sums_match_cpu() {
             let magnet = DeviceArray::<i32>::zeros(&client, chains);
             let log_w = DeviceArray::<f32>::upload(&client, &vec![0.5; chains]);
             let carry = DeviceArray::<f32>::zeros(&client, chains);
-            lattice::sums(&client, &spins, &bonds, &magnet, &log_w, &carry, chains, size, coupling, field, 0.01);
-            let (b, m) = (bonds.download(&client).unwrap(), magnet.download(&client).unwrap());
+            lattice::sums(
+                &client, &spins, &bonds, &magnet, &log_w, &carry, chains, size, coupling, field,
+                0.01,
+            );
+            let (b, m) = (
+                bonds.download(&client).unwrap(),
+                magnet.download(&client).unwrap(),
+            );
             let lw = log_w.download(&client).unwrap();
             for c in 0..chains {
                 let s = &want[c * size * size..(c + 1) * size * size];
@@ -51,13 +70,18 @@ fn checkerboard_and_sums_match_cpu() {
                 for r in 0..size {
                     for col in 0..size {
                         let x = s[r * size + col];
-                        wb += x * (s[r * size + (col + 1) % size] + s[((r + 1) % size) * size + col]);
+                        wb +=
+                            x * (s[r * size + (col + 1) % size] + s[((r + 1) % size) * size + col]);
                         wm += x;
                     }
                 }
                 assert_eq!((b[c], m[c]), (wb, wm), "sums of chain {c}");
                 let lw_want = 0.5 + 0.01 * (coupling as f64 * wb as f64 + field as f64 * wm as f64);
-                assert!((lw[c] as f64 - lw_want).abs() < 1e-5, "log-weight {c}: {} vs {lw_want}", lw[c]);
+                assert!(
+                    (lw[c] as f64 - lw_want).abs() < 1e-5,
+                    "log-weight {c}: {} vs {lw_want}",
+                    lw[c]
+                );
             }
         }
     }
@@ -68,7 +92,13 @@ fn checkerboard_and_sums_match_cpu() {
 fn exact_4x4(beta: f64, coupling: f64, field: f64) -> (f64, f64, f64) {
     let mut terms = Vec::with_capacity(1 << 16);
     for state in 0u32..(1 << 16) {
-        let s = |r: usize, c: usize| if state >> ((r % 4) * 4 + c % 4) & 1 == 1 { 1.0 } else { -1.0 };
+        let s = |r: usize, c: usize| {
+            if state >> ((r % 4) * 4 + c % 4) & 1 == 1 {
+                1.0
+            } else {
+                -1.0
+            }
+        };
         let (mut bonds, mut magnet) = (0.0, 0.0);
         for r in 0..4 {
             for c in 0..4 {
@@ -98,15 +128,37 @@ fn lattice_chains_match_exact_enumeration() {
     let betas = DeviceArray::upload(&client, &vec![beta; chains]);
     let bonds = DeviceArray::<i32>::zeros(&client, chains);
     let magnet = DeviceArray::<i32>::zeros(&client, chains);
-    let (lw, carry) = (DeviceArray::<f32>::zeros(&client, chains), DeviceArray::<f32>::zeros(&client, chains));
+    let (lw, carry) = (
+        DeviceArray::<f32>::zeros(&client, chains),
+        DeviceArray::<f32>::zeros(&client, chains),
+    );
     let (mut sum_b, mut sum_m) = (vec![0.0f64; chains], vec![0.0f64; chains]);
     let (burn, measure) = (100u64, 300u64);
     for sweep in 0..burn + measure {
-        let keys = [RngKey::new(seed, 0, 2 * sweep), RngKey::new(seed, 0, 2 * sweep + 1)];
-        lattice::sweep(&client, &spins, &betas, keys, chains, size, coupling, field, 1.0, SpinRule::HeatBath);
+        let keys = [
+            RngKey::new(seed, 0, 2 * sweep),
+            RngKey::new(seed, 0, 2 * sweep + 1),
+        ];
+        lattice::sweep(
+            &client,
+            &spins,
+            &betas,
+            keys,
+            chains,
+            size,
+            coupling,
+            field,
+            1.0,
+            SpinRule::HeatBath,
+        );
         if sweep >= burn {
-            lattice::sums(&client, &spins, &bonds, &magnet, &lw, &carry, chains, size, coupling, field, 0.0);
-            let (b, m) = (bonds.download(&client).unwrap(), magnet.download(&client).unwrap());
+            lattice::sums(
+                &client, &spins, &bonds, &magnet, &lw, &carry, chains, size, coupling, field, 0.0,
+            );
+            let (b, m) = (
+                bonds.download(&client).unwrap(),
+                magnet.download(&client).unwrap(),
+            );
             for c in 0..chains {
                 sum_b[c] += b[c] as f64 / 32.0;
                 sum_m[c] += m[c] as f64 / 16.0;
@@ -114,19 +166,25 @@ fn lattice_chains_match_exact_enumeration() {
         }
     }
     let (_, exact_b, exact_m) = exact_4x4(beta as f64, coupling as f64, field as f64);
-    for (what, sums, exact) in [("bonds", &sum_b, exact_b), ("magnetization", &sum_m, exact_m)] {
+    for (what, sums, exact) in [
+        ("bonds", &sum_b, exact_b),
+        ("magnetization", &sum_m, exact_m),
+    ] {
         let avgs: Vec<f64> = sums.iter().map(|s| s / measure as f64).collect();
         let mean = avgs.iter().sum::<f64>() / chains as f64;
         let var = avgs.iter().map(|a| (a - mean).powi(2)).sum::<f64>() / (chains - 1) as f64;
         let se = (var / chains as f64).sqrt();
         eprintln!("{what}: chains {mean:.5} exact {exact:.5} se {se:.5}");
-        assert!((mean - exact).abs() < 5.0 * se + 1e-9, "{what}: {mean} vs exact {exact} (se {se})");
+        assert!(
+            (mean - exact).abs() < 5.0 * se + 1e-9,
+            "{what}: {mean} vs exact {exact} (se {se})"
+        );
     }
 }
 
 /// AIS from beta = 0 (uniform spins, log Z_0 = 16 ln 2) to beta = 0.4 on the 4 x 4 torus
 /// with 400 linear steps and 1024 chains: the estimate agrees with exact log Z within 4
-/// of its standard errors (delta method: se = sqrt(var(w)) / (sqrt(n) mean(w)) = 
+/// of its standard errors (delta method: se = sqrt(var(w)) / (sqrt(n) mean(w)) =
 /// sqrt((n / ESS - 1) / n)) plus 0.01 for the O(var) downward bias of a log of a mean.
 #[test]
 fn lattice_ais_matches_exact_log_z() {
@@ -138,12 +196,41 @@ fn lattice_ais_matches_exact_log_z() {
     let ones = DeviceArray::upload(&client, &vec![1.0f32; chains]);
     let bonds = DeviceArray::<i32>::zeros(&client, chains);
     let magnet = DeviceArray::<i32>::zeros(&client, chains);
-    let (lw, carry) = (DeviceArray::<f32>::zeros(&client, chains), DeviceArray::<f32>::zeros(&client, chains));
+    let (lw, carry) = (
+        DeviceArray::<f32>::zeros(&client, chains),
+        DeviceArray::<f32>::zeros(&client, chains),
+    );
     for k in 1..=steps {
-        let (b_old, b_new) = (target * (k - 1) as f64 / steps as f64, target * k as f64 / steps as f64);
-        lattice::sums(&client, &spins, &bonds, &magnet, &lw, &carry, chains, size, coupling, field, (b_new - b_old) as f32);
+        let (b_old, b_new) = (
+            target * (k - 1) as f64 / steps as f64,
+            target * k as f64 / steps as f64,
+        );
+        lattice::sums(
+            &client,
+            &spins,
+            &bonds,
+            &magnet,
+            &lw,
+            &carry,
+            chains,
+            size,
+            coupling,
+            field,
+            (b_new - b_old) as f32,
+        );
         let keys = [RngKey::new(seed, 5, 2 * k), RngKey::new(seed, 5, 2 * k + 1)];
-        lattice::sweep(&client, &spins, &ones, keys, chains, size, coupling, field, b_new as f32, SpinRule::HeatBath);
+        lattice::sweep(
+            &client,
+            &spins,
+            &ones,
+            keys,
+            chains,
+            size,
+            coupling,
+            field,
+            b_new as f32,
+            SpinRule::HeatBath,
+        );
     }
     let (lse, ess) = ais::logsumexp(&client, &lw).unwrap();
     let estimate = 16.0 * 2f64.ln() + lse - (chains as f64).ln();
@@ -151,5 +238,8 @@ fn lattice_ais_matches_exact_log_z() {
     let n = chains as f64;
     let se = ((n / ess - 1.0) / n).sqrt();
     eprintln!("lattice AIS: {estimate:.4} exact {exact:.4} se {se:.4} ess {ess:.1}");
-    assert!((estimate - exact).abs() < 4.0 * se + 0.01, "{estimate} vs {exact}");
+    assert!(
+        (estimate - exact).abs() < 4.0 * se + 0.01,
+        "{estimate} vs {exact}"
+    );
 }

@@ -75,5 +75,8 @@ pub fn assert_within(what: &str, got: &[f32], want: &[f64], tol: impl Fn(usize) 
             worst = (i, ratio);
         }
     }
-    eprintln!("{what}: max error / tolerance = {:.3} at {}", worst.1, worst.0);
+    eprintln!(
+        "{what}: max error / tolerance = {:.3} at {}",
+        worst.1, worst.0
+    );
 }

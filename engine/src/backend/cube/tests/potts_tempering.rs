@@ -15,7 +15,11 @@ fn random_potts(seed: u64, sites: usize, q: usize, scale: f32) -> (Vec<f32>, Vec
                     if i == k {
                         continue;
                     }
-                    let (lo, hi) = if i < k { ((i, a), (k, b)) } else { ((k, b), (i, a)) };
+                    let (lo, hi) = if i < k {
+                        ((i, a), (k, b))
+                    } else {
+                        ((k, b), (i, a))
+                    };
                     let v = raw[((lo.0 * q + lo.1) * sites + hi.0) * q + hi.1];
                     j[((i * q + a) * sites + k) * q + b] = v;
                 }
@@ -40,7 +44,15 @@ fn energy64(s: &[u32], j: &[f32], h: &[f32], sites: usize, q: usize) -> f64 {
 /// The sweep kernel's arithmetic in the same f32 order. Returns the number of near ties
 /// (the uniform within 1e-5 relative of a cumulative boundary).
 #[allow(clippy::too_many_arguments)]
-fn sweep_twin(states: &mut [u32], j: &[f32], h: &[f32], betas: &[f32], key: RngKey, sites: usize, q: usize) -> usize {
+fn sweep_twin(
+    states: &mut [u32],
+    j: &[f32],
+    h: &[f32],
+    betas: &[f32],
+    key: RngKey,
+    sites: usize,
+    q: usize,
+) -> usize {
     let mut ties = 0;
     for (chain, &beta) in betas.iter().enumerate() {
         let base = chain * sites;
@@ -93,10 +105,19 @@ fn potts_sweep_and_energy_match_cpu() {
             .map(|x| (x as u32).min(q as u32 - 1))
             .collect();
         let states = DeviceArray::upload(&client, &want);
-        let (dj, dh, db) = (DeviceArray::upload(&client, &j), DeviceArray::upload(&client, &h), DeviceArray::upload(&client, &betas));
+        let (dj, dh, db) = (
+            DeviceArray::upload(&client, &j),
+            DeviceArray::upload(&client, &h),
+            DeviceArray::upload(&client, &betas),
+        );
         let keys: Vec<RngKey> = (0..3).map(|s| RngKey::new(seed, 43, s)).collect();
-        potts::sweep(&client, &states, &dj, &dh, &db, &keys, chains, sites, q, 1.0);
-        let ties: usize = keys.iter().map(|&k| sweep_twin(&mut want, &j, &h, &betas, k, sites, q)).sum();
+        potts::sweep(
+            &client, &states, &dj, &dh, &db, &keys, chains, sites, q, 1.0,
+        );
+        let ties: usize = keys
+            .iter()
+            .map(|&k| sweep_twin(&mut want, &j, &h, &betas, k, sites, q))
+            .sum();
         let got = states.download(&client).unwrap();
         if ties > 0 {
             eprintln!("potts q={q}: {ties} near ties, comparison skipped");
@@ -106,9 +127,16 @@ fn potts_sweep_and_energy_match_cpu() {
         assert_eq!(got, want, "potts q={q} states");
         let energy = DeviceArray::<f32>::zeros(&client, chains);
         potts::energies(&client, &states, &dj, &dh, &energy, chains, sites, q);
-        let e_want: Vec<f64> = (0..chains).map(|c| energy64(&want[c * sites..(c + 1) * sites], &j, &h, sites, q)).collect();
+        let e_want: Vec<f64> = (0..chains)
+            .map(|c| energy64(&want[c * sites..(c + 1) * sites], &j, &h, sites, q))
+            .collect();
         let tol = 8.0 * (sites * sites) as f64 * f32::EPSILON as f64;
-        assert_within("potts energies", &energy.download(&client).unwrap(), &e_want, |i| tol * (1.0 + e_want[i].abs()));
+        assert_within(
+            "potts energies",
+            &energy.download(&client).unwrap(),
+            &e_want,
+            |i| tol * (1.0 + e_want[i].abs()),
+        );
     }
 }
 
@@ -124,7 +152,9 @@ fn potts_chains_match_exact_marginals() {
     let mut exact = vec![0.0f64; sites * q];
     let mut z = 0.0;
     for code in 0..q.pow(sites as u32) {
-        let s: Vec<u32> = (0..sites).map(|i| ((code / q.pow(i as u32)) % q) as u32).collect();
+        let s: Vec<u32> = (0..sites)
+            .map(|i| ((code / q.pow(i as u32)) % q) as u32)
+            .collect();
         let w = (-energy64(&s, &j, &h, sites, q)).exp();
         z += w;
         for i in 0..sites {
@@ -133,14 +163,30 @@ fn potts_chains_match_exact_marginals() {
     }
     exact.iter_mut().for_each(|p| *p /= z);
     let states = DeviceArray::upload(&client, &vec![0u32; chains * sites]);
-    let (dj, dh) = (DeviceArray::upload(&client, &j), DeviceArray::upload(&client, &h));
+    let (dj, dh) = (
+        DeviceArray::upload(&client, &j),
+        DeviceArray::upload(&client, &h),
+    );
     let ones = DeviceArray::upload(&client, &vec![1.0f32; chains]);
     let burn: Vec<RngKey> = (0..100).map(|s| RngKey::new(seed, 44, s)).collect();
-    potts::sweep(&client, &states, &dj, &dh, &ones, &burn, chains, sites, q, 1.0);
+    potts::sweep(
+        &client, &states, &dj, &dh, &ones, &burn, chains, sites, q, 1.0,
+    );
     let mut counts = vec![0.0f64; chains * sites * q];
     let measured = 200u64;
     for s in 0..measured {
-        potts::sweep(&client, &states, &dj, &dh, &ones, &[RngKey::new(seed, 44, 100 + s)], chains, sites, q, 1.0);
+        potts::sweep(
+            &client,
+            &states,
+            &dj,
+            &dh,
+            &ones,
+            &[RngKey::new(seed, 44, 100 + s)],
+            chains,
+            sites,
+            q,
+            1.0,
+        );
         let st = states.download(&client).unwrap();
         for c in 0..chains {
             for i in 0..sites {
@@ -150,11 +196,17 @@ fn potts_chains_match_exact_marginals() {
     }
     for i in 0..sites {
         for a in 0..q {
-            let avgs: Vec<f64> = (0..chains).map(|c| counts[(c * sites + i) * q + a] / measured as f64).collect();
+            let avgs: Vec<f64> = (0..chains)
+                .map(|c| counts[(c * sites + i) * q + a] / measured as f64)
+                .collect();
             let mean = avgs.iter().sum::<f64>() / chains as f64;
             let var = avgs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (chains - 1) as f64;
             let se = (var / chains as f64).sqrt();
-            assert!((mean - exact[i * q + a]).abs() < 5.0 * se + 1e-9, "P(s_{i} = {a}): {mean} vs {} (se {se})", exact[i * q + a]);
+            assert!(
+                (mean - exact[i * q + a]).abs() < 5.0 * se + 1e-9,
+                "P(s_{i} = {a}): {mean} vs {} (se {se})",
+                exact[i * q + a]
+            );
         }
     }
 }
@@ -169,7 +221,9 @@ fn tempering_swaps_match_cpu() {
     let ladder_betas: Vec<f32> = (0..rungs).map(|r| 1.0 - 0.2 * r as f32).collect();
     let energy = random_vec(seed, 50, chains, -3.0, 3.0);
     // Chains placed on rungs in a scrambled order.
-    let mut rung_chain: Vec<u32> = (0..chains as u32).map(|c| (c * 7) % chains as u32).collect();
+    let mut rung_chain: Vec<u32> = (0..chains as u32)
+        .map(|c| (c * 7) % chains as u32)
+        .collect();
     let mut betas = vec![0.0f32; chains];
     for l in 0..ladders {
         for r in 0..rungs {
@@ -177,17 +231,27 @@ fn tempering_swaps_match_cpu() {
         }
     }
     let mut accepted = vec![0u32; ladders * (rungs - 1)];
-    let (de, dl) = (DeviceArray::upload(&client, &energy), DeviceArray::upload(&client, &ladder_betas));
-    let (drc, db, da) = (DeviceArray::upload(&client, &rung_chain), DeviceArray::upload(&client, &betas), DeviceArray::upload(&client, &accepted));
+    let (de, dl) = (
+        DeviceArray::upload(&client, &energy),
+        DeviceArray::upload(&client, &ladder_betas),
+    );
+    let (drc, db, da) = (
+        DeviceArray::upload(&client, &rung_chain),
+        DeviceArray::upload(&client, &betas),
+        DeviceArray::upload(&client, &accepted),
+    );
     for parity in [0u32, 1] {
         let key = RngKey::new(seed, 51, parity as u64);
-        tempering::swap(&client, &de, &dl, &drc, &db, &da, key, ladders, rungs, parity);
+        tempering::swap(
+            &client, &de, &dl, &drc, &db, &da, key, ladders, rungs, parity,
+        );
         for l in 0..ladders {
             let mut r = parity as usize;
             while r + 1 < rungs {
                 let at = l * rungs + r;
                 let (a, b) = (rung_chain[at] as usize, rung_chain[at + 1] as usize);
-                let ratio = ((ladder_betas[r] - ladder_betas[r + 1]) * (energy[a] - energy[b])).exp();
+                let ratio =
+                    ((ladder_betas[r] - ladder_betas[r + 1]) * (energy[a] - energy[b])).exp();
                 let u = key.uniform(at as u32);
                 assert!((u - ratio).abs() > 1e-6, "near tie: rerun");
                 if u < ratio {

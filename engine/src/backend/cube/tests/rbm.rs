@@ -6,7 +6,6 @@ use crate::backend::cube::matmul::{matmul, Layout, Product};
 use crate::backend::cube::philox::{draw_kernel, key_launch};
 use crate::backend::cube::rbm::{self, Optimizer};
 
-
 const F32_EPS: f64 = f32::EPSILON as f64;
 
 fn sigmoid64(x: f64) -> f64 {
@@ -41,7 +40,11 @@ fn philox_matches_cpu_bit_for_bit() {
     for i in 0..n {
         let want = key.words(i as u32);
         assert_eq!(&words[4 * i..4 * i + 4], &want, "words of element {i}");
-        assert_eq!(uniforms[i].to_bits(), key.uniform(i as u32).to_bits(), "uniform {i}");
+        assert_eq!(
+            uniforms[i].to_bits(),
+            key.uniform(i as u32).to_bits(),
+            "uniform {i}"
+        );
     }
     let want: Vec<f64> = (0..n).map(|i| key.normal(i as u32) as f64).collect();
     assert_within("normals", &normals, &want, |i| 2e-5 * (1.0 + want[i].abs()));
@@ -80,9 +83,12 @@ fn matmul_ref(
                 v += bias[c] as f64;
             }
             want[r * n + c] = v;
-            tol[r * n + c] = 2.0 * (k as f64 + 2.0) * F32_EPS * (abs * p.alpha.abs() as f64
-                + (p.beta as f64 * out0[r * n + c] as f64).abs()
-                + bias.map_or(0.0, |b| b[c].abs() as f64))
+            tol[r * n + c] = 2.0
+                * (k as f64 + 2.0)
+                * F32_EPS
+                * (abs * p.alpha.abs() as f64
+                    + (p.beta as f64 * out0[r * n + c] as f64).abs()
+                    + bias.map_or(0.0, |b| b[c].abs() as f64))
                 + 1e-7;
         }
     }
@@ -108,8 +114,18 @@ fn matmul_matches_reference() {
         let b = random_vec(seed, s + 1, k * n, -1.0, 1.0);
         let bias = random_vec(seed, s + 2, n, -2.0, 2.0);
         let out0 = random_vec(seed, s + 3, m * n, -1.0, 1.0);
-        let p = Product { m, n, k, layout, alpha, beta };
-        let (da, db) = (DeviceArray::upload(&client, &a), DeviceArray::upload(&client, &b));
+        let p = Product {
+            m,
+            n,
+            k,
+            layout,
+            alpha,
+            beta,
+        };
+        let (da, db) = (
+            DeviceArray::upload(&client, &a),
+            DeviceArray::upload(&client, &b),
+        );
         let dbias = DeviceArray::upload(&client, &bias);
         let dout = DeviceArray::upload(&client, &out0);
         matmul(&client, p, &da, &db, with_bias.then_some(&dbias), &dout).unwrap();
@@ -131,7 +147,10 @@ fn hidden_half_step_matches_cpu() {
     let (visible, hidden) = (45usize, 23usize);
     let w = random_vec(seed, 0, visible * hidden, -0.8, 0.8);
     let c = random_vec(seed, 1, hidden, -1.0, 1.0);
-    let (dw, dc) = (DeviceArray::upload(&client, &w), DeviceArray::upload(&client, &c));
+    let (dw, dc) = (
+        DeviceArray::upload(&client, &w),
+        DeviceArray::upload(&client, &c),
+    );
     for chains in [1usize, 300] {
         let v = random_bits(seed, 2 + chains as u32, chains * visible);
         let dv = DeviceArray::upload(&client, &v);
@@ -149,8 +168,13 @@ fn hidden_half_step_matches_cpu() {
             beta: 0.0,
         };
         matmul(&client, p, &dv, &dw, Some(&dc), &pre).unwrap();
-        rbm::sample_bernoulli(&client, &pre, &ones, &dc, &prob, &sample, key, hidden, 1.0, 0.0, true, true);
-        let (got_p, got_h) = (prob.download(&client).unwrap(), sample.download(&client).unwrap());
+        rbm::sample_bernoulli(
+            &client, &pre, &ones, &dc, &prob, &sample, key, hidden, 1.0, 0.0, true, true,
+        );
+        let (got_p, got_h) = (
+            prob.download(&client).unwrap(),
+            sample.download(&client).unwrap(),
+        );
         let (pre_want, pre_tol) = matmul_ref(p, &v, &w, Some(&c), &vec![0.0; chains * hidden]);
         let bound: Vec<f64> = pre_tol.iter().map(|t| 0.25 * t + 4.0 * F32_EPS).collect();
         let p_want: Vec<f64> = pre_want.iter().map(|&x| sigmoid64(x)).collect();
@@ -160,7 +184,10 @@ fn hidden_half_step_matches_cpu() {
             let u = key.uniform(i as u32) as f64;
             let want = if u < p_want[i] { 1.0 } else { 0.0 };
             if got_h[i] != want {
-                assert!((u - p_want[i]).abs() <= bound[i], "sample {i} differs off a tie");
+                assert!(
+                    (u - p_want[i]).abs() <= bound[i],
+                    "sample {i} differs off a tie"
+                );
                 near_ties += 1;
             }
         }
@@ -181,8 +208,14 @@ fn gaussian_half_step_matches_cpu() {
     let sigma = random_vec(seed, 2, visible, 0.5, 2.0);
     let h = random_bits(seed, 3, chains * hidden);
     let key = RngKey::new(seed, 4, 0);
-    let (dw, dh) = (DeviceArray::upload(&client, &w), DeviceArray::upload(&client, &h));
-    let (db, ds) = (DeviceArray::upload(&client, &b), DeviceArray::upload(&client, &sigma));
+    let (dw, dh) = (
+        DeviceArray::upload(&client, &w),
+        DeviceArray::upload(&client, &h),
+    );
+    let (db, ds) = (
+        DeviceArray::upload(&client, &b),
+        DeviceArray::upload(&client, &sigma),
+    );
     let wh = DeviceArray::<f32>::zeros(&client, chains * visible);
     let mean = DeviceArray::<f32>::zeros(&client, chains * visible);
     let sample = DeviceArray::<f32>::zeros(&client, chains * visible);
@@ -195,19 +228,31 @@ fn gaussian_half_step_matches_cpu() {
         beta: 0.0,
     };
     matmul(&client, p, &dh, &dw, None, &wh).unwrap();
-    rbm::sample_gaussian(&client, &wh, &db, &ds, &ds, &mean, &sample, key, visible, 1.0);
+    rbm::sample_gaussian(
+        &client, &wh, &db, &ds, &ds, &mean, &sample, key, visible, 1.0,
+    );
     let (wh_want, wh_tol) = matmul_ref(p, &h, &w, None, &vec![0.0; chains * visible]);
     let mean_want: Vec<f64> = (0..chains * visible)
         .map(|i| b[i % visible] as f64 + sigma[i % visible] as f64 * wh_want[i])
         .collect();
-    let mean_tol = |i: usize| sigma[i % visible] as f64 * wh_tol[i] + 4.0 * F32_EPS * (1.0 + mean_want[i].abs());
-    assert_within("gaussian means", &mean.download(&client).unwrap(), &mean_want, mean_tol);
+    let mean_tol = |i: usize| {
+        sigma[i % visible] as f64 * wh_tol[i] + 4.0 * F32_EPS * (1.0 + mean_want[i].abs())
+    };
+    assert_within(
+        "gaussian means",
+        &mean.download(&client).unwrap(),
+        &mean_want,
+        mean_tol,
+    );
     let sample_want: Vec<f64> = (0..chains * visible)
         .map(|i| mean_want[i] + sigma[i % visible] as f64 * key.normal(i as u32) as f64)
         .collect();
-    assert_within("gaussian samples", &sample.download(&client).unwrap(), &sample_want, |i| {
-        mean_tol(i) + sigma[i % visible] as f64 * 2e-5 * (1.0 + sample_want[i].abs())
-    });
+    assert_within(
+        "gaussian samples",
+        &sample.download(&client).unwrap(),
+        &sample_want,
+        |i| mean_tol(i) + sigma[i % visible] as f64 * 2e-5 * (1.0 + sample_want[i].abs()),
+    );
     finish(&client).unwrap();
 }
 
@@ -235,19 +280,56 @@ fn gradient_and_update_match_cpu() {
         alpha,
         beta,
     };
-    matmul(&client, stat(batch, 1.0 / batch as f32, 0.0), &dvd, &dpd, None, &grad_w).unwrap();
-    matmul(&client, stat(model, -1.0 / model as f32, 1.0), &dvm, &dpm, None, &grad_w).unwrap();
-    rbm::column_sums(&client, &dvd, &grad_b, batch, visible, 1.0 / batch as f32, 0.0);
-    rbm::column_sums(&client, &dvm, &grad_b, model, visible, -1.0 / model as f32, 1.0);
+    matmul(
+        &client,
+        stat(batch, 1.0 / batch as f32, 0.0),
+        &dvd,
+        &dpd,
+        None,
+        &grad_w,
+    )
+    .unwrap();
+    matmul(
+        &client,
+        stat(model, -1.0 / model as f32, 1.0),
+        &dvm,
+        &dpm,
+        None,
+        &grad_w,
+    )
+    .unwrap();
+    rbm::column_sums(
+        &client,
+        &dvd,
+        &grad_b,
+        batch,
+        visible,
+        1.0 / batch as f32,
+        0.0,
+    );
+    rbm::column_sums(
+        &client,
+        &dvm,
+        &grad_b,
+        model,
+        visible,
+        -1.0 / model as f32,
+        1.0,
+    );
 
     let mut gw_want = vec![0.0f64; visible * hidden];
     let mut gw_tol = vec![0.0f64; visible * hidden];
     for i in 0..visible {
         for j in 0..hidden {
-            let d: f64 = (0..batch).map(|n| (vd[n * visible + i] * pd[n * hidden + j]) as f64).sum();
-            let m: f64 = (0..model).map(|n| (vm[n * visible + i] * pm[n * hidden + j]) as f64).sum();
+            let d: f64 = (0..batch)
+                .map(|n| (vd[n * visible + i] * pd[n * hidden + j]) as f64)
+                .sum();
+            let m: f64 = (0..model)
+                .map(|n| (vm[n * visible + i] * pm[n * hidden + j]) as f64)
+                .sum();
             gw_want[i * hidden + j] = d / batch as f64 - m / model as f64;
-            gw_tol[i * hidden + j] = 4.0 * (model as f64 + 2.0) * F32_EPS * (d / batch as f64 + m / model as f64) + 1e-7;
+            gw_tol[i * hidden + j] =
+                4.0 * (model as f64 + 2.0) * F32_EPS * (d / batch as f64 + m / model as f64) + 1e-7;
         }
     }
     let got_w = grad_w.download(&client).unwrap();
@@ -259,9 +341,12 @@ fn gradient_and_update_match_cpu() {
             d - m
         })
         .collect();
-    assert_within("bias gradient", &grad_b.download(&client).unwrap(), &gb_want, |_| {
-        4.0 * (model as f64) * F32_EPS
-    });
+    assert_within(
+        "bias gradient",
+        &grad_b.download(&client).unwrap(),
+        &gb_want,
+        |_| 4.0 * (model as f64) * F32_EPS,
+    );
 
     // Updates, from the device gradient (so only the update arithmetic is compared).
     let w0 = random_vec(seed, 4, visible * hidden, -1.0, 1.0);
@@ -270,18 +355,43 @@ fn gradient_and_update_match_cpu() {
     let (lr, l2, l1) = (0.05f32, 1e-3f32, 1e-4f32);
     for (optimizer, t) in [
         (Optimizer::Sgd { momentum: 0.5 }, 1u64),
-        (Optimizer::Adam { beta1: 0.9, beta2: 0.999, epsilon: 1e-8 }, 3u64),
+        (
+            Optimizer::Adam {
+                beta1: 0.9,
+                beta2: 0.999,
+                epsilon: 1e-8,
+            },
+            3u64,
+        ),
     ] {
         let (dparam, dm1, dm2) = (up(&w0), up(&vel0), up(&sq0));
-        rbm::update(&client, &dparam, &grad_w, &dm1, Some(&dm2), optimizer, lr, l2, l1, t).unwrap();
+        rbm::update(
+            &client,
+            &dparam,
+            &grad_w,
+            &dm1,
+            Some(&dm2),
+            optimizer,
+            lr,
+            l2,
+            l1,
+            t,
+        )
+        .unwrap();
         let got = dparam.download(&client).unwrap();
         let want: Vec<f64> = (0..w0.len())
             .map(|i| {
                 let w = w0[i] as f64;
                 let g = got_w[i] as f64 - l2 as f64 * w - l1 as f64 * w.signum();
                 match optimizer {
-                    Optimizer::Sgd { momentum } => w + momentum as f64 * vel0[i] as f64 + lr as f64 * g,
-                    Optimizer::Adam { beta1, beta2, epsilon } => {
+                    Optimizer::Sgd { momentum } => {
+                        w + momentum as f64 * vel0[i] as f64 + lr as f64 * g
+                    }
+                    Optimizer::Adam {
+                        beta1,
+                        beta2,
+                        epsilon,
+                    } => {
                         let (b1, b2) = (beta1 as f64, beta2 as f64);
                         let m1 = b1 * vel0[i] as f64 + (1.0 - b1) * g;
                         let m2 = b2 * sq0[i] as f64 + (1.0 - b2) * g * g;
