@@ -16,9 +16,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
-/// Job kinds the service knows; `Train` runs here, the others come with the estimators.
-pub const KINDS: &[&str] = &["train", "estimate_log_z", "sample", "observe"];
-
 /// Why a running job is asked to stop. The first reason given wins.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StopReason {
