@@ -52,6 +52,7 @@ fn main() {
         "update", "update s", "metrics s", "pearson", "pll"
     );
     let mut total_update = 0.0;
+    let mut total_epoch = 0.0;
     let mut last = None;
     while trainer.epochs_done() < trainer.epochs_total() {
         let report = trainer.run_epoch(&|| false, &mut |_| {}).unwrap().unwrap();
