@@ -29,7 +29,7 @@ bench() { cargo bench -q -p ebm-engine --bench rbm_epoch -- "$@"; }
 bench gemm > "$OUT/gemm.json"
 cat "$OUT/gemm.json"
 [ "${KEEP:-0}" = 1 ] || : > "$OUT/results.jsonl"
-for data in digits fashion; do
+for data in ${DATASETS:-digits fashion}; do
   epochs=$DIGITS_EPOCHS
   [ "$data" = fashion ] && epochs=$FASHION_EPOCHS
   for hidden in 20 500; do
