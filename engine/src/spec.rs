@@ -18,6 +18,13 @@ pub const MAX_BATCH: u32 = 1_000_000;
 pub const MAX_TEMPERATURES: usize = 256;
 /// Bound on chains x visible units held in memory (f32 values).
 pub const MAX_CHAIN_CELLS: u64 = 500_000_000;
+/// AIS during training (`train.ais_*`): defaults and bounds. One evaluation costs
+/// chains x betas block-Gibbs transitions of the RBM.
+pub const DEFAULT_AIS_CHAINS: u32 = 100;
+pub const DEFAULT_AIS_BETAS: u32 = 10_000;
+pub const MAX_AIS_CHAINS: u32 = 10_000;
+pub const MAX_AIS_BETAS: u32 = 1_000_000;
+pub const MAX_AIS_CHAIN_STEPS: u64 = 1 << 30;
 
 /// Model families.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -116,8 +123,11 @@ pub struct TrainSpec {
     pub sampler: String,
     /// Held-out share of the rows (default 0).
     pub validation_fraction: Option<f64>,
+    /// RBMs: AIS held-out log-likelihood every n epochs (and after the last); off by default.
     pub ais_every: Option<u32>,
+    /// Annealing steps of each AIS evaluation (default 10000).
     pub ais_betas: Option<u32>,
+    /// AIS chains (default 100).
     pub ais_chains: Option<u32>,
     pub adam_beta1: Option<f64>,
     pub adam_beta2: Option<f64>,
@@ -386,12 +396,7 @@ impl TrainSpec {
                 ));
             }
         }
-        if self.ais_every.is_some() || self.ais_betas.is_some() || self.ais_chains.is_some() {
-            return Err(EngineError::invalid(
-                "AIS during training (train.ais_every/ais_betas/ais_chains) is not supported yet: \
-                 run an estimate_log_z job on the trained model",
-            ));
-        }
+        self.resolve_ais()?;
         Ok(TrainSettings {
             method,
             k,
@@ -416,6 +421,78 @@ impl TrainSpec {
             sampler: self.sampler.trim().to_string(),
         })
     }
+}
+
+/// AIS during training, resolved: every `every` epochs (and after the last one), forward
+/// AIS with `chains` chains over `betas` annealing steps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AisSettings {
+    pub every: usize,
+    pub chains: usize,
+    pub betas: usize,
+}
+
+impl TrainSpec {
+    /// `None` unless `ais_every` is set; `ais_betas`/`ais_chains` alone are an error.
+    pub fn resolve_ais(&self) -> Result<Option<AisSettings>> {
+        let Some(every) = self.ais_every else {
+            if self.ais_betas.is_some() || self.ais_chains.is_some() {
+                return Err(EngineError::invalid(
+                    "train.ais_betas and train.ais_chains need train.ais_every (epochs between \
+                     AIS evaluations), e.g. ais_every = 5",
+                ));
+            }
+            return Ok(None);
+        };
+        let every = bounded("ais_every", every, MAX_EPOCHS)?;
+        let chains = bounded(
+            "ais_chains",
+            self.ais_chains.unwrap_or(DEFAULT_AIS_CHAINS),
+            MAX_AIS_CHAINS,
+        )?;
+        let betas = bounded(
+            "ais_betas",
+            self.ais_betas.unwrap_or(DEFAULT_AIS_BETAS),
+            MAX_AIS_BETAS,
+        )?;
+        if chains as u64 * betas as u64 > MAX_AIS_CHAIN_STEPS {
+            return Err(EngineError::invalid(format!(
+                "train.ais_chains x train.ais_betas = {chains} x {betas} is more than \
+                 {MAX_AIS_CHAIN_STEPS} transitions per evaluation: use fewer chains or betas"
+            )));
+        }
+        Ok(Some(AisSettings {
+            every,
+            chains,
+            betas,
+        }))
+    }
+}
+
+/// AIS during training applies to RBMs only; their chains must fit in memory.
+fn validate_ais(model_type: ModelType, train: &TrainSpec, data: &DataShape) -> Result<()> {
+    let Some(ais) = train.resolve_ais()? else {
+        return Ok(());
+    };
+    match model_type {
+        ModelType::BernoulliRbm | ModelType::GaussianRbm => {}
+        ModelType::Potts | ModelType::LatticeIsing => {
+            return Err(EngineError::invalid(format!(
+                "train.ais_every (AIS held-out log-likelihood during training) applies to \
+                 bernoulli_rbm and gaussian_rbm, not to {}: drop the ais_* keys and run an \
+                 estimate_log_z job (method = \"ais\" or \"exact\") on the trained model",
+                model_type.name()
+            )));
+        }
+    }
+    if ais.chains as u64 * data.cols as u64 > MAX_CHAIN_CELLS {
+        return Err(EngineError::invalid(format!(
+            "train.ais_chains = {} chains x {} units is more than {MAX_CHAIN_CELLS} values: \
+             use fewer AIS chains",
+            ais.chains, data.cols
+        )));
+    }
+    Ok(())
 }
 
 /// A parallel-tempering ladder: 2..=MAX_TEMPERATURES finite values in (0, 1], strictly
@@ -467,6 +544,7 @@ pub fn validate_train(model: &ModelSpec, train: &TrainSpec, data: &DataShape) ->
         }
     }
     let settings = train.resolve(data.rows)?;
+    validate_ais(model_type, train, data)?;
     match model_type {
         ModelType::BernoulliRbm | ModelType::GaussianRbm => {
             crate::rbm::validate(model_type, model, &settings, data)
@@ -788,11 +866,68 @@ mod tests {
         );
         bad(
             TrainSpec {
+                ais_every: Some(0),
+                ..t.clone()
+            },
+            "ais_every",
+        );
+        bad(
+            TrainSpec {
+                ais_chains: Some(50),
+                ..t.clone()
+            },
+            "need train.ais_every",
+        );
+        bad(
+            TrainSpec {
+                ais_every: Some(1),
+                ais_chains: Some(MAX_AIS_CHAINS + 1),
+                ..t.clone()
+            },
+            "ais_chains",
+        );
+        bad(
+            TrainSpec {
+                ais_every: Some(1),
+                ais_betas: Some(MAX_AIS_BETAS + 1),
+                ..t.clone()
+            },
+            "ais_betas",
+        );
+        bad(
+            TrainSpec {
+                ais_every: Some(1),
+                ais_chains: Some(MAX_AIS_CHAINS),
+                ais_betas: Some(MAX_AIS_BETAS),
+                ..t.clone()
+            },
+            "transitions per evaluation",
+        );
+        // AIS during training is for RBMs only
+        refused(
+            &ModelSpec {
+                model_type: "lattice_ising".into(),
+                size: Some(4),
+                ..Default::default()
+            },
+            &TrainSpec {
                 ais_every: Some(1),
                 ..t.clone()
             },
-            "AIS",
+            shape(100, 16),
+            "applies to bernoulli_rbm and gaussian_rbm",
         );
+        validate_train(
+            &m,
+            &TrainSpec {
+                ais_every: Some(2),
+                ais_chains: Some(10),
+                ais_betas: Some(100),
+                ..t.clone()
+            },
+            &d,
+        )
+        .unwrap();
         bad(
             TrainSpec {
                 checkpoint_every: Some(0),

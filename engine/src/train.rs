@@ -1,12 +1,16 @@
 //! The training facade the server calls: one `Trainer` type for every model family. It
 //! validates the request, builds the family's trainer on the chosen backend, and runs it
 //! epoch by epoch, stoppable between minibatches, with checkpoints that continue exactly.
-//! Families implement [`FamilyTrainer`].
+//! Families implement [`FamilyTrainer`]. With `train.ais_every` the facade adds AIS
+//! held-out log-likelihood metrics (RBMs) after every n-th epoch and the last
+//! ([`crate::estimate::heldout`]); they draw from a stream of their own, so training and
+//! checkpoints are the same with or without them.
 
 use crate::backend::cpu::CpuBackend;
 use crate::backend::BackendKind;
 use crate::data::Dataset;
 use crate::error::{EngineError, Result};
+use crate::estimate::heldout::HeldOutAis;
 use crate::rbm::trainer::RbmTrainer;
 use crate::spec::{validate_train, DataShape, ModelSpec, ModelType, TrainSpec};
 use std::collections::BTreeMap;
@@ -37,6 +41,8 @@ pub trait FamilyTrainer: Send {
 pub struct Trainer {
     inner: Box<dyn FamilyTrainer>,
     checkpoint_every: usize,
+    /// AIS held-out log-likelihood on a schedule (`train.ais_every`), RBMs only.
+    ais: Option<HeldOutAis>,
 }
 
 fn shape_of(data: &Dataset) -> DataShape {
@@ -46,6 +52,33 @@ fn shape_of(data: &Dataset) -> DataShape {
         kind: data.kind,
         q: data.q,
     }
+}
+
+/// The held-out AIS evaluation of a validated spec, when `train.ais_every` is set.
+fn heldout_ais(
+    model: &ModelSpec,
+    train: &TrainSpec,
+    seed: u64,
+    data: &Dataset,
+) -> Result<Option<HeldOutAis>> {
+    let Some(settings) = train.resolve_ais()? else {
+        return Ok(None);
+    };
+    let units = match ModelType::from_name(&model.model_type)? {
+        ModelType::BernoulliRbm => crate::backend::VisibleUnits::Bernoulli,
+        ModelType::GaussianRbm => crate::backend::VisibleUnits::Gaussian,
+        // refused by validate_train
+        other => {
+            return Err(EngineError::invalid(format!(
+                "train.ais_every does not apply to {}",
+                other.name()
+            )))
+        }
+    };
+    let fraction = train.resolve(data.rows)?.validation_fraction;
+    Ok(Some(HeldOutAis::new(
+        settings, units, data, seed, fraction,
+    )?))
 }
 
 fn unavailable(backend: BackendKind) -> EngineError {
@@ -65,6 +98,7 @@ impl Trainer {
     ) -> Result<Self> {
         validate_train(model, train, &shape_of(&data))?;
         let checkpoint_every = train.resolve(data.rows)?.checkpoint_every;
+        let ais = heldout_ais(model, train, seed, &data)?;
         let inner: Box<dyn FamilyTrainer> = match ModelType::from_name(&model.model_type)? {
             ModelType::BernoulliRbm | ModelType::GaussianRbm => match backend {
                 BackendKind::Cpu => Box::new(RbmTrainer::new(
@@ -109,6 +143,7 @@ impl Trainer {
         Ok(Trainer {
             inner,
             checkpoint_every,
+            ais,
         })
     }
 
@@ -124,6 +159,7 @@ impl Trainer {
     ) -> Result<Self> {
         validate_train(model, train, &shape_of(&data))?;
         let checkpoint_every = train.resolve(data.rows)?.checkpoint_every;
+        let ais = heldout_ais(model, train, seed, &data)?;
         let inner: Box<dyn FamilyTrainer> = match ModelType::from_name(&model.model_type)? {
             ModelType::BernoulliRbm | ModelType::GaussianRbm => match backend {
                 BackendKind::Cpu => {
@@ -154,6 +190,7 @@ impl Trainer {
         Ok(Trainer {
             inner,
             checkpoint_every,
+            ais,
         })
     }
 
@@ -169,6 +206,7 @@ impl Trainer {
     ) -> Result<Self> {
         validate_train(model, train, &shape_of(&data))?;
         let checkpoint_every = train.resolve(data.rows)?.checkpoint_every;
+        let ais = heldout_ais(model, train, seed, &data)?;
         let inner: Box<dyn FamilyTrainer> = match ModelType::from_name(&model.model_type)? {
             ModelType::BernoulliRbm | ModelType::GaussianRbm => match backend {
                 BackendKind::Cpu => {
@@ -209,6 +247,7 @@ impl Trainer {
         Ok(Trainer {
             inner,
             checkpoint_every,
+            ais,
         })
     }
 
@@ -217,6 +256,7 @@ impl Trainer {
         Trainer {
             inner,
             checkpoint_every: checkpoint_every.max(1),
+            ais: None,
         }
     }
 
@@ -241,12 +281,26 @@ impl Trainer {
     /// stop it returns `Ok(None)` with the state consistent, so `checkpoint()` captures the
     /// exact mid-epoch position. `progress` receives the overall fraction done (0..1),
     /// at most every 0.2% and at the end of the epoch.
+    ///
+    /// When an AIS evaluation is due (`train.ais_every`) it runs after the epoch and its
+    /// metrics join the report. A stop during it returns `Err(Interrupted)`: the epoch is
+    /// done, but its report (with the AIS metrics) is not, so the caller should not
+    /// checkpoint now; resuming from the previous checkpoint repeats the epoch exactly.
     pub fn run_epoch(
         &mut self,
         should_stop: &dyn Fn() -> bool,
         progress: &mut dyn FnMut(f64),
     ) -> Result<Option<EpochReport>> {
-        self.inner.run_epoch(should_stop, progress)
+        let Some(mut report) = self.inner.run_epoch(should_stop, progress)? else {
+            return Ok(None);
+        };
+        if let Some(ais) = &self.ais {
+            if ais.is_due(report.epoch, self.inner.epochs_total()) {
+                let model = crate::model_file::rbm_from_bytes(&self.inner.model_file()?)?;
+                ais.evaluate(&model, report.epoch, should_stop, &mut report.metrics)?;
+            }
+        }
+        Ok(Some(report))
     }
 
     /// Serialized training state; `resume` continues exactly from it.

@@ -95,6 +95,7 @@ pub fn validate(
         ("model.hidden", model.hidden, limits.max_hidden),
         ("train.epochs", train.epochs, limits.max_epochs),
         ("train.chains", train.chains, limits.max_chains),
+        ("train.ais_chains", train.ais_chains, limits.max_chains),
         ("train.batch_size", train.batch_size, limits.max_batch_size),
         ("train.k", train.k, limits.max_gibbs_steps),
     ] {
