@@ -243,3 +243,259 @@ async fn demo_trains_and_reports_what_the_model_learned() {
     assert!(trained < independent, "{report}");
     server.shutdown().await.expect("shutdown");
 }
+
+/// A safetensors file written by hand (8-byte header length, JSON header, f32 data).
+fn safetensors_file(tensors: &[(&str, Vec<usize>, Vec<f32>)], model_type: &str) -> Vec<u8> {
+    let mut header = format!("{{\"__metadata__\":{{\"type\":\"{model_type}\"}}");
+    let mut data = Vec::new();
+    for (name, shape, values) in tensors {
+        let start = data.len();
+        for v in values {
+            data.extend_from_slice(&v.to_le_bytes());
+        }
+        let shape: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+        header += &format!(
+            ",\"{name}\":{{\"dtype\":\"F32\",\"shape\":[{}],\"data_offsets\":[{start},{}]}}",
+            shape.join(","),
+            data.len()
+        );
+    }
+    header += "}";
+    while header.len() % 8 != 0 {
+        header.push(' ');
+    }
+    let mut out = (header.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(header.as_bytes());
+    out.extend_from_slice(&data);
+    out
+}
+
+/// Decodes an 8-bit RGB PNG: (width, height, pixels).
+fn read_png(path: &Path) -> (usize, usize, Vec<u8>) {
+    let file = std::io::BufReader::new(std::fs::File::open(path).expect("the PNG exists"));
+    let mut reader = png::Decoder::new(file).read_info().expect("a PNG");
+    let mut buf = vec![0; reader.output_buffer_size().expect("a buffer size")];
+    let info = reader.next_frame(&mut buf).expect("one frame");
+    assert_eq!(info.color_type, png::ColorType::Rgb);
+    assert_eq!(info.bit_depth, png::BitDepth::Eight);
+    buf.truncate(info.buffer_size());
+    (info.width as usize, info.height as usize, buf)
+}
+
+fn pixel(png: &(usize, usize, Vec<u8>), x: usize, y: usize) -> [u8; 3] {
+    let i = (y * png.0 + x) * 3;
+    [png.2[i], png.2[i + 1], png.2[i + 2]]
+}
+
+fn usize_of(v: &Value) -> usize {
+    v.as_u64().unwrap_or_else(|| panic!("not a count: {v}")) as usize
+}
+
+/// Checks that the centre of each unit's square in the grid has the sample's grey level
+/// (0/1 units: 0 black, 1 white).
+fn check_grid(png: &(usize, usize, Vec<u8>), info: &Value, samples: &ebm_client::npy::Matrix) {
+    assert_eq!(
+        (png.0, png.1),
+        (usize_of(&info["width"]), usize_of(&info["height"]))
+    );
+    let (h, w) = (usize_of(&info["shape"][0]), usize_of(&info["shape"][1]));
+    assert_eq!(h * w, samples.cols);
+    let (scale, gap, per_row) = (
+        usize_of(&info["scale"]),
+        usize_of(&info["gap"]),
+        usize_of(&info["tiles_per_row"]),
+    );
+    let n = usize_of(&info["samples"]);
+    assert_eq!(n, samples.rows.min(100));
+    for k in 0..n {
+        let x0 = gap + (k % per_row) * (w * scale + gap);
+        let y0 = gap + (k / per_row) * (h * scale + gap);
+        for u in 0..samples.cols {
+            let (i, j) = (u / w, u % w);
+            let got = pixel(png, x0 + j * scale + scale / 2, y0 + i * scale + scale / 2);
+            let want = (samples.row(k)[u] * 255.0).round() as u8;
+            assert_eq!(got, [want; 3], "sample {k}, unit {u}");
+        }
+    }
+    // the gaps are neither black nor white
+    assert_eq!(pixel(png, 0, 0), [64, 96, 160]);
+}
+
+/// `--png`: a sample job's samples as a grid (after `submit --watch`, and from the
+/// downloaded artifact with `--shape`), and an observe job's histogram as a bar chart with
+/// the mode, mean and map_statistic marked; each PNG is decoded and checked pixel by pixel
+/// against the job's own numbers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_draws_samples_and_histograms_as_png() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::for_tests(dir.path());
+    config.log_filter = "warn".into();
+    let server = Server::start(config).await.expect("start the server");
+    let url = server.grpc_url();
+    let url = url.as_str();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+
+    // 64 independent units, each on with p = 0.3 (zero weights)
+    let b = (0.3f32 / 0.7).ln();
+    let model_file = path("p30.safetensors");
+    std::fs::write(
+        &model_file,
+        safetensors_file(
+            &[
+                ("W", vec![64, 2], vec![0.0; 128]),
+                ("b", vec![64], vec![b; 64]),
+                ("c", vec![2], vec![0.0; 2]),
+            ],
+            "bernoulli_rbm",
+        ),
+    )
+    .unwrap();
+    let model = ok(
+        url,
+        &["models", "import", &model_file, "--type", "bernoulli_rbm"],
+    )
+    .await;
+    let model_id = model["id"].as_str().unwrap().to_string();
+
+    // samples, drawn as 4 x 16 images (the spec's image_width hint)
+    let spec = path("sample.toml");
+    std::fs::write(
+        &spec,
+        format!(
+            "kind = \"sample\"\nmodel = \"{model_id}\"\nseed = 2\n\
+             [sample]\nsamples = 24\nburn_in = 5\nchains = 4\nimage_width = 16\n"
+        ),
+    )
+    .unwrap();
+    let grid_path = path("grid.png");
+    let job = ok(url, &["submit", &spec, "--watch", "--png", &grid_path]).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let info = &job["png"];
+    assert_eq!(info["kind"], "samples", "{job}");
+    assert_eq!(info["shape"], serde_json::json!([4, 16]));
+    let job_id = job["id"].as_str().unwrap().to_string();
+    let npy_path = path("samples.npy");
+    let artifact_png = path("grid8.png");
+    let written = ok(
+        url,
+        &[
+            "jobs",
+            "artifact",
+            &job_id,
+            "samples.npy",
+            "-o",
+            &npy_path,
+            "--png",
+            &artifact_png,
+            "--shape",
+            "8x8",
+        ],
+    )
+    .await;
+    let samples = ebm_client::npy::read(&std::fs::read(&npy_path).unwrap()).unwrap();
+    assert_eq!((samples.rows, samples.cols), (24, 64));
+    let on = samples.values.iter().filter(|&&v| v == 1.0).count();
+    assert!(
+        on > 0 && on < samples.values.len(),
+        "samples are not constant"
+    );
+    check_grid(&read_png(Path::new(&grid_path)), info, &samples);
+    assert_eq!(written["png"]["shape"], serde_json::json!([8, 8]));
+    check_grid(
+        &read_png(Path::new(&artifact_png)),
+        &written["png"],
+        &samples,
+    );
+    // a shape that does not fit is refused, and nothing is drawn for a bad request
+    let bad = ebm(
+        url,
+        &[
+            "jobs",
+            "get",
+            &job_id,
+            "--png",
+            &path("bad.png"),
+            "--shape",
+            "5x5",
+        ],
+    )
+    .await;
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(json(&bad)["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("--shape"));
+
+    // observe: fraction on, histogram with mode ~0.3, mean ~0.3 and map_statistic 0
+    let spec = path("observe.toml");
+    std::fs::write(
+        &spec,
+        format!(
+            "kind = \"observe\"\nmodel = \"{model_id}\"\nseed = 3\n\
+             [observe]\nstatistic = \"fraction_on\"\nsamples = 2000\nburn_in = 5\nchains = 4\nbins = 33\n"
+        ),
+    )
+    .unwrap();
+    let observed = ok(url, &["submit", &spec]).await;
+    let observe_id = observed["id"].as_str().unwrap().to_string();
+    assert_eq!(ok(url, &["watch", &observe_id]).await["state"], "succeeded");
+    let hist_path = path("hist.png");
+    let got = ok(url, &["jobs", "get", &observe_id, "--png", &hist_path]).await;
+    let info = &got["png"];
+    assert_eq!(info["kind"], "histogram", "{got}");
+    let png = read_png(Path::new(&hist_path));
+    assert_eq!((png.0, png.1), (800, 400));
+    let plot: Vec<usize> = info["plot"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(usize_of)
+        .collect();
+    let (left, top, right, bottom) = (plot[0], plot[1], plot[2], plot[3]);
+    let lo = info["x_range"][0].as_f64().unwrap();
+    let hi = info["x_range"][1].as_f64().unwrap();
+    let x_of =
+        |v: f64| left + (((v - lo) / (hi - lo)) * (right - left - 1) as f64).round() as usize;
+    let result = &got["result"];
+    let mode = result["mode"].as_f64().unwrap();
+    let mean = result["mean"].as_f64().unwrap();
+    assert_eq!(result["map_statistic"].as_f64(), Some(0.0));
+    let markers = &info["markers"];
+    assert_eq!(usize_of(&markers["mode"]["x"]), x_of(mode));
+    assert_eq!(usize_of(&markers["map_statistic"]["x"]), x_of(0.0));
+    // the marker lines (the mode is drawn last, over the others)
+    let mid = (top + bottom) / 2;
+    assert_eq!(pixel(&png, x_of(mode), mid), [220, 30, 30], "mode line");
+    assert_eq!(
+        pixel(&png, x_of(0.0), mid),
+        [20, 160, 60],
+        "map_statistic line"
+    );
+    let x_mean = x_of(mean);
+    if x_mean.abs_diff(x_of(mode)) >= 2 {
+        assert_eq!(pixel(&png, x_mean, mid), [30, 60, 220], "mean line");
+    }
+    // the tallest bar reaches the top of the plot somewhere within its bin, and the top
+    // left corner of the plot (at x = lo, below no bar) is background
+    let edges: Vec<f64> = result["histogram"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    let counts: Vec<u64> = result["histogram"]["counts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    assert_eq!(counts.iter().sum::<u64>(), 2000);
+    let tallest = (0..counts.len()).max_by_key(|&k| counts[k]).unwrap();
+    let (x0, x1) = (x_of(edges[tallest]), x_of(edges[tallest + 1]));
+    assert!(
+        (x0..x1).any(|x| pixel(&png, x, top + 1) == [150, 150, 150]),
+        "the tallest bar reaches the top"
+    );
+    assert_eq!(pixel(&png, left + 1, top + 1), [255, 255, 255]);
+    server.shutdown().await.expect("shutdown");
+}

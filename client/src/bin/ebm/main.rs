@@ -1,15 +1,19 @@
 //! `ebm`: the command-line client of the energy-based-model training service. This file holds
 //! the command tree (clap) and the dispatch; `output` prints results as text or JSON, `follow`
 //! draws a job's progress, `demo` runs the guided tour, `local_server` starts an `ebm-server`
-//! for it.
+//! for it, `picture` draws results as PNG (`--png`).
 mod demo;
 mod follow;
 mod local_server;
 mod output;
+mod picture;
 
-use clap::{Parser, Subcommand, ValueEnum};
-use ebm_client::{spec::parse_spec, v1::JobState, Client, ClientError, DatasetFormat};
+use anyhow::bail;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use ebm_client::v1::{Job, JobState};
+use ebm_client::{spec::parse_spec, Client, ClientError, DatasetFormat};
 use output::Printer;
+use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -44,6 +48,23 @@ pub enum Output {
     Json,
 }
 
+/// `--png PATH`: draw a sample set or an observe histogram as a picture.
+#[derive(Args, Clone)]
+struct PngArgs {
+    /// Also write a PNG: a grid of samples (sample jobs, .npy artifacts) or a bar chart of
+    /// the histogram with mode (red), mean (blue) and map_statistic (green) marked (observe jobs).
+    #[arg(long, value_name = "PATH")]
+    png: Option<PathBuf>,
+    /// Shape of one sample in the grid, HxW (default: the sample job's image_width, else a
+    /// square, else one pixel row per sample).
+    #[arg(long, value_name = "HxW", value_parser = picture::parse_shape)]
+    shape: Option<(usize, usize)>,
+    /// How many samples the grid shows (the first ones).
+    #[arg(long, value_name = "N", default_value_t = picture::DEFAULT_SAMPLES as u32,
+          value_parser = clap::value_parser!(u32).range(1..=picture::MAX_SAMPLES as i64))]
+    png_samples: u32,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Upload, list, inspect and delete data sets.
@@ -64,12 +85,18 @@ enum Command {
         /// Follow the job until it finishes (like `ebm watch`).
         #[arg(long)]
         watch: bool,
+        #[command(flatten)]
+        png: PngArgs,
     },
     /// List and inspect jobs.
     #[command(subcommand)]
     Jobs(JobsCommand),
     /// Follow a job's progress; exits 0 iff it succeeded.
-    Watch { id: String },
+    Watch {
+        id: String,
+        #[command(flatten)]
+        png: PngArgs,
+    },
     /// Cancel a job.
     Cancel { id: String },
     /// List, inspect, download and import models.
@@ -108,6 +135,8 @@ enum JobsCommand {
     },
     Get {
         id: String,
+        #[command(flatten)]
+        png: PngArgs,
     },
     /// Download a file a job produced (e.g. samples.npy of a sample job).
     Artifact {
@@ -115,6 +144,8 @@ enum JobsCommand {
         name: String,
         #[arg(short = 'o', long = "out", value_name = "FILE")]
         out: PathBuf,
+        #[command(flatten)]
+        png: PngArgs,
     },
 }
 
@@ -188,11 +219,15 @@ async fn run(cli: Cli, printer: &Printer) -> anyhow::Result<ExitCode> {
             request_id,
             priority,
             watch,
+            png,
         } => {
+            if png.png.is_some() && !*watch {
+                bail!("--png draws a finished job: add --watch, or run `ebm jobs get ID --png PATH` later");
+            }
             let job = submit(&cli, spec, overrides, request_id.clone(), *priority).await?;
             let client = connect(&cli).await?;
             if *watch {
-                return follow_to_exit(&client, &job.id, printer).await;
+                return follow_to_exit(&client, &job.id, printer, png).await;
             }
             printer.submitted(&job);
         }
@@ -203,17 +238,28 @@ async fn run(cli: Cli, printer: &Printer) -> anyhow::Result<ExitCode> {
                     let state = state.as_deref().and_then(JobState::from_name);
                     printer.jobs(&client.list_jobs(state).await?);
                 }
-                JobsCommand::Get { id } => printer.job(&client.get_job(id).await?),
-                JobsCommand::Artifact { id, name, out } => {
+                JobsCommand::Get { id, png } => {
+                    let job = client.get_job(id).await?;
+                    let picture = draw_job(&client, &job, png).await?;
+                    printer.job_with_picture(&job, picture.as_ref());
+                }
+                JobsCommand::Artifact { id, name, out, png } => {
                     let bytes = client.download_artifact(id, name).await?;
                     write_file(out, &bytes)?;
-                    printer.written(id, out, bytes.len());
+                    let picture = match &png.png {
+                        Some(path) => {
+                            let job = client.get_job(id).await?;
+                            Some(draw_samples(&bytes, name, &job, png, path)?)
+                        }
+                        None => None,
+                    };
+                    printer.written_with_picture(id, out, bytes.len(), picture.as_ref());
                 }
             }
         }
-        Command::Watch { id } => {
+        Command::Watch { id, png } => {
             let client = connect(&cli).await?;
-            return follow_to_exit(&client, id, printer).await;
+            return follow_to_exit(&client, id, printer, png).await;
         }
         Command::Cancel { id } => {
             let client = connect(&cli).await?;
@@ -286,14 +332,92 @@ fn resolve_data_path(spec_path: &Path, data: &Path) -> PathBuf {
     }
 }
 
-async fn follow_to_exit(client: &Client, id: &str, printer: &Printer) -> anyhow::Result<ExitCode> {
+async fn follow_to_exit(
+    client: &Client,
+    id: &str,
+    printer: &Printer,
+    png: &PngArgs,
+) -> anyhow::Result<ExitCode> {
     let job = follow::follow(client, id, printer.shows_progress()).await?;
-    printer.finished(&job);
-    Ok(if job.state() == JobState::Succeeded {
+    let succeeded = job.state() == JobState::Succeeded;
+    // a job that did not succeed has nothing to draw; the exit code says so
+    let picture = if succeeded {
+        draw_job(client, &job, png).await?
+    } else {
+        None
+    };
+    printer.finished_with_picture(&job, picture.as_ref());
+    Ok(if succeeded {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// `--png` for a job: an observe job's histogram, or a sample job's samples (downloaded).
+/// Returns the picture's description (with its path), or `None` without `--png`.
+async fn draw_job(client: &Client, job: &Job, png: &PngArgs) -> anyhow::Result<Option<Value>> {
+    let Some(path) = &png.png else {
+        return Ok(None);
+    };
+    let kind = job.spec.as_ref().map(|s| s.kind.as_str()).unwrap_or("");
+    if !matches!(kind, "sample" | "observe") {
+        bail!(
+            "--png draws sample and observe jobs; job {} is a {kind} job",
+            job.id
+        );
+    }
+    let result = match (&job.result, job.state()) {
+        (Some(result), JobState::Succeeded) => result,
+        _ => bail!(
+            "job {} is {}: --png needs a job that succeeded",
+            job.id,
+            job.state().name()
+        ),
+    };
+    if kind == "observe" {
+        let histogram = result
+            .histogram
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("job {} has no histogram", job.id))?;
+        let (image, mut info) =
+            picture::histogram_chart(histogram, result.mode, result.mean, result.map_statistic)?;
+        image.write(path)?;
+        info["path"] = path.display().to_string().into();
+        return Ok(Some(info));
+    }
+    let bytes = client.download_artifact(&job.id, &result.artifact).await?;
+    Ok(Some(draw_samples(
+        &bytes,
+        &result.artifact,
+        job,
+        png,
+        path,
+    )?))
+}
+
+/// Draws a .npy matrix of samples (rows) as a grid; the sample job's `image_width` is the
+/// default width of one image.
+fn draw_samples(
+    bytes: &[u8],
+    name: &str,
+    job: &Job,
+    png: &PngArgs,
+    path: &Path,
+) -> anyhow::Result<Value> {
+    let samples = ebm_client::npy::read(bytes)
+        .map_err(|e| anyhow::anyhow!("--png draws .npy sample sets; {name} is not one ({e})"))?;
+    let width_hint = job
+        .spec
+        .as_ref()
+        .and_then(|s| s.sample.as_ref())
+        .and_then(|s| s.image_width)
+        .map(|w| w as usize);
+    let (image, mut info) =
+        picture::sample_grid(&samples, png.shape, width_hint, png.png_samples as usize)?;
+    image.write(path)?;
+    info["path"] = path.display().to_string().into();
+    Ok(info)
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {

@@ -111,8 +111,13 @@ impl Printer {
     }
 
     pub fn job(&self, job: &Job) {
+        self.job_with_picture(job, None)
+    }
+
+    /// A job, and the PNG drawn of it (`--png`): JSON gets a `png` member.
+    pub fn job_with_picture(&self, job: &Job, picture: Option<&Value>) {
         if self.is_json() {
-            return self.json(&job_json(job));
+            return self.json(&with_picture(job_json(job), picture));
         }
         let spec = job.spec.clone().unwrap_or_default();
         let mut lines = vec![
@@ -135,22 +140,24 @@ impl Printer {
         if let Some(result) = &job.result {
             lines.extend(result_lines(result));
         }
+        lines.extend(picture_lines(picture));
         print_fields(&lines);
     }
 
-    /// The end of `watch`: the final job (JSON), or a one-line verdict plus its result.
-    pub fn finished(&self, job: &Job) {
+    /// The end of `watch`: the final job (JSON), or a one-line verdict plus its result; and
+    /// the PNG drawn of it, if any.
+    pub fn finished_with_picture(&self, job: &Job, picture: Option<&Value>) {
         if self.is_json() {
-            return self.json(&job_json(job));
+            return self.json(&with_picture(job_json(job), picture));
         }
         match job.state().name() {
             "succeeded" => println!("job {} succeeded", job.id),
             "failed" => println!("job {} failed: {}", job.id, job.error),
             other => println!("job {} {other}", job.id),
         }
-        if let Some(result) = &job.result {
-            print_fields(&result_lines(result));
-        }
+        let mut lines = job.result.as_ref().map(result_lines).unwrap_or_default();
+        lines.extend(picture_lines(picture));
+        print_fields(&lines);
     }
 
     pub fn jobs(&self, all: &[Job]) {
@@ -224,12 +231,53 @@ impl Printer {
     }
 
     pub fn written(&self, id: &str, path: &Path, bytes: usize) {
+        self.written_with_picture(id, path, bytes, None)
+    }
+
+    pub fn written_with_picture(
+        &self,
+        id: &str,
+        path: &Path,
+        bytes: usize,
+        picture: Option<&Value>,
+    ) {
         if self.is_json() {
-            return self
-                .json(&json!({"id": id, "path": path.display().to_string(), "size_bytes": bytes}));
+            let value = json!({"id": id, "path": path.display().to_string(), "size_bytes": bytes});
+            return self.json(&with_picture(value, picture));
         }
         println!("wrote {} ({})", path.display(), human_bytes(bytes as u64));
+        print_fields(&picture_lines(picture));
     }
+}
+
+fn with_picture(mut value: Value, picture: Option<&Value>) -> Value {
+    if let (Some(object), Some(picture)) = (value.as_object_mut(), picture) {
+        object.insert("png".into(), picture.clone());
+    }
+    value
+}
+
+/// One line describing a PNG that was written.
+fn picture_lines(picture: Option<&Value>) -> Vec<(&'static str, String)> {
+    let Some(p) = picture else {
+        return Vec::new();
+    };
+    let path = p["path"].as_str().unwrap_or("");
+    let size = format!("{} x {} px", p["width"], p["height"]);
+    let what = match p["kind"].as_str() {
+        Some("histogram") => {
+            "histogram bars; red = mode, blue = mean, green = map_statistic".to_string()
+        }
+        _ if p["strip"] == true => format!(
+            "{} samples, one pixel row each (give --shape HxW for images)",
+            p["samples"]
+        ),
+        _ => format!(
+            "{} samples as {} x {} images",
+            p["samples"], p["shape"][0], p["shape"][1]
+        ),
+    };
+    vec![("png", format!("wrote {path} ({size}; {what})"))]
 }
 
 fn dims(m: &Model) -> String {
