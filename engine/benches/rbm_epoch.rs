@@ -116,20 +116,40 @@ fn main() {
             let seed: u64 = a.get("seed").map_or(1, |s| s.parse().unwrap());
             let mut trainer = Trainer::new(&model, &train, seed, data, BackendKind::Cpu).unwrap();
             let mut train_seconds = Vec::new();
+            let mut train_cpu = 0.0;
             while !trainer.is_finished() {
-                let r = trainer.run_epoch(&|| false, &mut |_| {}).unwrap().unwrap();
-                train_seconds.push(r.metrics["train_seconds"]);
+                // CPU seconds of this process at each progress report (made during the
+                // minibatches, then once after the metrics): the last report within the
+                // training time gives the training CPU time, robust to a loaded machine.
+                let (start, cpu0) = (Instant::now(), cpu_seconds());
+                let mut reports = Vec::new();
+                let r = trainer
+                    .run_epoch(&|| false, &mut |_| {
+                        reports.push((start.elapsed().as_secs_f64(), cpu_seconds()))
+                    })
+                    .unwrap()
+                    .unwrap();
+                let t = r.metrics["train_seconds"];
+                train_seconds.push(t);
+                let cpu_end = reports
+                    .iter()
+                    .filter(|(wall, _)| *wall <= t)
+                    .map(|(_, cpu)| *cpu)
+                    .fold(cpu0, f64::max);
+                train_cpu += cpu_end - cpu0;
             }
             let per_epoch = train_seconds.iter().sum::<f64>() / train_seconds.len() as f64;
-            // nominal FLOPs of one PCD-1 update with C = B chains: 6 products of
-            // B x visible x hidden (positive hidden, chain hidden, chain visible, negative
-            // hidden, two gradient products), 2 FLOPs per multiply-add.
+            let cpu_per_epoch = train_cpu / train_seconds.len() as f64;
+            // nominal FLOPs of one PCD-1 update with C = B chains: 5 dense products of
+            // B x visible x hidden (positive hidden, chain visible, chain hidden, two
+            // gradient products), 2 FLOPs per multiply-add (the CPU backend skips the
+            // zeros of binary operands, so this is a dense-equivalent rate).
             let batches = (rows / batch as usize) as f64;
-            let flops = 12.0 * batch as f64 * visible as f64 * hidden as f64 * batches / per_epoch;
+            let flops = 10.0 * batch as f64 * visible as f64 * hidden as f64 * batches / per_epoch;
             let m = ebm_engine::model_file::rbm_from_bytes(&trainer.model_file().unwrap()).unwrap();
             println!(
                 "{{\"impl\": \"ebm\", \"rows\": {rows}, \"visible\": {visible}, \"hidden\": {hidden}, \"batch\": {batch}, \
-                 \"epochs\": {epochs}, \"seconds_per_epoch\": {per_epoch:.4}, \"train_gflops\": {:.2}, \"threads\": {threads}, {}}}",
+                 \"epochs\": {epochs}, \"seconds_per_epoch\": {per_epoch:.4}, \"cpu_seconds_per_epoch\": {cpu_per_epoch:.3}, \"train_gflops\": {:.2}, \"threads\": {threads}, {}}}",
                 flops / 1e9,
                 heldout_metrics(&m, &heldout)
             );
@@ -163,4 +183,21 @@ fn main() {
         }
         other => panic!("unknown subcommand {other}: use train, eval or gemm"),
     }
+}
+
+/// User + system CPU seconds of this process (from /proc; 0 where unavailable).
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = fields.get(11..13).map_or(0.0, |f| {
+        f.iter().filter_map(|v| v.parse::<f64>().ok()).sum()
+    });
+    ticks / 100.0
 }

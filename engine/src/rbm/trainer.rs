@@ -261,6 +261,20 @@ impl<B: Backend> RbmTrainer<B> {
             backend.gather_rows(&data_dev, &start_rows, &mut set.v)?;
             chains.push(set);
         }
+        let mut rng_hidden = RngStream::new(seed, streams::HIDDEN);
+        if settings.method == Method::Pcd {
+            // PCD chains carry their hidden sample from one update to the next (see
+            // `update`): draw the first one from the starting rows.
+            let set = &mut chains[0];
+            backend.sample_hidden(
+                &params,
+                &set.v,
+                1.0,
+                rng_hidden.next_key(),
+                &mut set.hp,
+                Some(&mut set.hs),
+            )?;
+        }
         let offsets = if settings.centering {
             let mu: Vec<f32> = (0..nv).map(|j| column_mean(j) as f32).collect();
             Some((
@@ -294,7 +308,7 @@ impl<B: Backend> RbmTrainer<B> {
             chains,
             tempering,
             offsets,
-            rng_hidden: RngStream::new(seed, streams::HIDDEN),
+            rng_hidden,
             rng_visible: RngStream::new(seed, streams::VISIBLE),
             rng_swap: RngStream::new(seed, streams::SWAP),
             epoch: 0,
@@ -465,17 +479,25 @@ impl<B: Backend> RbmTrainer<B> {
                             pt.swap_neighbours(&mut replicas, self.rng_swap.next_key())?;
                         }
                     }
+                    let model_chains = self
+                        .chains
+                        .last_mut()
+                        .ok_or_else(|| EngineError::Internal("no chains".into()))?;
+                    be.sample_hidden(
+                        &self.params,
+                        &model_chains.v,
+                        1.0,
+                        self.rng_hidden.next_key(),
+                        &mut model_chains.hp,
+                        None,
+                    )?;
                 } else {
+                    // The chains' persistent state is their hidden sample (as in scikit-
+                    // learn's BernoulliRBM): each step draws v from h, then h from v, and
+                    // the hidden probabilities of the last step serve both the gradient and
+                    // the next state, so PCD-k costs 2k products instead of 2k + 1.
                     let set = &mut self.chains[0];
                     for _ in 0..k {
-                        be.sample_hidden(
-                            &self.params,
-                            &set.v,
-                            1.0,
-                            self.rng_hidden.next_key(),
-                            &mut set.hp,
-                            Some(&mut set.hs),
-                        )?;
                         be.sample_visible(
                             &self.params,
                             &set.hs,
@@ -484,20 +506,20 @@ impl<B: Backend> RbmTrainer<B> {
                             &mut set.vm,
                             &mut set.v,
                         )?;
+                        be.sample_hidden(
+                            &self.params,
+                            &set.v,
+                            1.0,
+                            self.rng_hidden.next_key(),
+                            &mut set.hp,
+                            Some(&mut set.hs),
+                        )?;
                     }
                 }
                 let model_chains = self
                     .chains
-                    .last_mut()
+                    .last()
                     .ok_or_else(|| EngineError::Internal("no chains".into()))?;
-                be.sample_hidden(
-                    &self.params,
-                    &model_chains.v,
-                    1.0,
-                    self.rng_hidden.next_key(),
-                    &mut model_chains.hp,
-                    None,
-                )?;
                 let offsets = self
                     .offsets
                     .as_ref()

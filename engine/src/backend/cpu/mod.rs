@@ -3,6 +3,7 @@
 //! and the fast path on machines without a GPU. No allocation per element; the few
 //! temporaries are per call.
 
+pub mod binary;
 pub mod elementwise;
 pub mod gemm;
 
@@ -38,6 +39,36 @@ impl CpuMatrix {
 /// Rows per rayon task in elementwise loops: enough work to amortise scheduling.
 fn rows_per_task(cols: usize) -> usize {
     (4096 / cols.max(1)).max(1)
+}
+
+/// Elements below which an elementwise pass runs on the calling thread: handing work to
+/// the pool (and waking a thread) costs tens of microseconds, more than the pass.
+const PARALLEL_ELEMENTS: usize = 1 << 14;
+
+fn parallel(elements: usize) -> bool {
+    elements >= PARALLEL_ELEMENTS && rayon::current_num_threads() > 1
+}
+
+/// `f(r, a_row, b_row)` over the rows of two matrices with `cols` columns, in parallel
+/// when the work pays.
+fn for_row_pairs(
+    a: &mut [f32],
+    b: &mut [f32],
+    cols: usize,
+    f: impl Fn(usize, &mut [f32], &mut [f32]) + Sync + Send,
+) {
+    let cols = cols.max(1);
+    if parallel(a.len()) {
+        a.par_chunks_mut(cols)
+            .zip(b.par_chunks_mut(cols))
+            .with_min_len(rows_per_task(cols))
+            .enumerate()
+            .for_each(|(r, (x, y))| f(r, x, y));
+    } else {
+        for (r, (x, y)) in a.chunks_mut(cols).zip(b.chunks_mut(cols)).enumerate() {
+            f(r, x, y);
+        }
+    }
 }
 
 fn check_shape(what: &str, m: &CpuMatrix, rows: usize, cols: usize) -> Result<()> {
@@ -175,28 +206,36 @@ impl Backend for CpuBackend {
         let (n, nv, nh) = (visible.rows, params.w.rows, params.w.cols);
         check_shape("visible", visible, n, nv)?;
         check_shape("hidden probabilities", probs, n, nh)?;
-        let x = self.scaled_visible(params, visible);
-        matmul(&mut probs.data, x.view(), params.w.view(), 1.0, false);
+        let mut act = binary::take();
+        if binary::enabled()
+            && nh >= binary::MIN_COLUMNS
+            && params.units == VisibleUnits::Bernoulli
+            && act.of_rows(&visible.data, n, nv)
+        {
+            binary::binary_times(&mut probs.data, &act, &params.w.data, nh, 1.0);
+        } else {
+            let x = self.scaled_visible(params, visible);
+            matmul(&mut probs.data, x.view(), params.w.view(), 1.0, false);
+        }
+        binary::give_back(act);
         let c = &params.c.data;
         let task = rows_per_task(nh);
         match states {
             Some(states) => {
                 check_shape("hidden states", states, n, nh)?;
-                probs
-                    .data
-                    .par_chunks_mut(nh)
-                    .zip(states.data.par_chunks_mut(nh))
-                    .with_min_len(task)
-                    .enumerate()
-                    .for_each(|(r, (p_row, s_row))| {
-                        let first = (r * nh) as u32;
-                        elementwise::bernoulli_row(p_row, c, beta, &key, first, Some(s_row))
-                    });
+                for_row_pairs(&mut probs.data, &mut states.data, nh, |r, p_row, s_row| {
+                    let first = (r * nh) as u32;
+                    elementwise::bernoulli_row(p_row, c, beta, &key, first, Some(s_row))
+                });
             }
-            None => probs
+            None if parallel(probs.data.len()) => probs
                 .data
                 .par_chunks_mut(nh)
                 .with_min_len(task)
+                .for_each(|p_row| elementwise::bernoulli_row(p_row, c, beta, &key, 0, None)),
+            None => probs
+                .data
+                .chunks_mut(nh)
                 .for_each(|p_row| elementwise::bernoulli_row(p_row, c, beta, &key, 0, None)),
         }
         Ok(())
@@ -215,27 +254,31 @@ impl Backend for CpuBackend {
         check_shape("hidden", hidden, n, nh)?;
         check_shape("visible means", means, n, nv)?;
         check_shape("visible states", states, n, nv)?;
-        matmul(
-            &mut means.data,
-            hidden.view(),
-            params.w.view().t(),
-            1.0,
-            false,
-        );
+        let mut act = binary::take();
+        // (the sparse form reads W^T, transposed per call: it pays from a few dozen rows)
+        if binary::enabled()
+            && n >= binary::TRANSPOSED_MIN_ROWS
+            && nv >= binary::MIN_COLUMNS
+            && act.of_rows(&hidden.data, n, nh)
+        {
+            binary::binary_times_transposed(&mut means.data, &act, &params.w.data, nv, nh, 1.0);
+        } else {
+            matmul(
+                &mut means.data,
+                hidden.view(),
+                params.w.view().t(),
+                1.0,
+                false,
+            );
+        }
+        binary::give_back(act);
         let b = &params.b.data;
-        let task = rows_per_task(nv);
-        let rows = means
-            .data
-            .par_chunks_mut(nv)
-            .zip(states.data.par_chunks_mut(nv));
         match params.units {
             VisibleUnits::Bernoulli => {
-                rows.with_min_len(task)
-                    .enumerate()
-                    .for_each(|(r, (m_row, s_row))| {
-                        let first = (r * nv) as u32;
-                        elementwise::bernoulli_row(m_row, b, beta, &key, first, Some(s_row))
-                    })
+                for_row_pairs(&mut means.data, &mut states.data, nv, |r, m_row, s_row| {
+                    let first = (r * nv) as u32;
+                    elementwise::bernoulli_row(m_row, b, beta, &key, first, Some(s_row))
+                })
             }
             VisibleUnits::Gaussian => {
                 let sigma = &params
@@ -244,16 +287,14 @@ impl Backend for CpuBackend {
                     .ok_or_else(|| EngineError::Internal("Gaussian RBM without sigma".into()))?
                     .data;
                 let noise_scale = 1.0 / beta.sqrt();
-                rows.with_min_len(task)
-                    .enumerate()
-                    .for_each(|(r, (m_row, s_row))| {
-                        let base = (r * nv) as u32;
-                        for i in 0..nv {
-                            let mean = b[i] + sigma[i] * m_row[i];
-                            m_row[i] = mean;
-                            s_row[i] = mean + sigma[i] * noise_scale * key.normal(base + i as u32);
-                        }
-                    })
+                for_row_pairs(&mut means.data, &mut states.data, nv, |r, m_row, s_row| {
+                    let base = (r * nv) as u32;
+                    for i in 0..nv {
+                        let mean = b[i] + sigma[i] * m_row[i];
+                        m_row[i] = mean;
+                        s_row[i] = mean + sigma[i] * noise_scale * key.normal(base + i as u32);
+                    }
+                })
             }
         }
         Ok(())
@@ -273,29 +314,54 @@ impl Backend for CpuBackend {
         check_shape("positive hidden", pos_h, pos_v.rows, nh)?;
         check_shape("negative hidden", neg_h, neg_v.rows, nh)?;
         check_shape("W gradient", &grad.w, nv, nh)?;
+        check_shape("positive visible", pos_v, pos_v.rows, nv)?;
+        check_shape("negative visible", neg_v, neg_v.rows, nv)?;
         let (np, nn) = (pos_v.rows as f32, neg_v.rows as f32);
         let pos_x = self.scaled_visible(params, pos_v);
         let neg_x = self.scaled_visible(params, neg_v);
         // <x h^T>_data - <x h^T>_model
-        matmul(
-            &mut grad.w.data,
-            pos_x.view().t(),
-            pos_h.view(),
-            1.0 / np,
-            false,
-        );
-        matmul(
-            &mut grad.w.data,
-            neg_x.view().t(),
-            neg_h.view(),
-            -1.0 / nn,
-            true,
-        );
-        let dx: Vec<f64> = column_means(&pos_x)
-            .iter()
-            .zip(column_means(&neg_x))
-            .map(|(a, b)| a - b)
-            .collect();
+        let (mut pos_act, mut neg_act) = (binary::take(), binary::take());
+        let dx: Vec<f64> = if binary::enabled()
+            && nh >= binary::MIN_COLUMNS
+            && params.units == VisibleUnits::Bernoulli
+            && pos_act.of_columns(&pos_v.data, pos_v.rows, nv)
+            && neg_act.of_columns(&neg_v.data, neg_v.rows, nv)
+        {
+            binary::binary_gradient(
+                &mut grad.w.data,
+                nh,
+                (&pos_act, &pos_h.data, 1.0 / np),
+                (&neg_act, &neg_h.data, -1.0 / nn),
+            );
+            // column means of binary matrices: the list lengths
+            let mean =
+                |a: &binary::Active, i: usize, rows: usize| a.count[i] as f64 / rows.max(1) as f64;
+            (0..nv)
+                .map(|i| mean(&pos_act, i, pos_v.rows) - mean(&neg_act, i, neg_v.rows))
+                .collect()
+        } else {
+            matmul(
+                &mut grad.w.data,
+                pos_x.view().t(),
+                pos_h.view(),
+                1.0 / np,
+                false,
+            );
+            matmul(
+                &mut grad.w.data,
+                neg_x.view().t(),
+                neg_h.view(),
+                -1.0 / nn,
+                true,
+            );
+            column_means(&pos_x)
+                .iter()
+                .zip(column_means(&neg_x))
+                .map(|(a, b)| a - b)
+                .collect()
+        };
+        binary::give_back(pos_act);
+        binary::give_back(neg_act);
         let dh: Vec<f64> = column_means(pos_h)
             .iter()
             .zip(column_means(neg_h))
@@ -406,19 +472,24 @@ impl Backend for CpuBackend {
                     return Err(EngineError::Internal("sgd needs one state tensor".into()));
                 };
                 check_shape("velocity", velocity, param.rows, param.cols)?;
-                param
-                    .data
-                    .par_chunks_mut(chunk)
-                    .zip(grad.data.par_chunks(chunk))
-                    .zip(velocity.data.par_chunks_mut(chunk))
-                    .for_each(|((p, g), v)| {
-                        for i in 0..p.len() {
-                            let step =
-                                g[i] - l2 * p[i] - l1 * p[i].signum() * (p[i] != 0.0) as u8 as f32;
-                            v[i] = momentum * v[i] + lr * step;
-                            p[i] += v[i];
-                        }
-                    });
+                let sgd = |((p, g), v): ((&mut [f32], &[f32]), &mut [f32])| {
+                    for i in 0..p.len() {
+                        let step =
+                            g[i] - l2 * p[i] - l1 * p[i].signum() * (p[i] != 0.0) as u8 as f32;
+                        v[i] = momentum * v[i] + lr * step;
+                        p[i] += v[i];
+                    }
+                };
+                if parallel(param.data.len() / 4) {
+                    param
+                        .data
+                        .par_chunks_mut(chunk)
+                        .zip(grad.data.par_chunks(chunk))
+                        .zip(velocity.data.par_chunks_mut(chunk))
+                        .for_each(sgd);
+                } else {
+                    sgd(((&mut param.data, &grad.data), &mut velocity.data));
+                }
             }
             OptimizerRule::Adam {
                 beta1,
@@ -508,6 +579,9 @@ impl Backend for CpuBackend {
     }
 
     fn all_finite(&self, m: &CpuMatrix) -> Result<bool> {
+        if !parallel(m.data.len() / 4) {
+            return Ok(m.data.iter().all(|x| x.is_finite()));
+        }
         Ok(m.data
             .par_chunks(4096)
             .all(|c| c.iter().all(|x| x.is_finite())))
