@@ -4,8 +4,8 @@
 use crate::backend::BackendKind;
 use crate::error::EngineError;
 use crate::estimate::chains::ModelChains;
-use crate::estimate::job::backend_note;
 use crate::estimate::model::load_model;
+use crate::estimate::placement::place_chains;
 use crate::observe::{run_chains, ChainPlan};
 use crate::rng::RngStream;
 
@@ -147,8 +147,8 @@ pub fn run_sample(
             model.units()
         )));
     }
-    let notes: Vec<String> = backend_note(backend).into_iter().collect();
-    let mut chains = model.chains(plan.chains, None)?;
+    let (mut chains, note) = place_chains(&model, plan.chains, None, backend)?;
+    let notes: Vec<String> = note.into_iter().collect();
     let mut rng = RngStream::new(seed, SAMPLE_STREAM);
     let matrix = sample_chains(chains.as_mut(), &plan, &mut rng, should_stop, progress)?;
     Ok((matrix, notes))

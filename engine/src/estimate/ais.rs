@@ -25,6 +25,13 @@ pub trait AnnealingPath: Send {
     fn advance(&mut self, from: f64, to: f64, rng: &mut RngStream, log_weights: &mut [f64]);
     /// One transition leaving p_beta invariant (burn-in), without weights.
     fn transition(&mut self, beta: f64, rng: &mut RngStream);
+    /// Moves log-weight increments that `advance` kept elsewhere (device-resident chains
+    /// accumulate them on the device) into `log_weights`, and surfaces any device error.
+    /// Host chains add to `log_weights` directly and keep this default. The driver calls
+    /// it before every check of the weights and at the end of each anneal.
+    fn flush_weights(&mut self, _log_weights: &mut [f64]) -> Result<(), EngineError> {
+        Ok(())
+    }
 }
 
 /// Confidence level of the reported interval: 95%, z = 1.96.
@@ -194,10 +201,12 @@ fn anneal(
         }
         path.advance(from, to, rng, log_weights);
         if k % report_every == 0 || k + 1 == total {
+            path.flush_weights(log_weights)?;
             check_weights(log_weights, to)?;
             (hooks.progress)((k + 1) as f64 / total as f64);
         }
     }
+    path.flush_weights(log_weights)?;
     check_weights(log_weights, 1.0)
 }
 

@@ -4,6 +4,7 @@
 
 use super::ais::{forward_ais, reverse_ais, AisEstimate, Hooks};
 use super::model::load_model;
+use super::placement::{exact_note, place_chains};
 use super::schedule::{default_schedule, validate_schedule, DEFAULT_STEPS, MAX_STEPS};
 use crate::backend::BackendKind;
 use crate::data::Dataset;
@@ -128,16 +129,6 @@ fn plan(spec: &EstimateSpec) -> Result<Plan, EngineError> {
     })
 }
 
-/// The note every non-CPU request gets until the CubeCL AIS kernels exist.
-pub fn backend_note(backend: BackendKind) -> Option<String> {
-    (backend != BackendKind::Cpu).then(|| {
-        format!(
-            "the {} backend has no estimator kernels yet; this ran on the cpu backend",
-            backend.name()
-        )
-    })
-}
-
 /// Runs an `estimate_log_z` request. `data` (optional) gives RBM base rates and reverse
 /// AIS start states.
 pub fn estimate_log_z(
@@ -151,9 +142,9 @@ pub fn estimate_log_z(
 ) -> Result<EstimateResult, EngineError> {
     let plan = plan(spec)?;
     let model = load_model(model_file)?;
-    let mut notes: Vec<String> = backend_note(backend).into_iter().collect();
     let mut rng = RngStream::new(seed, ESTIMATE_STREAM);
     if plan.method == EstimateMethod::Exact {
+        let notes: Vec<String> = exact_note(backend).into_iter().collect();
         let mut hooks = Hooks {
             should_stop,
             progress,
@@ -172,7 +163,9 @@ pub fn estimate_log_z(
             notes,
         });
     }
-    let mut chains = model.chains(plan.chains, data)?;
+    // Chains on the requested backend's device where it has them (see `placement`).
+    let (mut chains, placement_note) = place_chains(&model, plan.chains, data, backend)?;
+    let mut notes: Vec<String> = placement_note.into_iter().collect();
     let reverse = plan.method == EstimateMethod::ReverseAis;
     // Progress: forward AIS takes all of it, or the first half with reverse AIS.
     let share = if reverse { 0.5 } else { 1.0 };
@@ -188,9 +181,10 @@ pub fn estimate_log_z(
         match data {
             Some(d) => {
                 let states = model.data_states(d, chains.as_ref())?;
-                for c in 0..plan.chains {
-                    chains.write_state(c, &states[c % states.len()]);
-                }
+                let start: Vec<f32> = (0..plan.chains)
+                    .flat_map(|c| states[c % states.len()].iter().copied())
+                    .collect();
+                chains.write_states(&start)?;
                 if d.rows < plan.chains {
                     notes.push(format!(
                         "reverse AIS started {} chains from {} data rows (rows reused)",

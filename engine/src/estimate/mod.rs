@@ -7,9 +7,10 @@ pub mod exact;
 pub mod heldout;
 pub mod job;
 #[cfg(test)]
-mod job_tests;
+pub(crate) mod job_tests;
 pub mod kaufman;
 pub mod model;
+pub mod placement;
 pub mod schedule;
 #[cfg(test)]
 pub(crate) mod tests;

@@ -136,19 +136,31 @@ impl LoadedModel {
         data: Option<&Dataset>,
     ) -> Result<Box<dyn ModelChains>, EngineError> {
         Ok(match self {
-            LoadedModel::BernoulliRbm(p) => {
-                let base = match data {
-                    Some(d) => {
-                        self.check_data_width(d)?;
-                        base_rate_bias(&d.values, d.rows, p.visible)
-                    }
-                    None => p.visible_bias.clone(),
-                };
-                Box::new(RbmChains::new(p.clone(), base, chains)?)
-            }
+            LoadedModel::BernoulliRbm(p) => Box::new(RbmChains::new(
+                p.clone(),
+                self.rbm_base_bias(data)?,
+                chains,
+            )?),
             LoadedModel::GaussianRbm(p) => Box::new(GaussianRbmChains::new(p.clone(), chains)?),
             LoadedModel::LatticeIsing(p) => Box::new(LatticeChains::new(*p, chains)?),
             LoadedModel::Potts(p) => Box::new(PottsChains::new(p.clone(), chains)?),
+        })
+    }
+
+    /// Visible biases of a Bernoulli RBM's AIS base model: the data's base rates when
+    /// `data` is given (Salakhutdinov & Murray), else the model's own b.
+    pub fn rbm_base_bias(&self, data: Option<&Dataset>) -> Result<Vec<f32>, EngineError> {
+        let LoadedModel::BernoulliRbm(p) = self else {
+            return Err(EngineError::Internal(
+                "base-rate biases of a model that is not a bernoulli_rbm".into(),
+            ));
+        };
+        Ok(match data {
+            Some(d) => {
+                self.check_data_width(d)?;
+                base_rate_bias(&d.values, d.rows, p.visible)
+            }
+            None => p.visible_bias.clone(),
         })
     }
 

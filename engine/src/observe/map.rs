@@ -41,14 +41,15 @@ pub fn most_likely_state(
         chains.sweep(tau, rng);
     }
     let mut best: Option<MapState> = None;
-    let mut state = vec![0.0; chains.units()];
-    for c in 0..chains.chains() {
-        chains.read_state(c, &mut state);
-        chains.polish(&mut state);
-        let log_target = chains.log_target(&state);
+    let units = chains.units();
+    let mut states = vec![0.0; chains.chains() * units];
+    chains.read_states(&mut states)?;
+    for state in states.chunks_exact_mut(units) {
+        chains.polish(state);
+        let log_target = chains.log_target(state);
         if best.as_ref().is_none_or(|b| log_target > b.log_target) {
             best = Some(MapState {
-                state: state.clone(),
+                state: state.to_vec(),
                 log_target,
                 exact: false,
             });

@@ -12,8 +12,8 @@ mod tests;
 use crate::backend::BackendKind;
 use crate::error::EngineError;
 use crate::estimate::chains::ModelChains;
-use crate::estimate::job::backend_note;
 use crate::estimate::model::load_model;
+use crate::estimate::placement::place_chains;
 use crate::rng::RngStream;
 use crate::sample::chain_plan;
 use crate::stats::summary::StatisticSummary;
@@ -72,14 +72,16 @@ pub fn run_chains(
     for _ in 0..plan.burn_in {
         sweep(chains, rng)?;
     }
-    let mut state = vec![0.0; chains.units()];
+    // One bulk read per draw (a single download for device chains).
+    let units = chains.units();
+    let mut states = vec![0.0; chains.chains() * units];
     for _ in 0..plan.per_chain() {
         for _ in 0..plan.thin {
             sweep(chains, rng)?;
         }
-        for c in 0..chains.chains() {
-            chains.read_state(c, &mut state);
-            record(c, &state, &*chains);
+        chains.read_states(&mut states)?;
+        for (c, state) in states.chunks_exact(units).enumerate() {
+            record(c, state, &*chains);
         }
     }
     Ok(())
@@ -202,7 +204,7 @@ pub fn run_observe(
         )));
     }
     let model = load_model(model_file)?;
-    let mut chains = model.chains(plan.chains, None)?;
+    let (mut chains, note) = place_chains(&model, plan.chains, None, backend)?;
     let stat = Statistic::parse(
         spec.statistic.trim(),
         &spec.reference,
@@ -210,7 +212,7 @@ pub fn run_observe(
         &spec.units,
         chains.as_ref(),
     )?;
-    let notes: Vec<String> = backend_note(backend).into_iter().collect();
+    let notes: Vec<String> = note.into_iter().collect();
     let mut rng = RngStream::new(seed, OBSERVE_STREAM);
     let report = observe_chains(
         chains.as_mut(),

@@ -11,10 +11,12 @@
 //! `matmul` (tiled product with fused bias/scaling), `rbm` (Gibbs epilogues, gradient
 //! statistics, optimizer), `lattice` (checkerboard sweeps, sums, fused AIS weights),
 //! `potts` (site-sequential heat-bath), `tempering` (replica swaps), `ais` (RBM AIS
-//! transition, log-weights, log-sum-exp), `observe` (per-chain statistics, histograms).
+//! transition, log-weights, log-sum-exp), `observe` (per-chain statistics, histograms),
+//! `chains` (device-resident chains of the estimators, `sample` and `observe`).
 
 pub mod ais;
 pub mod bench;
+pub mod chains;
 pub mod device;
 pub mod lattice;
 pub mod matmul;

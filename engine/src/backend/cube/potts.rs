@@ -71,6 +71,67 @@ pub fn potts_sweep_kernel(
     }
 }
 
+/// The heat-bath sweep with the fields and the couplings scaled apart: site i of chain c
+/// takes state a with probability ∝ exp(field_scale h_i(a) + coupling_scale betas[c]
+/// sum_{j != i} J_ij(a, s_j)). This is the AIS path of the estimators (fields at full
+/// strength, couplings annealed); [`potts_sweep_kernel`] is the tempered one
+/// (both scaled by beta). Same random-number convention.
+#[cube(launch)]
+#[allow(clippy::too_many_arguments)]
+pub fn potts_sweep_scaled_kernel(
+    states: &mut Array<u32>,
+    coupling: &Array<f32>,
+    field: &Array<f32>,
+    betas: &Array<f32>,
+    key: PhiloxKey,
+    chains: u32,
+    sites: u32,
+    q: u32,
+    coupling_scale: f32,
+    field_scale: f32,
+) {
+    let chain = linear_pos();
+    if chain < chains {
+        let mut local = Array::<f32>::new(MAX_STATES);
+        let beta = coupling_scale * betas[chain as usize];
+        let base = chain * sites;
+        for i in 0..sites {
+            let mut best = f32::new(-3.402_823_5e38);
+            for a in 0..q {
+                let mut sum = 0.0f32;
+                let row = (i * q + a) * sites;
+                for j in 0..sites {
+                    if j != i {
+                        let sj = states[(base + j) as usize];
+                        sum += coupling[((row + j) * q + sj) as usize];
+                    }
+                }
+                let e = field_scale * field[(i * q + a) as usize] + beta * sum;
+                local[a as usize] = e;
+                best = f32::max(best, e);
+            }
+            let mut total = 0.0f32;
+            for a in 0..q {
+                let w = f32::exp(local[a as usize] - best);
+                local[a as usize] = w;
+                total += w;
+            }
+            let target = uniform(&key, base + i) * total;
+            let mut cumulative = 0.0f32;
+            let mut chosen = q - 1;
+            let mut found = false;
+            for a in 0..q {
+                cumulative += local[a as usize];
+                if !found && target < cumulative {
+                    chosen = a;
+                    found = true;
+                }
+            }
+            states[(base + i) as usize] = chosen;
+        }
+    }
+}
+
 /// Per-chain energy E(s) (one unit per chain).
 #[cube(launch)]
 pub fn potts_energy_kernel(
@@ -127,6 +188,40 @@ pub fn sweep<R: Runtime>(
             sites as u32,
             q as u32,
             beta_scale,
+        );
+    }
+}
+
+/// `keys.len()` sweeps of [`potts_sweep_scaled_kernel`]; sweep `s` uses `keys[s]`.
+#[allow(clippy::too_many_arguments)]
+pub fn sweep_scaled<R: Runtime>(
+    client: &ComputeClient<R>,
+    states: &DeviceArray<u32>,
+    coupling: &DeviceArray<f32>,
+    field: &DeviceArray<f32>,
+    betas: &DeviceArray<f32>,
+    keys: &[RngKey],
+    chains: usize,
+    sites: usize,
+    q: usize,
+    coupling_scale: f32,
+    field_scale: f32,
+) {
+    for key in keys {
+        potts_sweep_scaled_kernel::launch::<R>(
+            client,
+            cubes_for(chains),
+            cube_dim(),
+            states.arg(),
+            coupling.arg(),
+            field.arg(),
+            betas.arg(),
+            key_launch(*key),
+            chains as u32,
+            sites as u32,
+            q as u32,
+            coupling_scale,
+            field_scale,
         );
     }
 }

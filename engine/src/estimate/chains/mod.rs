@@ -40,6 +40,28 @@ pub trait ModelChains: AnnealingPath {
     fn read_state(&self, chain: usize, out: &mut [f32]);
     /// Sets chain `chain`'s state (validated by the caller against the encoding).
     fn write_state(&mut self, chain: usize, state: &[f32]);
+    /// Copies every chain's state into `out` (chains x units, chain-major). Device chains
+    /// override this with one download; callers that want all states use it.
+    fn read_states(&self, out: &mut [f32]) -> Result<(), EngineError> {
+        let units = self.units();
+        for (c, row) in out.chunks_exact_mut(units).enumerate() {
+            self.read_state(c, row);
+        }
+        Ok(())
+    }
+    /// Sets every chain's state from `states` (chains x units, chain-major, validated by
+    /// the caller). Device chains override this with one upload.
+    fn write_states(&mut self, states: &[f32]) -> Result<(), EngineError> {
+        let units = self.units();
+        for (c, row) in states.chunks_exact(units).enumerate() {
+            self.write_state(c, row);
+        }
+        Ok(())
+    }
+    /// Where the chains live: "cpu", or the device backend's name.
+    fn backend_name(&self) -> &'static str {
+        "cpu"
+    }
     /// One sweep over all units of every chain, leaving p_target^tau invariant.
     fn sweep(&mut self, tau: f64, rng: &mut RngStream);
     /// ln of the unnormalised target probability of a state: minus the energy (for RBMs,

@@ -125,7 +125,7 @@ impl PottsParams {
 }
 
 /// Draws a state from logits with one uniform (inverse CDF of the softmax).
-fn draw_categorical(logits: &[f64], u: f32) -> u8 {
+pub(crate) fn draw_categorical(logits: &[f64], u: f32) -> u8 {
     let max = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
     let total: f64 = logits.iter().map(|x| (x - max).exp()).sum();
     let target = u as f64 * total;

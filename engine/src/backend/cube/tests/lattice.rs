@@ -89,7 +89,7 @@ fn checkerboard_and_sums_match_cpu() {
 
 /// Exact averages of a 4 x 4 periodic lattice by enumerating 2^16 states:
 /// (log Z, <bonds>/32, <magnetization>/16) at inverse temperature beta.
-fn exact_4x4(beta: f64, coupling: f64, field: f64) -> (f64, f64, f64) {
+pub(super) fn exact_4x4(beta: f64, coupling: f64, field: f64) -> (f64, f64, f64) {
     let mut terms = Vec::with_capacity(1 << 16);
     for state in 0u32..(1 << 16) {
         let s = |r: usize, c: usize| {

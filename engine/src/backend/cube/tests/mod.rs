@@ -9,6 +9,7 @@
 
 mod ais_observe;
 mod backend;
+mod estimators;
 mod lattice;
 mod potts_tempering;
 mod rbm;

@@ -1,0 +1,100 @@
+//! Where the chains of `estimate_log_z`, `sample` and `observe` run: on the CPU, or on
+//! the device of the requested CubeCL backend (`backend::cube::chains`).
+//!
+//! | model | wgpu / cuda |
+//! | --- | --- |
+//! | bernoulli_rbm | device (AIS, reverse AIS, sample, observe) |
+//! | lattice_ising, even L, <= 65535 chains | device (checkerboard heat bath) |
+//! | potts, q <= 32 | device (site-sequential heat bath) |
+//! | gaussian_rbm, odd-L lattices, q > 32, arrays over 2^25 values | cpu, with a note saying why |
+//! | `exact` (any model) | cpu (enumeration in f64), with a note |
+//!
+//! A backend that is not compiled in (engine features `wgpu`, `cuda`) or finds no device
+//! also falls back to the CPU with a note; the results are the same estimates, only slower.
+//! Never an error: the estimators' answers do not depend on where they ran.
+
+use super::chains::ModelChains;
+use super::model::LoadedModel;
+use crate::backend::BackendKind;
+use crate::data::Dataset;
+use crate::error::EngineError;
+
+/// Chains for `model` on `backend`, and a note for the user when they run elsewhere than
+/// asked.
+pub fn place_chains(
+    model: &LoadedModel,
+    chains: usize,
+    data: Option<&Dataset>,
+    backend: BackendKind,
+) -> Result<(Box<dyn ModelChains>, Option<String>), EngineError> {
+    let on_cpu = |why: String| -> Result<(Box<dyn ModelChains>, Option<String>), EngineError> {
+        Ok((
+            model.chains(chains, data)?,
+            Some(format!("{why}; this ran on the cpu backend")),
+        ))
+    };
+    match backend {
+        BackendKind::Cpu => Ok((model.chains(chains, data)?, None)),
+        #[cfg(feature = "wgpu")]
+        BackendKind::Wgpu => device::<cubecl::wgpu::WgpuRuntime>(model, chains, data, on_cpu),
+        #[cfg(feature = "cuda")]
+        BackendKind::Cuda => device::<cubecl::cuda::CudaRuntime>(model, chains, data, on_cpu),
+        #[allow(unreachable_patterns)]
+        other => on_cpu(not_built(other)),
+    }
+}
+
+/// The note of a backend that this build does not include.
+pub fn not_built(backend: BackendKind) -> String {
+    format!(
+        "backend {} is not compiled into this build (engine feature \"{}\")",
+        backend.name(),
+        backend.name()
+    )
+}
+
+/// The note of an `exact` request on a device backend.
+pub fn exact_note(backend: BackendKind) -> Option<String> {
+    (backend != BackendKind::Cpu).then(|| {
+        "exact enumeration runs in f64 on the cpu backend whatever the backend".to_string()
+    })
+}
+
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+fn device<R: crate::backend::cube::CubeRuntime>(
+    model: &LoadedModel,
+    chains: usize,
+    data: Option<&Dataset>,
+    on_cpu: impl Fn(String) -> Result<(Box<dyn ModelChains>, Option<String>), EngineError>,
+) -> Result<(Box<dyn ModelChains>, Option<String>), EngineError> {
+    use crate::backend::cube::chains::{
+        lattice_unsupported, potts_unsupported, rbm_unsupported, CubeLatticeChains,
+        CubePottsChains, CubeRbmChains,
+    };
+    let name = R::NAME;
+    let why_not = match model {
+        LoadedModel::BernoulliRbm(p) => rbm_unsupported(p, chains),
+        LoadedModel::LatticeIsing(p) => lattice_unsupported(p, chains),
+        LoadedModel::Potts(p) => potts_unsupported(p, chains),
+        LoadedModel::GaussianRbm(_) => {
+            Some("there are no Gaussian-RBM estimator chains on the device yet".to_string())
+        }
+    };
+    if let Some(why) = why_not {
+        return on_cpu(format!("{name}: {why}"));
+    }
+    let client = match R::shared_client() {
+        Ok(c) => c,
+        Err(e) => return on_cpu(format!("{name}: {e}")),
+    };
+    let placed: Box<dyn ModelChains> = match model {
+        LoadedModel::BernoulliRbm(p) => {
+            let base = model.rbm_base_bias(data)?;
+            Box::new(CubeRbmChains::<R>::new(client, p.clone(), base, chains)?)
+        }
+        LoadedModel::LatticeIsing(p) => Box::new(CubeLatticeChains::<R>::new(client, *p, chains)?),
+        LoadedModel::Potts(p) => Box::new(CubePottsChains::<R>::new(client, p.clone(), chains)?),
+        LoadedModel::GaussianRbm(_) => return on_cpu(format!("{name}: no device chains")),
+    };
+    Ok((placed, None))
+}
