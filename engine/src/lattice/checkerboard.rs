@@ -312,7 +312,7 @@ fn neighbour_sums(other: &[i8], chain: usize, l: usize, y: usize, colour: usize,
     let (up, down, same) = (row((y + l - 1) % l), row((y + 1) % l), row(y));
     let nsum = &mut nsum[..half];
     // Iterators over equal-length slices: no bounds checks, so these loops vectorise.
-    if (y + colour) % 2 == 0 {
+    if (y + colour).is_multiple_of(2) {
         nsum[0] = up[0] + down[0] + same[0] + same[half - 1];
         for ((((n, u), d), s), left) in nsum[1..]
             .iter_mut()
@@ -361,7 +361,7 @@ fn fill_words<const AVX2: bool>(
             philox16(key, element)
         };
         let block_end = ((block + 1) * 64).min(end);
-        if site % 64 == 0 && block_end - site == 64 {
+        if site.is_multiple_of(64) && block_end - site == 64 {
             let dst = &mut out[site - first..site - first + 64];
             for (chunk, w) in dst.chunks_exact_mut(16).zip(&words) {
                 chunk.copy_from_slice(w);

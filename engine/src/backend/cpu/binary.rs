@@ -11,14 +11,17 @@
 use rayon::prelude::*;
 use std::cell::RefCell;
 
-/// Above this share of ones a dense GEMM is as fast (measured on AVX2; see docs/benchmarks.md).
+/// Above this share of ones the binary paths are not tried.
 pub const MAX_DENSITY: f64 = 0.6;
 
-/// Whether the binary paths are used: always, unless the environment variable
-/// `EBM_CPU_DENSE=1` asks for dense GEMM everywhere (for A/B timing).
+/// Whether the binary paths are used: only when the environment variable
+/// `EBM_CPU_BINARY=1` asks for them. Measured on the 2-core AVX2 machine (Fashion-MNIST,
+/// 31% ones, 784 x 500) they are on a par with or slightly slower than dense GEMM: the
+/// row sums are bound by loading rows of W from L2/L3 and by the latency of the adds,
+/// while GEMM reuses each loaded element across many rows. Kept (tested) for further work.
 pub fn enabled() -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var("EBM_CPU_DENSE").map_or(true, |v| v != "1"))
+    *ON.get_or_init(|| std::env::var("EBM_CPU_BINARY").is_ok_and(|v| v == "1"))
 }
 
 /// Columns of the summed rows below which a dense product is faster (the per-index
