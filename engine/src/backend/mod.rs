@@ -35,6 +35,27 @@ impl BackendKind {
         }
     }
 
+    /// True if this build of the engine includes the backend: `cpu` always, `wgpu` and
+    /// `cuda` with the cargo features of the same names (off by default). Says nothing about
+    /// whether a device is present; that shows at first use.
+    pub fn is_built(&self) -> bool {
+        match self {
+            BackendKind::Cpu => true,
+            BackendKind::Wgpu => cfg!(feature = "wgpu"),
+            BackendKind::Cuda => cfg!(feature = "cuda"),
+        }
+    }
+
+    /// The error for a backend this build does not include, saying how to get it.
+    pub fn not_built_message(&self) -> String {
+        format!(
+            "backend {name} is not available in this build (it was compiled without the \
+             `{name}` feature): use backend = \"cpu\", or rebuild with `--features {name}` \
+             (e.g. cargo build --release -p ebm-server --features {name})",
+            name = self.name()
+        )
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             BackendKind::Cpu => "cpu",
