@@ -4,7 +4,7 @@
 //! before any work starts and says what to fix, and `TrainSpec::resolve` fills in the
 //! defaults (documented on each field) as one `TrainSettings` every family uses.
 
-use crate::data::ValueKind;
+use crate::data::{Dataset, ValueKind};
 use crate::error::{EngineError, Result};
 use serde::{Deserialize, Serialize};
 
@@ -47,7 +47,7 @@ impl ModelType {
                 "model type is missing: set model.type to bernoulli_rbm, gaussian_rbm, potts or lattice_ising",
             )),
             other => Err(EngineError::invalid(format!(
-                "unknown model type {other:?}: use bernoulli_rbm, gaussian_rbm, potts or lattice_ising"
+                "unknown model type {other:?} (model.type): use bernoulli_rbm, gaussian_rbm, potts or lattice_ising"
             ))),
         }
     }
@@ -547,10 +547,42 @@ pub fn validate_train(model: &ModelSpec, train: &TrainSpec, data: &DataShape) ->
     validate_ais(model_type, train, data)?;
     match model_type {
         ModelType::BernoulliRbm | ModelType::GaussianRbm => {
-            crate::rbm::validate(model_type, model, &settings, data)
+            crate::rbm::validate(model_type, model, train, &settings, data)
         }
         ModelType::Potts => crate::potts::options::validate(model, train, data),
         ModelType::LatticeIsing => crate::lattice::trainer::validate(model, train, data),
+    }
+}
+
+/// Whether the values of a data set of this kind can make a request that passed
+/// `validate_train` fail, so that a caller that has only the shape (the server, at
+/// submission) should load the values and run [`validate_train_data`]: Bernoulli RBMs need
+/// values in [0, 1], Potts models integer states, the lattice spins; real-valued data can
+/// break each of those, binary and categorical data cannot.
+pub fn values_need_checking(model: &ModelSpec, kind: ValueKind) -> bool {
+    kind == ValueKind::Real
+        && matches!(
+            ModelType::from_name(&model.model_type),
+            Ok(ModelType::BernoulliRbm | ModelType::Potts | ModelType::LatticeIsing)
+        )
+}
+
+/// `validate_train` plus the checks that need the values themselves (see
+/// [`values_need_checking`]): everything a trainer would refuse, without training.
+pub fn validate_train_data(model: &ModelSpec, train: &TrainSpec, data: &Dataset) -> Result<()> {
+    let shape = DataShape {
+        rows: data.rows,
+        cols: data.cols,
+        kind: data.kind,
+        q: data.q,
+    };
+    validate_train(model, train, &shape)?;
+    match ModelType::from_name(&model.model_type)? {
+        model_type @ (ModelType::BernoulliRbm | ModelType::GaussianRbm) => {
+            crate::rbm::check_values(model_type, data)
+        }
+        ModelType::Potts => crate::potts::options::check_values(model, train, data),
+        ModelType::LatticeIsing => crate::lattice::trainer::check_values(data),
     }
 }
 
@@ -585,6 +617,135 @@ mod tests {
             }
             other => panic!("expected InvalidInput mentioning {needle:?}, got {other:?}"),
         }
+    }
+
+    fn model(model_type: &str) -> ModelSpec {
+        ModelSpec {
+            model_type: model_type.into(),
+            ..Default::default()
+        }
+    }
+
+    /// Options of one family or method are refused for the others, naming the field.
+    #[test]
+    fn options_of_other_families_are_refused() {
+        let d = shape(100, 16);
+        let t = TrainSpec::default();
+        for family in ["potts", "lattice_ising"] {
+            let m = model(family);
+            validate_train(&m, &t, &d).unwrap();
+            let train = |change: fn(&mut TrainSpec)| {
+                let mut t = t.clone();
+                change(&mut t);
+                t
+            };
+            refused(
+                &m,
+                &train(|t| t.batch_size = Some(10)),
+                d,
+                "train.batch_size",
+            );
+            refused(
+                &m,
+                &train(|t| t.centering = Some(true)),
+                d,
+                "train.centering",
+            );
+            refused(
+                &m,
+                &train(|t| t.centering = Some(false)),
+                d,
+                "train.centering",
+            );
+            refused(
+                &m,
+                &train(|t| t.sampler = "wolff".into()),
+                d,
+                "train.sampler",
+            );
+            refused(&m, &train(|t| t.method = "pt".into()), d, "train.betas");
+            let with = |change: fn(&mut ModelSpec)| {
+                let mut m = m.clone();
+                change(&mut m);
+                m
+            };
+            refused(
+                &with(|m| m.learn_sigma = Some(true)),
+                &t,
+                d,
+                "model.learn_sigma",
+            );
+            refused(
+                &with(|m| m.standardize = Some(true)),
+                &t,
+                d,
+                "model.standardize",
+            );
+            refused(&with(|m| m.hidden = Some(3)), &t, d, "model.hidden");
+        }
+        let lattice = model("lattice_ising");
+        for (change, needle) in [
+            (
+                ModelSpec {
+                    pseudocount: Some(0.1),
+                    ..lattice.clone()
+                },
+                "model.pseudocount",
+            ),
+            (
+                ModelSpec {
+                    size: Some(6),
+                    ..lattice.clone()
+                },
+                "model.size",
+            ),
+        ] {
+            refused(&change, &t, d, needle);
+        }
+        for q in [0, 1, 256] {
+            let potts = ModelSpec {
+                q: Some(q),
+                ..model("potts")
+            };
+            refused(&potts, &t, d, "model.q");
+        }
+    }
+
+    /// What only the values can tell: checked by `validate_train_data`, and asked for by
+    /// `values_need_checking` exactly for real-valued data.
+    #[test]
+    fn value_checks_need_the_values() {
+        let t = TrainSpec::default();
+        let data = |values: Vec<f32>| Dataset::from_values(4, 4, values).unwrap();
+        let halves = data(vec![0.5; 16]);
+        let states = data((0..16).map(|i| (i % 3) as f32).collect());
+        let spins = data(
+            (0..16)
+                .map(|i| if i % 3 == 0 { -1.0 } else { 1.0 })
+                .collect(),
+        );
+        for (m, needle) in [
+            (rbm(2), "[0, 1]"),
+            (model("lattice_ising"), "spins"),
+            (model("potts"), "integer states"),
+        ] {
+            assert!(values_need_checking(&m, ValueKind::Real));
+            assert!(!values_need_checking(&m, ValueKind::Binary));
+            let bad = if needle == "[0, 1]" { &states } else { &halves };
+            validate_train(&m, &t, &shape(4, 4)).unwrap();
+            match validate_train_data(&m, &t, bad) {
+                Err(EngineError::InvalidInput(msg)) => assert!(msg.contains(needle), "{msg}"),
+                other => panic!("{m:?}: expected a refusal naming {needle}, got {other:?}"),
+            }
+        }
+        assert!(!values_need_checking(
+            &model("gaussian_rbm"),
+            ValueKind::Real
+        ));
+        // integer states without model.q: q from the largest state
+        validate_train_data(&model("potts"), &t, &states).unwrap();
+        validate_train_data(&model("lattice_ising"), &t, &spins).unwrap();
+        validate_train_data(&rbm(2), &t, &halves).unwrap();
     }
 
     #[test]
@@ -956,6 +1117,24 @@ mod tests {
             },
             d,
             "centering",
+        );
+        bad(
+            TrainSpec {
+                method: "pt".into(),
+                betas: vec![0.5, 1.0],
+                k: Some(2),
+                pt_swap_every: Some(3),
+                ..t.clone()
+            },
+            "train.pt_swap_every",
+        );
+        bad(
+            TrainSpec {
+                method: "cd".into(),
+                chains: Some(10),
+                ..t.clone()
+            },
+            "train.chains",
         );
         // a chain population too large to hold
         refused(

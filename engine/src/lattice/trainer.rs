@@ -49,23 +49,42 @@ pub struct LatticeTrainer {
 }
 
 /// Settings with the lattice defaults (k = 10 sweeps, 100 chains) where the spec is silent.
+/// Options of minibatch RBM training are refused rather than ignored: every update uses the
+/// moments of all the data (two numbers), so there is no `batch_size`, and centering is an
+/// RBM gradient.
 pub fn lattice_settings(train: &TrainSpec, rows: usize) -> Result<TrainSettings> {
+    if let Some(b) = train.batch_size {
+        return Err(EngineError::invalid(format!(
+            "train.batch_size ({b}) does not apply to lattice_ising: every update uses the bond \
+             and magnetisation averages of all the data (one epoch = one full-batch update); \
+             remove train.batch_size"
+        )));
+    }
+    if train.centering.is_some() {
+        return Err(EngineError::invalid(
+            "train.centering applies to bernoulli_rbm, not lattice_ising: remove it",
+        ));
+    }
     let mut spec = train.clone();
     spec.k = spec.k.or(Some(10));
     spec.chains = spec.chains.or(Some(100));
-    spec.batch_size = None;
     spec.resolve(rows)
 }
 
 /// Checks a lattice_ising training request against the data's shape.
 pub fn validate(model: &ModelSpec, train: &TrainSpec, data: &DataShape) -> Result<()> {
-    check_spec(model, train, data.cols)?;
     if data.kind == ValueKind::Categorical {
         return Err(EngineError::invalid(
-            "lattice_ising needs spin data (+1/-1 or 0/1), not an alignment",
+            "lattice_ising needs spin data (+1/-1 or 0/1) in the data set, not an alignment",
         ));
     }
+    check_spec(model, train, data.cols)?;
     lattice_settings(train, data.rows).map(|_| ())
+}
+
+/// The checks of a lattice request that need the values: every value a spin.
+pub fn check_values(data: &Dataset) -> Result<()> {
+    spins_of(data).map(|_| ())
 }
 
 fn check_spec(model: &ModelSpec, train: &TrainSpec, cols: usize) -> Result<usize> {
@@ -74,16 +93,44 @@ fn check_spec(model: &ModelSpec, train: &TrainSpec, cols: usize) -> Result<usize
             "model.hidden and model.q do not apply to lattice_ising",
         ));
     }
+    for (name, set) in [
+        ("model.learn_sigma", model.learn_sigma.is_some()),
+        ("model.standardize", model.standardize.is_some()),
+        ("model.reweight_identity", model.reweight_identity.is_some()),
+        ("model.pseudocount", model.pseudocount.is_some()),
+        ("model.unknown_residues", model.unknown_residues.is_some()),
+    ] {
+        if set {
+            return Err(EngineError::invalid(format!(
+                "{name} does not apply to lattice_ising: remove it"
+            )));
+        }
+    }
     let side = (cols as f64).sqrt().round() as usize;
     let size = model.size.map_or(side, |s| s as usize);
     if size * size != cols {
-        return Err(EngineError::invalid(format!(
-            "lattice_ising with size {size} needs rows of {} spins (L x L, row-major), the data have {cols} columns",
-            size * size
-        )));
+        return Err(EngineError::invalid(match model.size {
+            Some(_) => format!(
+                "model.size = {size} needs rows of {} spins (L x L, row-major), but the data set \
+                 has {cols} columns: set model.size to match the data or leave it out",
+                size * size
+            ),
+            None => format!(
+                "lattice_ising needs rows of L x L spins, but the data set has {cols} columns, \
+                 not a square number"
+            ),
+        }));
     }
-    LatticeIsing::new(size, 0.0, 0.0)?;
-    LatticeUpdate::from_name(&train.sampler)?;
+    LatticeIsing::new(size, 0.0, 0.0).map_err(|e| match e {
+        EngineError::InvalidInput(m) => EngineError::invalid(format!("model.size: {m}")),
+        other => other,
+    })?;
+    LatticeUpdate::from_name(train.sampler.trim()).map_err(|_| {
+        EngineError::invalid(format!(
+            "train.sampler for lattice_ising must be \"metropolis\" or \"gibbs\" (heat bath), not {:?}",
+            train.sampler
+        ))
+    })?;
     if train.validation_fraction.is_some_and(|f| f > 0.0) {
         return Err(EngineError::invalid(
             "train.validation_fraction is not supported for lattice_ising",
@@ -120,7 +167,7 @@ impl LatticeTrainer {
         let size = check_spec(model_spec, train_spec, data.cols)?;
         let model = LatticeIsing::new(size, 0.0, 0.0)?;
         let settings = lattice_settings(train_spec, data.rows)?;
-        let update = LatticeUpdate::from_name(&train_spec.sampler)?;
+        let update = LatticeUpdate::from_name(train_spec.sampler.trim())?;
         let spins = spins_of(&data)?;
         let rows = data.rows;
         let sums = LatticeChains::from_spins(size, rows, &spins)?.bond_and_spin_sums();

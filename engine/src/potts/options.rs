@@ -6,8 +6,9 @@
 use crate::data::fasta::UnknownResidues;
 use crate::data::{Dataset, ValueKind};
 use crate::error::{EngineError, Result};
-use crate::potts::data::resolve_q;
+use crate::potts::data::{resolve_q, states_of};
 use crate::potts::sweep::PottsUpdate;
+use crate::potts::MAX_Q;
 use crate::spec::{DataShape, ModelSpec, TrainSettings, TrainSpec};
 
 /// Potts-specific options of the model spec, resolved.
@@ -23,55 +24,56 @@ pub struct PottsOptions {
 
 impl PottsOptions {
     pub fn resolve(model: &ModelSpec, train: &TrainSpec, data: &Dataset) -> Result<Self> {
-        let pseudocount = match model.pseudocount {
-            None => None,
-            Some(p) if p.is_finite() && (0.0..1.0).contains(&p) => Some(p),
-            Some(p) => {
-                return Err(EngineError::invalid(format!(
-                    "model.pseudocount must lie in [0, 1), not {p}"
-                )))
-            }
-        };
-        if model.hidden.is_some() || model.size.is_some() {
-            return Err(EngineError::invalid(
-                "model.hidden and model.size do not apply to potts (sites come from the data)",
-            ));
-        }
+        check_model_options(model)?;
         Ok(PottsOptions {
             q: resolve_q(data, model.q)?,
             reweight_identity: model.reweight_identity.unwrap_or(0.8),
-            pseudocount,
-            unknown_residues: UnknownResidues::from_name(
-                model.unknown_residues.as_deref().unwrap_or(""),
-            )?,
-            update: PottsUpdate::from_name(&train.sampler)?,
+            pseudocount: model.pseudocount,
+            unknown_residues: unknown_residues(model)?,
+            update: sampler(train)?,
         })
     }
 }
 
-/// Checks a Potts training request against the data's shape before any work starts.
-pub fn validate(model: &ModelSpec, train: &TrainSpec, data: &DataShape) -> Result<()> {
+fn unknown_residues(model: &ModelSpec) -> Result<UnknownResidues> {
+    let name = model.unknown_residues.as_deref().unwrap_or("");
+    UnknownResidues::from_name(name).map_err(|_| {
+        EngineError::invalid(format!(
+            "model.unknown_residues must be \"gap\" (map them to the gap state) or \"drop\" \
+             (drop their sequences), not {name:?}"
+        ))
+    })
+}
+
+fn sampler(train: &TrainSpec) -> Result<PottsUpdate> {
+    PottsUpdate::from_name(train.sampler.trim()).map_err(|_| {
+        EngineError::invalid(format!(
+            "train.sampler for a potts model must be \"gibbs\" (heat bath) or \"metropolis\", not {:?}",
+            train.sampler
+        ))
+    })
+}
+
+/// The model options that do not need the data: the ones of other families refused, the
+/// Potts ones in range.
+fn check_model_options(model: &ModelSpec) -> Result<()> {
     if model.hidden.is_some() || model.size.is_some() {
         return Err(EngineError::invalid(
             "model.hidden and model.size do not apply to potts (sites come from the data)",
         ));
     }
-    let q = match (data.kind, data.q, model.q) {
-        (ValueKind::Categorical, dq, Some(mq)) if dq > 0 && dq != mq => {
+    if model.learn_sigma.is_some() || model.standardize.is_some() {
+        return Err(EngineError::invalid(
+            "model.learn_sigma and model.standardize apply to gaussian_rbm, not potts",
+        ));
+    }
+    if let Some(q) = model.q {
+        if q < 2 || q as usize > MAX_Q {
             return Err(EngineError::invalid(format!(
-                "model.q = {mq} but the data set's alphabet has q = {dq}: leave model.q out or set it to {dq}"
-            )))
+                "model.q must be between 2 and {MAX_Q} states per site, not {q}"
+            )));
         }
-        (ValueKind::Categorical, dq, _) if dq > 0 => dq as usize,
-        (ValueKind::Real, _, None) => {
-            return Err(EngineError::invalid(
-                "a potts model on numeric data needs model.q (states 0..q-1 per column)",
-            ))
-        }
-        (_, _, Some(mq)) => mq as usize,
-        (_, _, None) => 2,
-    };
-    crate::potts::check_shape(data.cols, q)?;
+    }
     if let Some(p) = model.pseudocount {
         if !(p.is_finite() && (0.0..1.0).contains(&p)) {
             return Err(EngineError::invalid(format!(
@@ -86,10 +88,40 @@ pub fn validate(model: &ModelSpec, train: &TrainSpec, data: &DataShape) -> Resul
             )));
         }
     }
-    UnknownResidues::from_name(model.unknown_residues.as_deref().unwrap_or(""))?;
-    PottsUpdate::from_name(&train.sampler)?;
+    unknown_residues(model)?;
+    Ok(())
+}
+
+/// Checks a Potts training request against the data's shape before any work starts.
+/// Numeric (non-categorical, non-binary) data are checked further by [`check_values`],
+/// which needs the values: q then comes from `model.q` or the largest state.
+pub fn validate(model: &ModelSpec, train: &TrainSpec, data: &DataShape) -> Result<()> {
+    check_model_options(model)?;
+    let q = match (data.kind, data.q, model.q) {
+        (ValueKind::Categorical, dq, Some(mq)) if dq > 0 && dq != mq => {
+            return Err(EngineError::invalid(format!(
+                "model.q = {mq} but the data set's alphabet has q = {dq}: leave model.q out or set it to {dq}"
+            )))
+        }
+        (ValueKind::Categorical, dq, _) if dq > 0 => dq as usize,
+        (_, _, Some(mq)) => mq as usize,
+        // binary data, or integer states whose largest value check_values finds
+        (_, _, None) => 2,
+    };
+    crate::potts::check_shape(data.cols, q)?;
+    sampler(train)?;
     let settings = potts_settings(train, data.rows)?;
     check_sizes(&settings, data.cols, q)
+}
+
+/// The checks of a Potts request that need the values: integer states 0..q (q from
+/// `model.q` or the largest state), sequences left after dropping unknown residues, and
+/// the sizes with the actual q.
+pub fn check_values(model: &ModelSpec, train: &TrainSpec, data: &Dataset) -> Result<()> {
+    let options = PottsOptions::resolve(model, train, data)?;
+    let (_, kept, _) = states_of(data, options.q, options.unknown_residues)?;
+    let settings = potts_settings(train, kept.len())?;
+    check_sizes(&settings, data.cols, options.q)
 }
 
 pub(crate) fn check_sizes(settings: &TrainSettings, sites: usize, q: usize) -> Result<()> {
@@ -110,8 +142,23 @@ pub(crate) fn check_sizes(settings: &TrainSettings, sites: usize, q: usize) -> R
     Ok(())
 }
 
-/// Settings with the Potts defaults applied where the spec left a value unset.
+/// Settings with the Potts defaults applied where the spec left a value unset. Options of
+/// minibatch RBM training are refused rather than ignored: every Potts update uses the
+/// statistics of the whole (reweighted) alignment, so there is no `batch_size`, and
+/// centering is an RBM gradient.
 pub fn potts_settings(train: &TrainSpec, rows: usize) -> Result<TrainSettings> {
+    if let Some(b) = train.batch_size {
+        return Err(EngineError::invalid(format!(
+            "train.batch_size ({b}) does not apply to potts: every update uses the frequencies of \
+             the whole reweighted alignment (one epoch = one full-batch update, as in adabmDCA); \
+             remove train.batch_size"
+        )));
+    }
+    if train.centering.is_some() {
+        return Err(EngineError::invalid(
+            "train.centering applies to bernoulli_rbm, not potts: remove it",
+        ));
+    }
     let mut spec = train.clone();
     spec.chains = spec.chains.or(Some(1000));
     spec.k = spec.k.or(Some(10));
@@ -119,7 +166,5 @@ pub fn potts_settings(train: &TrainSpec, rows: usize) -> Result<TrainSettings> {
         spec.learning_rate = spec.learning_rate.or(Some(0.01));
         spec.momentum = spec.momentum.or(Some(0.0));
     }
-    // Full-batch updates: the batch size is not used; keep resolve's check quiet.
-    spec.batch_size = None;
     spec.resolve(rows)
 }

@@ -8,10 +8,11 @@ pub mod exact;
 pub mod trainer;
 
 use crate::backend::VisibleUnits;
-use crate::data::ValueKind;
+use crate::data::{Dataset, ValueKind};
 use crate::error::{EngineError, Result};
 use crate::spec::{
-    DataShape, ModelSpec, ModelType, TrainSettings, MAX_CHAIN_CELLS, MAX_HIDDEN, MAX_PARAMETERS,
+    DataShape, Method, ModelSpec, ModelType, TrainSettings, TrainSpec, MAX_CHAIN_CELLS, MAX_HIDDEN,
+    MAX_PARAMETERS,
 };
 use rayon::prelude::*;
 
@@ -264,6 +265,7 @@ impl RbmModel {
 pub fn validate(
     model_type: ModelType,
     model: &ModelSpec,
+    train: &TrainSpec,
     settings: &TrainSettings,
     data: &DataShape,
 ) -> Result<()> {
@@ -344,10 +346,43 @@ pub fn validate(
     }
     if !settings.sampler.is_empty() {
         return Err(EngineError::invalid(
-            "train.sampler (gibbs | metropolis) applies to potts models",
+            "train.sampler (gibbs | metropolis) applies to potts and lattice_ising models; \
+             RBMs use block Gibbs sampling",
+        ));
+    }
+    if settings.method == Method::Pt && settings.pt_swap_every > settings.k {
+        return Err(EngineError::invalid(format!(
+            "train.pt_swap_every = {} is more than train.k = {}: an RBM update attempts swaps \
+             every pt_swap_every of its k Gibbs steps, so it would never swap; lower \
+             pt_swap_every or raise k",
+            settings.pt_swap_every, settings.k
+        )));
+    }
+    if settings.method == Method::Cd && train.chains.is_some() {
+        return Err(EngineError::invalid(
+            "train.chains applies to method = \"pcd\" and \"pt\": cd starts one negative chain at \
+             each row of the minibatch (train.batch_size chains); remove train.chains",
         ));
     }
     Ok(())
+}
+
+/// The checks of an RBM request that need the data's values: a Bernoulli RBM needs values
+/// in [0, 1] (binary, or probabilities).
+pub fn check_values(model_type: ModelType, data: &Dataset) -> Result<()> {
+    if model_type != ModelType::BernoulliRbm {
+        return Ok(());
+    }
+    match data.values.iter().position(|&x| !(0.0..=1.0).contains(&x)) {
+        None => Ok(()),
+        Some(i) => Err(EngineError::invalid(format!(
+            "bernoulli_rbm needs values in [0, 1] (binary or probabilities), but row {}, column {} \
+             of the data set is {}: binarize the data or use gaussian_rbm",
+            i / data.cols,
+            i % data.cols,
+            data.values[i]
+        ))),
+    }
 }
 
 #[cfg(test)]

@@ -130,17 +130,7 @@ impl<B: Backend> RbmTrainer<B> {
             ModelType::GaussianRbm => VisibleUnits::Gaussian,
             _ => return Err(EngineError::Internal("RbmTrainer for a non-RBM".into())),
         };
-        if units == VisibleUnits::Bernoulli {
-            if let Some(i) = data.values.iter().position(|&x| !(0.0..=1.0).contains(&x)) {
-                return Err(EngineError::invalid(format!(
-                    "bernoulli_rbm needs values in [0, 1] (binary or probabilities), but row {}, column {} is {}: \
-                     binarize the data or use gaussian_rbm",
-                    i / data.cols,
-                    i % data.cols,
-                    data.values[i]
-                )));
-            }
-        }
+        super::check_values(model_type, &data)?;
         let (nv, nh) = (data.cols, model.hidden.unwrap_or(0) as usize);
         if nh == 0 {
             return Err(EngineError::invalid("model.hidden must be at least 1"));

@@ -54,7 +54,49 @@ impl JobApi {
                             spec.dataset
                         ))
                     })?;
-                jobs::train::validate(spec, &dataset, limits).map_err(super::engine_status)
+                jobs::train::validate(spec, &dataset, limits).map_err(super::engine_status)?;
+                let init_model = spec
+                    .model_config
+                    .as_ref()
+                    .map(|m| m.init_model.as_str())
+                    .unwrap_or("");
+                if !init_model.is_empty() {
+                    check_id("model.init_model", init_model, limits.max_name_len)?;
+                    let init = self
+                        .state
+                        .store
+                        .get_model(tenant, init_model)
+                        .await
+                        .map_err(store_status)?
+                        .ok_or_else(|| {
+                            Status::not_found(format!(
+                                "model.init_model {init_model} not found: train or import it first (ebm models list)"
+                            ))
+                        })?;
+                    jobs::train::validate_init_model(spec, &dataset, &init)
+                        .map_err(super::engine_status)?;
+                }
+                if jobs::train::needs_values(spec, &dataset) {
+                    // The value kind leaves open whether the values suit the model: read them
+                    // (bounded by the upload limit) rather than fail the job after queueing.
+                    let bytes = self
+                        .state
+                        .store
+                        .dataset_bytes(tenant, &spec.dataset)
+                        .await
+                        .map_err(store_status)?
+                        .ok_or_else(|| {
+                            Status::not_found(format!("data set {} not found", spec.dataset))
+                        })?;
+                    let (spec, limits) = (spec.clone(), limits.clone());
+                    tokio::task::spawn_blocking(move || {
+                        jobs::train::validate_values(&spec, &dataset, &bytes, &limits)
+                    })
+                    .await
+                    .map_err(|e| Status::internal(format!("checking the data failed: {e}")))?
+                    .map_err(super::engine_status)?;
+                }
+                Ok(())
             }
             kind @ ("estimate_log_z" | "sample" | "observe") => {
                 check_id(

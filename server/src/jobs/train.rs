@@ -3,7 +3,7 @@
 //! epoch, reporting metrics, checkpointing, and stopping at a minibatch boundary on request.
 use super::{JobContext, Outcome, ProducedModel, Report, StopReason};
 use crate::config::Limits;
-use crate::store::DatasetRecord;
+use crate::store::{DatasetRecord, ModelRecord};
 use ebm_api::v1;
 use ebm_engine::backend::BackendKind;
 use ebm_engine::data::{parse_dataset, DataFormat, ParseLimits, ValueKind};
@@ -113,7 +113,114 @@ pub fn validate(
         kind: value_kind_from_name(&dataset.value_kind)?,
         q: dataset.q as u32,
     };
-    validate_train(&model, &train, &shape)
+    validate_train(&model, &train, &shape)?;
+    let backend = spec.backend.trim();
+    if !backend.is_empty() && backend != "cpu" {
+        if let Some(why) = cpu_only(config) {
+            return Err(EngineError::invalid(format!(
+                "backend = {backend:?}: {why} trains on the cpu backend only; set backend = \"cpu\" \
+                 or leave it out"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Why a request trains on the CPU only (no GPU trainer for it yet), if it does.
+fn cpu_only(config: &v1::ModelConfig) -> Option<String> {
+    match config.r#type.trim() {
+        t @ ("potts" | "lattice_ising") => Some(format!("a {t} model")),
+        _ if !config.init_model.is_empty() => Some("a model started from model.init_model".into()),
+        _ => None,
+    }
+}
+
+/// Whether a submission's data set must be read to validate it: its value kind leaves
+/// open whether the values suit the model (e.g. real numbers for a Potts model must be
+/// integer states); see [`ebm_engine::spec::values_need_checking`].
+pub fn needs_values(spec: &v1::JobSpec, dataset: &DatasetRecord) -> bool {
+    let (Some(config), Ok(kind)) = (
+        spec.model_config.as_ref(),
+        value_kind_from_name(&dataset.value_kind),
+    ) else {
+        return false;
+    };
+    ebm_engine::spec::values_need_checking(&model_spec(config), kind)
+}
+
+/// The checks of a submission that need the data set's values (parsed from its stored
+/// bytes): everything the trainer would refuse before its first epoch.
+pub fn validate_values(
+    spec: &v1::JobSpec,
+    dataset: &DatasetRecord,
+    bytes: &[u8],
+    limits: &Limits,
+) -> Result<(), EngineError> {
+    let config = spec
+        .model_config
+        .as_ref()
+        .ok_or_else(|| EngineError::invalid("a train job needs a model: set [model]"))?;
+    let train = spec.train.as_ref().map(train_spec).unwrap_or_default();
+    let data = parse_dataset(
+        DataFormat::from_name(&dataset.format)?,
+        bytes,
+        &parse_limits(limits),
+    )?;
+    ebm_engine::spec::validate_train_data(&model_spec(config), &train, &data)
+}
+
+/// Checks `model.init_model` (the listing of the model it names) against the request:
+/// the same model type and the shape the data set and spec imply.
+pub fn validate_init_model(
+    spec: &v1::JobSpec,
+    dataset: &DatasetRecord,
+    init: &ModelRecord,
+) -> Result<(), EngineError> {
+    let config = spec
+        .model_config
+        .as_ref()
+        .ok_or_else(|| EngineError::invalid("a train job needs a model: set [model]"))?;
+    if init.model_type != config.r#type.trim() {
+        return Err(EngineError::invalid(format!(
+            "model.init_model {} is a {} model, but model.type is {:?}: start from a model of \
+             the same type",
+            init.id, init.model_type, config.r#type
+        )));
+    }
+    let dim = |name: &str| init.dims.get(name).copied();
+    let cols = dataset.cols as u64;
+    let mut expected: Vec<(&str, u64)> = Vec::new();
+    match init.model_type.as_str() {
+        "bernoulli_rbm" | "gaussian_rbm" => {
+            expected.push(("visible", cols));
+            if let Some(h) = config.hidden {
+                expected.push(("hidden", u64::from(h)));
+            }
+        }
+        "potts" => {
+            expected.push(("sites", cols));
+            match (config.q, dataset.q) {
+                (Some(q), _) => expected.push(("q", u64::from(q))),
+                (None, q) if q > 0 => expected.push(("q", q as u64)),
+                _ => {}
+            }
+        }
+        "lattice_ising" => {
+            let side = (cols as f64).sqrt().round() as u64;
+            expected.push(("size", config.size.map_or(side, u64::from)));
+        }
+        _ => {}
+    }
+    for (name, want) in expected {
+        if let Some(have) = dim(name).filter(|&have| have != want) {
+            return Err(EngineError::invalid(format!(
+                "model.init_model {} has {name} = {have}, but this job needs {name} = {want} \
+                 (from the data set and the [model] table): start from a model of the same shape",
+                init.id
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Runs a train job on the calling (dedicated) thread.
@@ -148,14 +255,14 @@ fn train(ctx: &mut JobContext) -> Result<Outcome, EngineError> {
         .model_config
         .clone()
         .ok_or_else(|| EngineError::invalid("a train job needs a model: set [model]"))?;
-    if !config.init_model.is_empty() {
-        return Err(EngineError::invalid(
-            "model.init_model is not supported yet: train from scratch",
-        ));
-    }
     let model = model_spec(&config);
     let train = ctx.spec.train.as_ref().map(train_spec).unwrap_or_default();
-    let backend = BackendKind::from_name(ctx.backend_name())?;
+    // A request the GPU backends cannot train yet runs on the CPU when the spec names no
+    // backend, whatever the server's default (submission refuses one that names a GPU).
+    let backend = match cpu_only(&config) {
+        Some(_) if ctx.spec.backend.trim().is_empty() => BackendKind::Cpu,
+        _ => BackendKind::from_name(ctx.backend_name())?,
+    };
     let seed = ctx.spec.seed;
     let mut trainer = match ctx.inputs.checkpoint.take() {
         Some(checkpoint) => {
@@ -167,7 +274,24 @@ fn train(ctx: &mut JobContext) -> Result<Outcome, EngineError> {
             )));
             trainer
         }
-        None => Trainer::new(&model, &train, seed, data, backend)?,
+        None => match ctx.inputs.init_model.take() {
+            Some((record, init)) => {
+                let trainer =
+                    Trainer::new_with_initial_model(&model, &train, seed, data, backend, &init)?;
+                ctx.report(Report::Log(format!(
+                    "started from the parameters of model {}",
+                    record.id
+                )));
+                trainer
+            }
+            None if !config.init_model.is_empty() => {
+                return Err(EngineError::invalid(format!(
+                    "model.init_model {} no longer exists",
+                    config.init_model
+                )))
+            }
+            None => Trainer::new(&model, &train, seed, data, backend)?,
+        },
     };
     let epochs = trainer.epochs_total() as u32;
     let checkpoint_every = train.checkpoint_every.unwrap_or(1).max(1) as usize;
