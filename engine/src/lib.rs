@@ -22,5 +22,6 @@ pub mod stats;
 pub mod tempering;
 pub mod tensors;
 pub mod train;
+mod training;
 
 pub use error::EngineError;

@@ -11,15 +11,19 @@ use super::LatticeIsing;
 use crate::data::{Dataset, ValueKind};
 use crate::error::{EngineError, Result};
 use crate::potts::step::{apply, Rule};
-use crate::potts::trainer::fingerprint;
 use crate::rng::{streams, RngKey, RngStream};
-use crate::spec::{DataShape, Method, ModelSpec, OptimizerKind, TrainSettings, TrainSpec};
+use crate::spec::{DataShape, Method, ModelSpec, TrainSettings, TrainSpec};
 use crate::tempering::{ParallelTempering, TemperedChains};
 use crate::tensors::{TensorReader, TensorWriter};
 use crate::train::{EpochReport, FamilyTrainer};
+use crate::training::checkpoint::{
+    fingerprint, read_state, write_state, RunIdentity, TemperingCounters,
+};
+use crate::training::epoch::{run_epoch, EpochSteps};
+use crate::training::metadata::training_metadata;
+use crate::training::{optimizer_slots, uniform_rows};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::time::Instant;
 
 const PLL_ROWS: usize = 200;
 const FORMAT: &str = "ebm-lattice-checkpoint/1";
@@ -42,6 +46,9 @@ pub struct LatticeTrainer {
     tempering: Option<ParallelTempering>,
     /// Optimizer state of (J, h): each entry holds two values.
     opt: Vec<Vec<f32>>,
+    /// Mean bond product, magnetisation and |magnetisation| per site of the beta = 1
+    /// chains of the last update (what the epoch's metrics describe).
+    last_moments: (f64, f64, f64),
     epoch: usize,
     updates: u64,
     rng_sweep: RngStream,
@@ -180,15 +187,11 @@ impl LatticeTrainer {
             settings.chains * replicas,
             RngKey::new(seed, streams::CHAIN_INIT, 0),
         )?;
-        let n_state = if settings.optimizer == OptimizerKind::Adam {
-            2
-        } else {
-            1
-        };
         Ok(LatticeTrainer {
             tempering: (settings.method == Method::Pt)
                 .then(|| ParallelTempering::new(settings.betas.clone())),
-            opt: vec![vec![0.0; 2]; n_state],
+            opt: vec![vec![0.0; 2]; optimizer_slots(settings.optimizer)],
+            last_moments: (0.0, 0.0, 0.0),
             model_spec: model_spec.clone(),
             train_spec: train_spec.clone(),
             seed,
@@ -217,19 +220,8 @@ impl LatticeTrainer {
     ) -> Result<Self> {
         let mut t = Self::new(model_spec, train_spec, seed, data)?;
         let file = TensorReader::parse(bytes, "the checkpoint")?;
-        let state: State = serde_json::from_str(file.meta("state").unwrap_or("")).map_err(|e| {
-            EngineError::invalid(format!("the checkpoint has no readable lattice state: {e}"))
-        })?;
-        if state.format != FORMAT
-            || state.seed != seed
-            || state.data_fingerprint != t.data_fingerprint
-            || &state.model_spec != model_spec
-            || &state.train_spec != train_spec
-        {
-            return Err(EngineError::invalid(
-                "the checkpoint belongs to a different spec, seed or data set; start a new job instead",
-            ));
-        }
+        let state: State = read_state(&file)?;
+        state.run.check(&t.identity())?;
         t.model = LatticeIsing::new(
             t.model.size,
             file.finite_f32("J", Some(&[]))?[0],
@@ -249,17 +241,18 @@ impl LatticeTrainer {
         t.updates = state.updates;
         t.rng_sweep.step = state.rng_sweep;
         t.rng_swap.step = state.rng_swap;
-        if let Some(pt) = t.tempering.as_mut() {
-            if state.pt_attempted.len() != pt.attempted.len() {
-                return Err(EngineError::invalid(
-                    "the checkpoint's tempering ladder differs from the spec",
-                ));
-            }
-            pt.attempted = state.pt_attempted;
-            pt.accepted = state.pt_accepted;
-            pt.rounds = state.pt_rounds;
-        }
+        state.tempering.restore(t.tempering.as_mut())?;
         Ok(t)
+    }
+
+    fn identity(&self) -> RunIdentity {
+        RunIdentity {
+            format: FORMAT.into(),
+            model_spec: self.model_spec.clone(),
+            train_spec: self.train_spec.clone(),
+            seed: self.seed,
+            data_fingerprint: self.data_fingerprint,
+        }
     }
 
     pub fn model(&self) -> &LatticeIsing {
@@ -291,8 +284,7 @@ impl LatticeTrainer {
                 let key = RngKey::new(self.seed, streams::ORDER, self.updates);
                 let sites = self.model.sites();
                 let mut starts = Vec::with_capacity(n * sites);
-                for c in 0..n {
-                    let r = ((key.words(c as u32)[0] as u64 * self.rows as u64) >> 32) as usize;
+                for r in uniform_rows(key, n, self.rows) {
                     starts.extend_from_slice(&self.data[r * sites..(r + 1) * sites]);
                 }
                 self.chains = LatticeChains::from_spins(self.model.size, n, &starts)?;
@@ -387,42 +379,33 @@ impl TemperedChains for Replicas<'_> {
 
 #[derive(Serialize, Deserialize)]
 struct State {
-    format: String,
-    model_spec: ModelSpec,
-    train_spec: TrainSpec,
-    seed: u64,
-    data_fingerprint: u64,
+    #[serde(flatten)]
+    run: RunIdentity,
     epoch: usize,
     updates: u64,
     rng_sweep: u64,
     rng_swap: u64,
-    pt_attempted: Vec<u64>,
-    pt_accepted: Vec<u64>,
-    pt_rounds: u64,
+    #[serde(flatten)]
+    tempering: TemperingCounters,
 }
 
-impl FamilyTrainer for LatticeTrainer {
-    fn epochs_done(&self) -> usize {
-        self.epoch
+impl EpochSteps for LatticeTrainer {
+    const DIVERGENCE_HINT: &'static str = "lower the learning rate or add l2";
+
+    fn settings(&self) -> &TrainSettings {
+        &self.settings
     }
 
-    fn epochs_total(&self) -> usize {
-        self.settings.epochs
-    }
-
-    fn run_epoch(
+    /// One full-batch update: k sweeps, then one step of J and h.
+    fn train(
         &mut self,
+        learning_rate: f64,
         should_stop: &dyn Fn() -> bool,
-        progress: &mut dyn FnMut(f64),
-    ) -> Result<Option<EpochReport>> {
-        if self.epoch >= self.settings.epochs {
-            return Err(EngineError::invalid("training is already finished"));
-        }
+        _progress: &mut dyn FnMut(f64),
+    ) -> Result<Option<f64>> {
         if should_stop() {
             return Ok(None);
         }
-        let started = Instant::now();
-        let lr = self.settings.learning_rate_at(self.epoch);
         self.sample()?;
         let (bond, m, abs_m) = self.model_moments();
         let grad = [
@@ -435,7 +418,7 @@ impl FamilyTrainer for LatticeTrainer {
             &mut params,
             &grad,
             &mut self.opt,
-            &Rule::new(&self.settings, lr, self.updates),
+            &Rule::new(&self.settings, learning_rate, self.updates),
             true,
         );
         if params.iter().any(|v| !v.is_finite()) {
@@ -446,17 +429,22 @@ impl FamilyTrainer for LatticeTrainer {
         }
         self.model.coupling = params[0];
         self.model.field = params[1];
-        let train_seconds = started.elapsed().as_secs_f64();
+        self.last_moments = (bond, m, abs_m);
+        Ok(Some((self.chains.chains * self.settings.k) as f64))
+    }
+
+    fn end_epoch(&mut self) {
         self.epoch += 1;
-        let flips = (self.chains.chains * self.settings.k * self.model.sites()) as f64;
-        let mut metrics = BTreeMap::new();
-        metrics.insert("train_seconds".into(), train_seconds);
+    }
+
+    fn epoch_metrics(&self, metrics: &mut BTreeMap<String, f64>) -> Result<()> {
+        let (bond, m, abs_m) = self.last_moments;
+        // chain sweeps per second x sites per sweep
+        let sweeps_per_second = metrics.get("samples_per_second").copied().unwrap_or(0.0);
         metrics.insert(
-            "samples_per_second".into(),
-            (self.chains.chains * self.settings.k) as f64 / train_seconds.max(1e-9),
+            "flips_per_ns".into(),
+            sweeps_per_second * self.model.sites() as f64 / 1e9,
         );
-        metrics.insert("flips_per_ns".into(), flips / train_seconds.max(1e-9) / 1e9);
-        metrics.insert("learning_rate".into(), lr);
         metrics.insert("coupling".into(), self.model.coupling as f64);
         metrics.insert("field".into(), self.model.field as f64);
         metrics.insert("bond_data".into(), self.data_bond);
@@ -479,22 +467,29 @@ impl FamilyTrainer for LatticeTrainer {
             metrics.insert("log_z".into(), log_z);
             metrics.insert("log_likelihood".into(), mean_neg_e - log_z);
         }
-        if let Some(pt) = &self.tempering {
-            let rates = pt.acceptance_rates();
-            for (i, r) in rates.iter().enumerate() {
-                metrics.insert(format!("pt_swap_rate_{i}"), *r);
-            }
-            metrics.insert(
-                "pt_swap_rate_min".into(),
-                rates.iter().cloned().fold(f64::INFINITY, f64::min),
-            );
-        }
-        metrics.insert("epoch_seconds".into(), started.elapsed().as_secs_f64());
-        progress(self.epoch as f64 / self.settings.epochs as f64);
-        Ok(Some(EpochReport {
-            epoch: self.epoch,
-            metrics,
-        }))
+        Ok(())
+    }
+
+    fn tempering(&self) -> Option<&ParallelTempering> {
+        self.tempering.as_ref()
+    }
+}
+
+impl FamilyTrainer for LatticeTrainer {
+    fn epochs_done(&self) -> usize {
+        self.epoch
+    }
+
+    fn epochs_total(&self) -> usize {
+        self.settings.epochs
+    }
+
+    fn run_epoch(
+        &mut self,
+        should_stop: &dyn Fn() -> bool,
+        progress: &mut dyn FnMut(f64),
+    ) -> Result<Option<EpochReport>> {
+        run_epoch(self, should_stop, progress)
     }
 
     fn checkpoint(&self) -> Result<Vec<u8>> {
@@ -506,46 +501,27 @@ impl FamilyTrainer for LatticeTrainer {
         }
         let spins: Vec<f32> = self.chains.spins().iter().map(|&s| s as f32).collect();
         out.add("chains", &[self.chains.chains, self.model.sites()], &spins)?;
-        let pt = self.tempering.as_ref();
         let state = State {
-            format: FORMAT.into(),
-            model_spec: self.model_spec.clone(),
-            train_spec: self.train_spec.clone(),
-            seed: self.seed,
-            data_fingerprint: self.data_fingerprint,
+            run: self.identity(),
             epoch: self.epoch,
             updates: self.updates,
             rng_sweep: self.rng_sweep.step,
             rng_swap: self.rng_swap.step,
-            pt_attempted: pt.map(|p| p.attempted.clone()).unwrap_or_default(),
-            pt_accepted: pt.map(|p| p.accepted.clone()).unwrap_or_default(),
-            pt_rounds: pt.map_or(0, |p| p.rounds),
+            tempering: TemperingCounters::of(self.tempering.as_ref()),
         };
-        out.meta("type", "lattice_ising-checkpoint");
-        out.meta(
-            "state",
-            serde_json::to_string(&state).map_err(|e| EngineError::Internal(e.to_string()))?,
-        );
+        write_state(&mut out, "lattice_ising-checkpoint", &state)?;
         out.to_bytes()
     }
 
     fn model_file(&self) -> Result<Vec<u8>> {
-        let mut meta = BTreeMap::new();
-        meta.insert("epochs".into(), self.epoch.to_string());
-        meta.insert("seed".into(), self.seed.to_string());
-        meta.insert(
-            "method".into(),
-            format!("{:?}", self.settings.method).to_lowercase(),
+        let meta = training_metadata(
+            self.epoch,
+            self.seed,
+            &self.settings,
+            &self.model_spec,
+            &self.train_spec,
+            "cpu",
         );
-        meta.insert(
-            "model_spec".into(),
-            serde_json::to_string(&self.model_spec).unwrap_or_default(),
-        );
-        meta.insert(
-            "train_spec".into(),
-            serde_json::to_string(&self.train_spec).unwrap_or_default(),
-        );
-        meta.insert("backend".into(), "cpu".into());
         super::file::to_bytes(&self.model, &meta)
     }
 }

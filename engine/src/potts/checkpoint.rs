@@ -3,29 +3,43 @@
 //! metadata. Resuming rebuilds the data statistics from the same data and spec (checked by
 //! fingerprint) and continues exactly: 10 epochs straight equal 5 + resume + 5.
 
-use super::trainer::{fingerprint, PottsTrainer};
+use super::trainer::PottsTrainer;
 use crate::data::Dataset;
 use crate::error::{EngineError, Result};
 use crate::spec::{ModelSpec, TrainSpec};
 use crate::tensors::{TensorReader, TensorWriter};
+use crate::training::checkpoint::{
+    fingerprint, read_state, write_state, RunIdentity, TemperingCounters,
+};
 use serde::{Deserialize, Serialize};
 
 const FORMAT: &str = "ebm-potts-checkpoint/1";
 
 #[derive(Serialize, Deserialize)]
 struct State {
-    format: String,
-    model_spec: ModelSpec,
-    train_spec: TrainSpec,
-    seed: u64,
-    data_fingerprint: u64,
+    #[serde(flatten)]
+    run: RunIdentity,
     epoch: usize,
     updates: u64,
     rng_sweep: u64,
     rng_swap: u64,
-    pt_attempted: Vec<u64>,
-    pt_accepted: Vec<u64>,
-    pt_rounds: u64,
+    #[serde(flatten)]
+    tempering: TemperingCounters,
+}
+
+fn identity(
+    model_spec: &ModelSpec,
+    train_spec: &TrainSpec,
+    seed: u64,
+    data_fingerprint: u64,
+) -> RunIdentity {
+    RunIdentity {
+        format: FORMAT.into(),
+        model_spec: model_spec.clone(),
+        train_spec: train_spec.clone(),
+        seed,
+        data_fingerprint,
+    }
 }
 
 pub fn save(t: &PottsTrainer) -> Result<Vec<u8>> {
@@ -41,27 +55,15 @@ pub fn save(t: &PottsTrainer) -> Result<Vec<u8>> {
     }
     let chains: Vec<f32> = t.chains.iter().map(|&s| s as f32).collect();
     out.add("chains", &[t.chains.len() / l, l], &chains)?;
-    let pt = t.tempering.as_ref();
     let state = State {
-        format: FORMAT.into(),
-        model_spec: t.model_spec.clone(),
-        train_spec: t.train_spec.clone(),
-        seed: t.seed,
-        data_fingerprint: t.data_fingerprint,
+        run: identity(&t.model_spec, &t.train_spec, t.seed, t.data_fingerprint),
         epoch: t.epoch,
         updates: t.updates,
         rng_sweep: t.rng_sweep.step,
         rng_swap: t.rng_swap.step,
-        pt_attempted: pt.map(|p| p.attempted.clone()).unwrap_or_default(),
-        pt_accepted: pt.map(|p| p.accepted.clone()).unwrap_or_default(),
-        pt_rounds: pt.map_or(0, |p| p.rounds),
+        tempering: TemperingCounters::of(t.tempering.as_ref()),
     };
-    out.meta("type", "potts-checkpoint");
-    out.meta(
-        "state",
-        serde_json::to_string(&state)
-            .map_err(|e| EngineError::Internal(format!("checkpoint state: {e}")))?,
-    );
+    write_state(&mut out, "potts-checkpoint", &state)?;
     out.to_bytes()
 }
 
@@ -76,24 +78,10 @@ pub fn resume(
     let fp = fingerprint(&data);
     let mut t = PottsTrainer::new(model_spec, train_spec, seed, data)?;
     let file = TensorReader::parse(bytes, "the checkpoint")?;
-    let state: State = serde_json::from_str(file.meta("state").unwrap_or("")).map_err(|e| {
-        EngineError::invalid(format!("the checkpoint has no readable Potts state: {e}"))
-    })?;
-    if state.format != FORMAT {
-        return Err(EngineError::invalid(format!(
-            "checkpoint format {:?} is not {FORMAT}",
-            state.format
-        )));
-    }
-    if state.seed != seed
-        || state.data_fingerprint != fp
-        || &state.model_spec != model_spec
-        || &state.train_spec != train_spec
-    {
-        return Err(EngineError::invalid(
-            "the checkpoint belongs to a different spec, seed or data set; start a new job instead",
-        ));
-    }
+    let state: State = read_state(&file)?;
+    state
+        .run
+        .check(&identity(model_spec, train_spec, seed, fp))?;
     let (l, q) = (t.model.sites, t.model.q);
     t.model.fields = file.finite_f32("h", Some(&[l, q]))?;
     t.model.couplings = file.finite_f32("J", Some(&[l, q, l, q]))?;
@@ -117,17 +105,6 @@ pub fn resume(
     t.updates = state.updates;
     t.rng_sweep.step = state.rng_sweep;
     t.rng_swap.step = state.rng_swap;
-    if let Some(pt) = t.tempering.as_mut() {
-        if state.pt_attempted.len() != pt.attempted.len()
-            || state.pt_accepted.len() != pt.accepted.len()
-        {
-            return Err(EngineError::invalid(
-                "the checkpoint's tempering ladder differs from the spec",
-            ));
-        }
-        pt.attempted = state.pt_attempted;
-        pt.accepted = state.pt_accepted;
-        pt.rounds = state.pt_rounds;
-    }
+    state.tempering.restore(t.tempering.as_mut())?;
     Ok(t)
 }

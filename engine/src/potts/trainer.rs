@@ -20,11 +20,14 @@ use crate::potts::step::{apply, Rule};
 use crate::potts::sweep::{random_states, sweep, sweeps};
 use crate::potts::PottsModel;
 use crate::rng::{permutation, streams, RngKey, RngStream};
-use crate::spec::{validation_rows, Method, ModelSpec, OptimizerKind, TrainSettings, TrainSpec};
+use crate::spec::{validation_rows, Method, ModelSpec, TrainSettings, TrainSpec};
 use crate::tempering::{ParallelTempering, TemperedChains};
 use crate::train::{EpochReport, FamilyTrainer};
+use crate::training::checkpoint::fingerprint;
+use crate::training::epoch::{run_epoch, EpochSteps};
+use crate::training::metadata::training_metadata;
+use crate::training::{optimizer_slots, uniform_rows};
 use std::collections::BTreeMap;
-use std::time::Instant;
 
 /// Exact log-likelihood every epoch up to this many configurations, at the end up to 2^20.
 const EXACT_EVERY_EPOCH: f64 = 65_536.0;
@@ -44,6 +47,8 @@ pub struct PottsTrainer {
     valid_set: Option<Sequences>,
     data_freq: Frequencies,
     data_connected: Vec<f64>,
+    /// The model frequencies of the last update's chains (what the epoch's metrics describe).
+    model_freq: Option<Frequencies>,
     pub(super) pseudocount: f64,
     notes: Vec<String>,
     /// The data came from a FASTA alignment (states follow the protein alphabet).
@@ -138,10 +143,7 @@ impl PottsTrainer {
         );
         let tempering =
             (settings.method == Method::Pt).then(|| ParallelTempering::new(settings.betas.clone()));
-        let n_state = match settings.optimizer {
-            OptimizerKind::Sgd => 1,
-            OptimizerKind::Adam => 2,
-        };
+        let n_state = optimizer_slots(settings.optimizer);
         let lq = sites * q;
         Ok(PottsTrainer {
             options,
@@ -154,6 +156,7 @@ impl PottsTrainer {
             valid_set,
             data_freq,
             data_connected,
+            model_freq: None,
             pseudocount,
             notes,
             from_fasta: data.notes.iter().any(|n| n.starts_with("FASTA/A2M")),
@@ -209,9 +212,10 @@ impl PottsTrainer {
                 // Restart every chain at a training sequence drawn uniformly (element c of
                 // the ORDER key of this update).
                 let key = RngKey::new(self.seed, streams::ORDER, self.updates);
-                let rows = self.train_set.rows as u64;
-                for c in 0..n {
-                    let r = ((key.words(c as u32)[0] as u64 * rows) >> 32) as usize;
+                for (c, r) in uniform_rows(key, n, self.train_set.rows)
+                    .into_iter()
+                    .enumerate()
+                {
                     self.chains[c * l..(c + 1) * l]
                         .copy_from_slice(&self.train_set.states[r * l..(r + 1) * l]);
                 }
@@ -307,11 +311,7 @@ impl PottsTrainer {
         Ok(())
     }
 
-    fn epoch_metrics(
-        &self,
-        model_freq: &Frequencies,
-        metrics: &mut BTreeMap<String, f64>,
-    ) -> Result<()> {
+    fn metrics(&self, model_freq: &Frequencies, metrics: &mut BTreeMap<String, f64>) -> Result<()> {
         metrics.insert(
             "pearson".into(),
             pearson(&self.data_connected, &model_freq.connected()),
@@ -350,24 +350,6 @@ impl PottsTrainer {
             }
         }
         metrics.insert("m_eff".into(), t.m_eff());
-        if let Some(pt) = &self.tempering {
-            let rates = pt.acceptance_rates();
-            for (i, r) in rates.iter().enumerate() {
-                metrics.insert(format!("pt_swap_rate_{i}"), *r);
-            }
-            metrics.insert(
-                "pt_swap_rate_min".into(),
-                rates.iter().cloned().fold(f64::INFINITY, f64::min),
-            );
-        }
-        for (name, v) in metrics.iter() {
-            if v.is_infinite() || (v.is_nan() && !name.starts_with("pt_swap_rate")) {
-                return Err(EngineError::Diverged(format!(
-                    "metric {name} is {v} after epoch {}; lower the learning rate or add l2",
-                    self.epoch
-                )));
-            }
-        }
         Ok(())
     }
 }
@@ -375,21 +357,6 @@ impl PottsTrainer {
 fn sequence_weights_of(s: Sequences, identity: f64) -> Sequences {
     let (rows, sites) = (s.rows, s.sites);
     weigh(s.states, rows, sites, identity).expect("threshold checked on the training set")
-}
-
-/// FNV-1a over the shape and the value bits (checkpoints refuse other data).
-pub(crate) fn fingerprint(data: &Dataset) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut eat = |x: u64| {
-        h ^= x;
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    };
-    eat(data.rows as u64);
-    eat(data.cols as u64);
-    for v in &data.values {
-        eat(v.to_bits() as u64);
-    }
-    h
 }
 
 /// The replicas of `pt`, seen through the engine's generic tempering.
@@ -442,6 +409,53 @@ impl TemperedChains for Replicas<'_> {
     }
 }
 
+impl EpochSteps for PottsTrainer {
+    const DIVERGENCE_HINT: &'static str = "lower the learning rate or add l2";
+
+    fn settings(&self) -> &TrainSettings {
+        &self.settings
+    }
+
+    /// One full-batch update: k sweeps of the chains, then one gradient step.
+    fn train(
+        &mut self,
+        learning_rate: f64,
+        should_stop: &dyn Fn() -> bool,
+        _progress: &mut dyn FnMut(f64),
+    ) -> Result<Option<f64>> {
+        if should_stop() {
+            return Ok(None);
+        }
+        self.sample()?;
+        let (l, q) = (self.model.sites, self.model.q);
+        let model_freq =
+            Frequencies::from_states(self.model_chains(), self.settings.chains, l, q, None, 0.0);
+        self.step(&model_freq, learning_rate)?;
+        self.model_freq = Some(model_freq);
+        let replicas = self.settings.betas.len().max(1);
+        Ok(Some(
+            (self.settings.chains * replicas * self.settings.k) as f64,
+        ))
+    }
+
+    fn end_epoch(&mut self) {
+        self.epoch += 1;
+    }
+
+    /// The metrics describe the chains that produced this update's gradient.
+    fn epoch_metrics(&self, metrics: &mut BTreeMap<String, f64>) -> Result<()> {
+        let model_freq = self
+            .model_freq
+            .as_ref()
+            .ok_or_else(|| EngineError::Internal("metrics before the first update".into()))?;
+        self.metrics(model_freq, metrics)
+    }
+
+    fn tempering(&self) -> Option<&ParallelTempering> {
+        self.tempering.as_ref()
+    }
+}
+
 impl FamilyTrainer for PottsTrainer {
     fn epochs_done(&self) -> usize {
         self.epoch
@@ -456,43 +470,7 @@ impl FamilyTrainer for PottsTrainer {
         should_stop: &dyn Fn() -> bool,
         progress: &mut dyn FnMut(f64),
     ) -> Result<Option<EpochReport>> {
-        if self.epoch >= self.settings.epochs {
-            return Err(EngineError::invalid("training is already finished"));
-        }
-        if should_stop() {
-            return Ok(None);
-        }
-        let started = Instant::now();
-        let lr = self.settings.learning_rate_at(self.epoch);
-        self.sample()?;
-        let (l, q) = (self.model.sites, self.model.q);
-        let model_freq =
-            Frequencies::from_states(self.model_chains(), self.settings.chains, l, q, None, 0.0);
-        self.step(&model_freq, lr)?;
-        let train_seconds = started.elapsed().as_secs_f64();
-        self.epoch += 1;
-        let mut metrics = BTreeMap::new();
-        let replicas = self.settings.betas.len().max(1);
-        let sweeps = (self.settings.chains * replicas * self.settings.k) as f64;
-        metrics.insert("train_seconds".into(), train_seconds);
-        metrics.insert(
-            "samples_per_second".into(),
-            sweeps / train_seconds.max(1e-9),
-        );
-        metrics.insert("learning_rate".into(), lr);
-        // The metrics describe the chains that produced this update's gradient.
-        let metrics_started = Instant::now();
-        self.epoch_metrics(&model_freq, &mut metrics)?;
-        metrics.insert(
-            "metrics_seconds".into(),
-            metrics_started.elapsed().as_secs_f64(),
-        );
-        metrics.insert("epoch_seconds".into(), started.elapsed().as_secs_f64());
-        progress(self.epoch as f64 / self.settings.epochs as f64);
-        Ok(Some(EpochReport {
-            epoch: self.epoch,
-            metrics,
-        }))
+        run_epoch(self, should_stop, progress)
     }
 
     fn checkpoint(&self) -> Result<Vec<u8>> {
@@ -500,22 +478,14 @@ impl FamilyTrainer for PottsTrainer {
     }
 
     fn model_file(&self) -> Result<Vec<u8>> {
-        let mut meta = BTreeMap::new();
-        meta.insert("epochs".into(), self.epoch.to_string());
-        meta.insert("seed".into(), self.seed.to_string());
-        meta.insert(
-            "method".into(),
-            format!("{:?}", self.settings.method).to_lowercase(),
+        let mut meta = training_metadata(
+            self.epoch,
+            self.seed,
+            &self.settings,
+            &self.model_spec,
+            &self.train_spec,
+            "cpu",
         );
-        meta.insert(
-            "model_spec".into(),
-            serde_json::to_string(&self.model_spec).unwrap_or_default(),
-        );
-        meta.insert(
-            "train_spec".into(),
-            serde_json::to_string(&self.train_spec).unwrap_or_default(),
-        );
-        meta.insert("backend".into(), "cpu".into());
         meta.insert("pseudocount".into(), self.pseudocount.to_string());
         meta.insert("m_eff".into(), self.train_set.m_eff().to_string());
         meta.insert("notes".into(), self.notes.join("; "));

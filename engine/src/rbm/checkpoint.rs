@@ -6,28 +6,34 @@ use super::trainer::RbmTrainer;
 use crate::backend::cpu::CpuMatrix;
 use crate::backend::Backend;
 use crate::error::{EngineError, Result};
-use crate::spec::{ModelSpec, TrainSpec};
 use crate::tensors::{TensorReader, TensorWriter};
+use crate::training::checkpoint::{read_state, write_state, RunIdentity, TemperingCounters};
 use serde::{Deserialize, Serialize};
 
 const FORMAT: &str = "ebm-rbm-checkpoint/1";
 
 #[derive(Serialize, Deserialize)]
 struct State {
-    format: String,
-    model_spec: ModelSpec,
-    train_spec: TrainSpec,
-    seed: u64,
-    data_fingerprint: u64,
+    #[serde(flatten)]
+    run: RunIdentity,
     epoch: usize,
     batch_in_epoch: usize,
     updates: u64,
     rng_hidden: u64,
     rng_visible: u64,
     rng_swap: u64,
-    pt_attempted: Vec<u64>,
-    pt_accepted: Vec<u64>,
-    pt_rounds: u64,
+    #[serde(flatten)]
+    tempering: TemperingCounters,
+}
+
+fn identity<B: Backend>(t: &RbmTrainer<B>) -> RunIdentity {
+    RunIdentity {
+        format: FORMAT.into(),
+        model_spec: t.model_spec.clone(),
+        train_spec: t.train_spec.clone(),
+        seed: t.seed,
+        data_fingerprint: t.data_fingerprint,
+    }
 }
 
 pub(super) fn save<B: Backend>(t: &RbmTrainer<B>) -> Result<Vec<u8>> {
@@ -62,52 +68,25 @@ pub(super) fn save<B: Backend>(t: &RbmTrainer<B>) -> Result<Vec<u8>> {
             out.add(&format!("opt.log_sigma.{i}"), &[1, t.visible], &s.data)?;
         }
     }
-    let pt = t.tempering.as_ref();
     let state = State {
-        format: FORMAT.into(),
-        model_spec: t.model_spec.clone(),
-        train_spec: t.train_spec.clone(),
-        seed: t.seed,
-        data_fingerprint: t.data_fingerprint,
+        run: identity(t),
         epoch: t.epoch,
         batch_in_epoch: t.batch_in_epoch,
         updates: t.updates,
         rng_hidden: t.rng_hidden.step,
         rng_visible: t.rng_visible.step,
         rng_swap: t.rng_swap.step,
-        pt_attempted: pt.map(|p| p.attempted.clone()).unwrap_or_default(),
-        pt_accepted: pt.map(|p| p.accepted.clone()).unwrap_or_default(),
-        pt_rounds: pt.map_or(0, |p| p.rounds),
+        tempering: TemperingCounters::of(t.tempering.as_ref()),
     };
-    let json = serde_json::to_string(&state)
-        .map_err(|e| EngineError::Internal(format!("checkpoint state: {e}")))?;
-    out.meta("state", json);
-    out.meta("type", t.model_spec.model_type.clone());
+    write_state(&mut out, &t.model_spec.model_type, &state)?;
     out.to_bytes()
 }
 
 /// Loads a checkpoint into a trainer freshly built from the same spec, seed and data.
 pub(crate) fn restore<B: Backend>(t: &mut RbmTrainer<B>, bytes: &[u8]) -> Result<()> {
     let file = TensorReader::parse(bytes, "the checkpoint")?;
-    let state: State = serde_json::from_str(file.meta("state").unwrap_or(""))
-        .map_err(|e| EngineError::invalid(format!("the checkpoint has no readable state: {e}")))?;
-    if state.format != FORMAT {
-        return Err(EngineError::invalid(format!(
-            "checkpoint format {:?} is not {FORMAT:?}",
-            state.format
-        )));
-    }
-    if state.model_spec != t.model_spec || state.train_spec != t.train_spec || state.seed != t.seed
-    {
-        return Err(EngineError::invalid(
-            "the checkpoint was made for a different model spec, train spec or seed",
-        ));
-    }
-    if state.data_fingerprint != t.data_fingerprint {
-        return Err(EngineError::invalid(
-            "the checkpoint was made on a different data set",
-        ));
-    }
+    let state: State = read_state(&file)?;
+    state.run.check(&identity(t))?;
     if state.epoch > t.settings.epochs {
         return Err(EngineError::invalid(
             "the checkpoint is past the last epoch",
@@ -153,18 +132,7 @@ pub(crate) fn restore<B: Backend>(t: &mut RbmTrainer<B>, bytes: &[u8]) -> Result
             };
         }
     }
-    if let Some(pt) = t.tempering.as_mut() {
-        if state.pt_attempted.len() != pt.attempted.len()
-            || state.pt_accepted.len() != pt.accepted.len()
-        {
-            return Err(EngineError::invalid(
-                "the checkpoint's tempering ladder does not match the spec",
-            ));
-        }
-        pt.attempted = state.pt_attempted;
-        pt.accepted = state.pt_accepted;
-        pt.rounds = state.pt_rounds;
-    }
+    state.tempering.restore(t.tempering.as_mut())?;
     t.epoch = state.epoch;
     t.batch_in_epoch = state.batch_in_epoch;
     t.updates = state.updates;

@@ -19,8 +19,11 @@ use crate::spec::{
 };
 use crate::tempering::{ParallelTempering, TemperedChains};
 use crate::train::{EpochReport, FamilyTrainer};
+use crate::training::checkpoint::fingerprint;
+use crate::training::epoch::{run_epoch, EpochSteps};
+use crate::training::metadata::training_metadata;
+use crate::training::{optimizer_slots, uniform_rows};
 use std::collections::BTreeMap;
-use std::time::Instant;
 
 /// Enumeration budget (states x units) for an exact log-likelihood every epoch, and
 /// for the final epoch only.
@@ -96,21 +99,6 @@ pub struct RbmTrainer<B: Backend> {
     pub(super) epoch: usize,
     pub(super) batch_in_epoch: usize,
     pub(super) updates: u64,
-}
-
-fn fingerprint(data: &Dataset) -> u64 {
-    // FNV-1a over the shape and the value bits.
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut eat = |x: u64| {
-        h ^= x;
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    };
-    eat(data.rows as u64);
-    eat(data.cols as u64);
-    for v in &data.values {
-        eat(v.to_bits() as u64);
-    }
-    h
 }
 
 impl<B: Backend> RbmTrainer<B> {
@@ -189,10 +177,7 @@ impl<B: Backend> RbmTrainer<B> {
             }
         });
         let learn_sigma = units == VisibleUnits::Gaussian && model.learn_sigma.unwrap_or(false);
-        let n_state = match settings.optimizer {
-            OptimizerKind::Sgd => 1,
-            OptimizerKind::Adam => 2,
-        };
+        let n_state = optimizer_slots(settings.optimizer);
         let zeros_n = |r: usize, c: usize| -> Result<Vec<B::Matrix>> {
             (0..n_state).map(|_| backend.zeros(r, c)).collect()
         };
@@ -243,8 +228,9 @@ impl<B: Backend> RbmTrainer<B> {
         };
         let mut chains = Vec::with_capacity(replicas);
         let start = RngKey::new(seed, streams::CHAIN_INIT, 0);
-        let start_rows: Vec<u32> = (0..chain_rows)
-            .map(|r| ((start.words(r as u32)[0] as u64 * n_train as u64) >> 32) as u32)
+        let start_rows: Vec<u32> = uniform_rows(start, chain_rows, n_train)
+            .into_iter()
+            .map(|r| r as u32)
             .collect();
         for _ in 0..replicas {
             let mut set = ChainSet::new(&backend, chain_rows, nv, nh)?;
@@ -591,7 +577,7 @@ impl<B: Backend> RbmTrainer<B> {
         Ok(())
     }
 
-    fn epoch_metrics(&self, metrics: &mut BTreeMap<String, f64>) -> Result<()> {
+    fn metrics(&self, metrics: &mut BTreeMap<String, f64>) -> Result<()> {
         let model = self.model()?;
         model.check_finite()?;
         let nv = self.visible;
@@ -636,24 +622,6 @@ impl<B: Backend> RbmTrainer<B> {
                         model.average_log_likelihood(&self.valid_rows, log_z),
                     );
                 }
-            }
-        }
-        if let Some(pt) = &self.tempering {
-            let rates = pt.acceptance_rates();
-            for (t, r) in rates.iter().enumerate() {
-                metrics.insert(format!("pt_swap_rate_{t}"), *r);
-            }
-            metrics.insert(
-                "pt_swap_rate_min".into(),
-                rates.iter().cloned().fold(f64::INFINITY, f64::min),
-            );
-        }
-        for (name, v) in metrics.iter() {
-            if v.is_infinite() || (v.is_nan() && !name.starts_with("pt_swap_rate")) {
-                return Err(EngineError::Diverged(format!(
-                    "metric {name} is {v} after epoch {}; lower the learning rate or use adam / l2",
-                    self.epoch
-                )));
             }
         }
         Ok(())
@@ -713,6 +681,60 @@ impl<B: Backend> TemperedChains for Replicas<'_, B> {
     }
 }
 
+impl<B: Backend> EpochSteps for RbmTrainer<B> {
+    const DIVERGENCE_HINT: &'static str = "lower the learning rate or use adam / l2";
+
+    fn settings(&self) -> &TrainSettings {
+        &self.settings
+    }
+
+    /// The rest of the epoch's minibatches (a permutation of the rows from (seed, ORDER,
+    /// epoch); the last incomplete minibatch is dropped).
+    fn train(
+        &mut self,
+        learning_rate: f64,
+        should_stop: &dyn Fn() -> bool,
+        progress: &mut dyn FnMut(f64),
+    ) -> Result<Option<f64>> {
+        let n_batches = self.batches_per_epoch();
+        let bs = self.settings.batch_size;
+        let order = permutation(
+            self.train_rows.len() / self.visible,
+            RngKey::new(self.seed, streams::ORDER, self.epoch as u64),
+        );
+        let first_batch = self.batch_in_epoch;
+        let total = (self.settings.epochs * n_batches) as f64;
+        let mut last_report = -1.0f64;
+        while self.batch_in_epoch < n_batches {
+            if should_stop() {
+                return Ok(None);
+            }
+            let i = self.batch_in_epoch;
+            self.update(&order[i * bs..(i + 1) * bs], learning_rate)?;
+            self.batch_in_epoch += 1;
+            let done = (self.epoch * n_batches + self.batch_in_epoch) as f64 / total;
+            if done - last_report >= 0.002 {
+                progress(done);
+                last_report = done;
+            }
+        }
+        Ok(Some(((n_batches - first_batch) * bs) as f64))
+    }
+
+    fn end_epoch(&mut self) {
+        self.epoch += 1;
+        self.batch_in_epoch = 0;
+    }
+
+    fn epoch_metrics(&self, metrics: &mut BTreeMap<String, f64>) -> Result<()> {
+        self.metrics(metrics)
+    }
+
+    fn tempering(&self) -> Option<&ParallelTempering> {
+        self.tempering.as_ref()
+    }
+}
+
 impl<B: Backend> FamilyTrainer for RbmTrainer<B> {
     fn epochs_done(&self) -> usize {
         self.epoch
@@ -727,56 +749,7 @@ impl<B: Backend> FamilyTrainer for RbmTrainer<B> {
         should_stop: &dyn Fn() -> bool,
         progress: &mut dyn FnMut(f64),
     ) -> Result<Option<EpochReport>> {
-        if self.epoch >= self.settings.epochs {
-            return Err(EngineError::invalid("training is already finished"));
-        }
-        let started = Instant::now();
-        let n_batches = self.batches_per_epoch();
-        let bs = self.settings.batch_size;
-        let order = permutation(
-            self.train_rows.len() / self.visible,
-            RngKey::new(self.seed, streams::ORDER, self.epoch as u64),
-        );
-        let lr = self.settings.learning_rate_at(self.epoch);
-        let first_batch = self.batch_in_epoch;
-        let total = (self.settings.epochs * n_batches) as f64;
-        let mut last_report = -1.0f64;
-        while self.batch_in_epoch < n_batches {
-            if should_stop() {
-                return Ok(None);
-            }
-            let i = self.batch_in_epoch;
-            self.update(&order[i * bs..(i + 1) * bs], lr)?;
-            self.batch_in_epoch += 1;
-            let done = (self.epoch * n_batches + self.batch_in_epoch) as f64 / total;
-            if done - last_report >= 0.002 {
-                progress(done);
-                last_report = done;
-            }
-        }
-        let train_seconds = started.elapsed().as_secs_f64();
-        self.epoch += 1;
-        self.batch_in_epoch = 0;
-        let mut metrics = BTreeMap::new();
-        let rows_done = ((n_batches - first_batch) * bs) as f64;
-        metrics.insert("train_seconds".into(), train_seconds);
-        metrics.insert(
-            "samples_per_second".into(),
-            rows_done / train_seconds.max(1e-9),
-        );
-        metrics.insert("learning_rate".into(), lr);
-        let metrics_started = Instant::now();
-        self.epoch_metrics(&mut metrics)?;
-        metrics.insert(
-            "metrics_seconds".into(),
-            metrics_started.elapsed().as_secs_f64(),
-        );
-        metrics.insert("epoch_seconds".into(), started.elapsed().as_secs_f64());
-        progress(self.epoch as f64 / self.settings.epochs as f64);
-        Ok(Some(EpochReport {
-            epoch: self.epoch,
-            metrics,
-        }))
+        run_epoch(self, should_stop, progress)
     }
 
     fn checkpoint(&self) -> Result<Vec<u8>> {
@@ -786,23 +759,14 @@ impl<B: Backend> FamilyTrainer for RbmTrainer<B> {
     fn model_file(&self) -> Result<Vec<u8>> {
         let model = self.model()?;
         model.check_finite()?;
-        let mut meta = BTreeMap::new();
-        meta.insert("epochs".into(), self.epoch.to_string());
-        meta.insert("seed".into(), self.seed.to_string());
-        meta.insert(
-            "method".into(),
-            format!("{:?}", self.settings.method).to_lowercase(),
+        let meta = training_metadata(
+            self.epoch,
+            self.seed,
+            &self.settings,
+            &self.model_spec,
+            &self.train_spec,
+            self.backend.kind().name(),
         );
-        meta.insert(
-            "model_spec".into(),
-            serde_json::to_string(&self.model_spec).unwrap_or_default(),
-        );
-        meta.insert(
-            "train_spec".into(),
-            serde_json::to_string(&self.train_spec).unwrap_or_default(),
-        );
-        meta.insert("backend".into(), self.backend.kind().name().into());
-        let _ = self.model_type;
         crate::model_file::rbm_to_bytes(&model, &meta)
     }
 }
