@@ -28,7 +28,7 @@ pub struct LatticeIsing {
 
 impl LatticeIsing {
     pub fn new(size: usize, coupling: f32, field: f32) -> Result<Self, EngineError> {
-        if !(MIN_SIZE..=MAX_SIZE).contains(&size) || size % 2 != 0 {
+        if !(MIN_SIZE..=MAX_SIZE).contains(&size) || !size.is_multiple_of(2) {
             return Err(EngineError::invalid(format!(
                 "lattice_ising size must be even and between {MIN_SIZE} and {MAX_SIZE} \
                  (checkerboard updates need two colours on the torus), not {size}"

@@ -279,7 +279,7 @@ impl PottsModel {
 }
 
 pub fn check_shape(sites: usize, q: usize) -> Result<(), EngineError> {
-    if q < 2 || q > MAX_Q {
+    if !(2..=MAX_Q).contains(&q) {
         return Err(EngineError::invalid(format!(
             "a Potts model needs 2 <= q <= {MAX_Q} states per site, not q = {q}"
         )));

@@ -84,8 +84,8 @@ pub fn sweeps(
 /// `scratch` (q) are work space.
 ///
 /// The local fields of all sites, F[i][a] = h_i(a) + sum_j J_ij(a, s_j), are computed once
-/// per sweep and then kept up to date: when site j changes from b to b', F += J[j, b', :, :]
-/// - J[j, b, :, :], two contiguous rows of J (J_ji(b, .) = J_ij(., b) by symmetry; the zero
+/// per sweep and then kept up to date: when site j changes from b to b',
+/// F += J[j, b', :, :] - J[j, b, :, :], two contiguous rows of J (J_ji(b, .) = J_ij(., b) by symmetry; the zero
 /// diagonal block keeps F[j] free of a self-term). This costs L q per accepted change
 /// instead of L q per site visit, reads J contiguously, and vectorises. Summation order is
 /// not part of the random-number contract: other backends agree up to float rounding.
