@@ -88,7 +88,7 @@ def report(results_path, gemm_path, md_path):
             f"{fmt(s['heldout_pseudo_log_likelihood'])} | {e['train_gflops']:.1f} ({share:.0%}) |")
     lines += [
         "",
-        "GFLOP/s of our loop counts the nominal work of one PCD-1 update (6 products of",
+        "GFLOP/s of our loop counts the nominal work of one PCD-1 update (5 products of",
         "batch x visible x hidden, 2 FLOPs per multiply-add) per measured training second; the",
         "share is against the GEMM rate measured in the same run.",
         END,
