@@ -151,6 +151,9 @@ impl Config {
             "backend must be cpu, wgpu or cuda, not {:?}",
             self.backend
         );
+        if let Ok(backend) = ebm_engine::backend::BackendKind::from_name(&self.backend) {
+            anyhow::ensure!(backend.is_built(), "{}", backend.not_built_message());
+        }
         for (name, value) in [
             ("lease_seconds", self.lease_seconds),
             ("heartbeat_seconds", self.heartbeat_seconds),

@@ -5,6 +5,7 @@ use crate::auth::tenant;
 use crate::jobs::{self, StopReason};
 use crate::store::{new_id, Submitted};
 use ebm_api::v1::{self, job_service_server::JobService, JobState};
+use ebm_engine::backend::BackendKind;
 use sha2::{Digest, Sha256};
 use std::pin::Pin;
 use std::time::Duration;
@@ -34,6 +35,12 @@ impl JobApi {
                 "unknown backend {:?}: use cpu, wgpu or cuda (or leave it empty for the server's default)",
                 spec.backend
             )));
+        }
+        // A backend this server was built without would only fail later, on a worker.
+        if let Ok(backend) = BackendKind::from_name(&spec.backend) {
+            if !backend.is_built() {
+                return Err(Status::invalid_argument(backend.not_built_message()));
+            }
         }
         match spec.kind.as_str() {
             "train" => {
