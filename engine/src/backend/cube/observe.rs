@@ -43,6 +43,8 @@ pub fn linear_statistic_kernel(
 /// counts[bin] += 1 for each value, bin = floor((v - low) / (high - low) * bins) clamped
 /// to [0, bins - 1]; NaN values are not counted.
 #[cube(launch)]
+// `v == v` is the in-kernel NaN test (no is_nan in every CubeCL target).
+#[allow(clippy::eq_op)]
 pub fn histogram_kernel(
     values: &Array<f32>,
     counts: &mut Array<Atomic<u32>>,

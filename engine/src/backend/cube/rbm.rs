@@ -189,6 +189,8 @@ pub struct UpdateHyper {
 
 /// Sets `flag[0] = 1` if any value is NaN or infinite (divergence check).
 #[cube(launch)]
+// The comparison form is deliberate: NaN must fail it (clippy would rewrite it as a range).
+#[allow(clippy::manual_range_contains, clippy::nonminimal_bool)]
 pub fn nonfinite_kernel(x: &Array<f32>, flag: &mut Array<u32>, len: u32) {
     let i = linear_pos();
     if i < len {
