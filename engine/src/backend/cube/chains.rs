@@ -27,7 +27,7 @@
 
 use cubecl::prelude::*;
 
-use super::device::{CubeRuntime, DeviceArray};
+use super::device::{CubeRuntime, DeviceArray, DeviceElem};
 use super::lattice::{self, SpinRule};
 use super::matmul::{matmul, Layout, Product};
 use super::{ais, potts, rbm};
@@ -541,52 +541,35 @@ impl<R: CubeRuntime> ModelChains for CubeLatticeChains<R> {
     }
 
     fn read_state(&self, chain: usize, out: &mut [f32]) {
-        let n = self.params.sites();
-        match self.spins.download(&self.client) {
-            Ok(s) => {
-                for (o, &x) in out.iter_mut().zip(&s[chain * n..(chain + 1) * n]) {
-                    *o = x as f32;
-                }
-            }
-            Err(_) => out.fill(f32::NAN),
-        }
+        let units = self.params.sites();
+        read_chain(&self.client, &self.spins, (chain, units), out, |x| x as f32);
     }
 
     fn write_state(&mut self, chain: usize, state: &[f32]) {
-        let n = self.params.sites();
-        match self.spins.download(&self.client) {
-            Ok(mut s) => {
-                for (x, &y) in s[chain * n..(chain + 1) * n].iter_mut().zip(state) {
-                    *x = if y > 0.0 { 1 } else { -1 };
-                }
-                self.spins.write(&self.client, &s);
-            }
-            Err(e) => {
-                self.error.get_or_insert(e);
-            }
-        }
+        let units = self.params.sites();
+        let (client, spins) = (&self.client, &mut self.spins);
+        write_chain(
+            client,
+            spins,
+            &mut self.error,
+            (chain, units),
+            state,
+            encode_spin,
+        );
     }
 
     fn read_states(&self, out: &mut [f32]) -> Result<(), EngineError> {
-        if let Some(e) = &self.error {
-            return Err(e.clone());
-        }
-        for (o, x) in out.iter_mut().zip(self.spins.download(&self.client)?) {
-            *o = x as f32;
-        }
-        Ok(())
+        read_all(&self.client, &self.spins, &self.error, out, |x| x as f32)
     }
 
     fn write_states(&mut self, states: &[f32]) -> Result<(), EngineError> {
-        if let Some(e) = self.error.take() {
-            return Err(e);
-        }
-        let spins: Vec<i32> = states
-            .iter()
-            .map(|&x| if x > 0.0 { 1 } else { -1 })
-            .collect();
-        self.spins.write(&self.client, &spins);
-        Ok(())
+        write_all(
+            &self.client,
+            &mut self.spins,
+            &mut self.error,
+            states,
+            encode_spin,
+        )
     }
 
     fn backend_name(&self) -> &'static str {
@@ -747,49 +730,37 @@ impl<R: CubeRuntime> ModelChains for CubePottsChains<R> {
     }
 
     fn read_state(&self, chain: usize, out: &mut [f32]) {
-        let l = self.sites;
-        match self.states.download(&self.client) {
-            Ok(s) => {
-                for (o, &x) in out.iter_mut().zip(&s[chain * l..(chain + 1) * l]) {
-                    *o = x as f32;
-                }
-            }
-            Err(_) => out.fill(f32::NAN),
-        }
+        let units = self.sites;
+        read_chain(&self.client, &self.states, (chain, units), out, |x| {
+            x as f32
+        });
     }
 
     fn write_state(&mut self, chain: usize, state: &[f32]) {
-        let l = self.sites;
-        match self.states.download(&self.client) {
-            Ok(mut s) => {
-                for (x, &y) in s[chain * l..(chain + 1) * l].iter_mut().zip(state) {
-                    *x = y as u32;
-                }
-                self.states.write(&self.client, &s);
-            }
-            Err(e) => {
-                self.error.get_or_insert(e);
-            }
-        }
+        let units = self.sites;
+        let (client, states) = (&self.client, &mut self.states);
+        write_chain(
+            client,
+            states,
+            &mut self.error,
+            (chain, units),
+            state,
+            |x| x as u32,
+        );
     }
 
     fn read_states(&self, out: &mut [f32]) -> Result<(), EngineError> {
-        if let Some(e) = &self.error {
-            return Err(e.clone());
-        }
-        for (o, x) in out.iter_mut().zip(self.states.download(&self.client)?) {
-            *o = x as f32;
-        }
-        Ok(())
+        read_all(&self.client, &self.states, &self.error, out, |x| x as f32)
     }
 
     fn write_states(&mut self, states: &[f32]) -> Result<(), EngineError> {
-        if let Some(e) = self.error.take() {
-            return Err(e);
-        }
-        let s: Vec<u32> = states.iter().map(|&x| x as u32).collect();
-        self.states.write(&self.client, &s);
-        Ok(())
+        write_all(
+            &self.client,
+            &mut self.states,
+            &mut self.error,
+            states,
+            |x| x as u32,
+        )
     }
 
     fn backend_name(&self) -> &'static str {
@@ -811,4 +782,86 @@ impl<R: CubeRuntime> ModelChains for CubePottsChains<R> {
     fn polish(&self, state: &mut [f32]) {
         self.host.polish(state)
     }
+}
+
+/// Spin encoding of a host state value (+1 for positive, else -1).
+fn encode_spin(x: f32) -> i32 {
+    if x > 0.0 {
+        1
+    } else {
+        -1
+    }
+}
+
+// Host access to integer chain states kept on the device (lattice spins, Potts states), shared
+// by the `ModelChains` state accessors. The per-chain forms cannot return errors (the trait's
+// signature): a failed read gives NaN, a failed write is kept in `error` for the next call.
+
+fn read_chain<R: Runtime, T: DeviceElem>(
+    client: &ComputeClient<R>,
+    states: &DeviceArray<T>,
+    (chain, units): (usize, usize),
+    out: &mut [f32],
+    decode: impl Fn(T) -> f32,
+) {
+    match states.download(client) {
+        Ok(s) => {
+            for (o, &x) in out.iter_mut().zip(&s[chain * units..(chain + 1) * units]) {
+                *o = decode(x);
+            }
+        }
+        Err(_) => out.fill(f32::NAN),
+    }
+}
+
+fn write_chain<R: Runtime, T: DeviceElem>(
+    client: &ComputeClient<R>,
+    states: &mut DeviceArray<T>,
+    error: &mut Option<EngineError>,
+    (chain, units): (usize, usize),
+    state: &[f32],
+    encode: impl Fn(f32) -> T,
+) {
+    match states.download(client) {
+        Ok(mut s) => {
+            for (x, &y) in s[chain * units..(chain + 1) * units].iter_mut().zip(state) {
+                *x = encode(y);
+            }
+            states.write(client, &s);
+        }
+        Err(e) => {
+            error.get_or_insert(e);
+        }
+    }
+}
+
+fn read_all<R: Runtime, T: DeviceElem>(
+    client: &ComputeClient<R>,
+    states: &DeviceArray<T>,
+    error: &Option<EngineError>,
+    out: &mut [f32],
+    decode: impl Fn(T) -> f32,
+) -> Result<(), EngineError> {
+    if let Some(e) = error {
+        return Err(e.clone());
+    }
+    for (o, x) in out.iter_mut().zip(states.download(client)?) {
+        *o = decode(x);
+    }
+    Ok(())
+}
+
+fn write_all<R: Runtime, T: DeviceElem>(
+    client: &ComputeClient<R>,
+    states: &mut DeviceArray<T>,
+    error: &mut Option<EngineError>,
+    values: &[f32],
+    encode: impl Fn(f32) -> T,
+) -> Result<(), EngineError> {
+    if let Some(e) = error.take() {
+        return Err(e);
+    }
+    let encoded: Vec<T> = values.iter().map(|&x| encode(x)).collect();
+    states.write(client, &encoded);
+    Ok(())
 }
