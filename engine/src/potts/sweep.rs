@@ -5,12 +5,13 @@
 //!
 //! Random numbers (the contract a GPU kernel mirrors draw for draw): one sweep uses one key
 //! (seed, stream, step) of the caller's `RngStream`; the update of site i of chain c uses
-//! element index `c * L + i` of that key:
-//! - Gibbs: u = uniform(word 0); with the local field e_a (f32), w_a = exp(beta (e_a -
-//!   max_b e_b)), the new state is the first a with u * sum(w) < w_0 + ... + w_a (the last
-//!   state if rounding leaves none).
-//! - Metropolis: the proposal is b = (s + 1 + ((word1 >> 8) * (q - 1) >> 24)) mod q, uniform
-//!   over the other q - 1 states; accept iff uniform(word 0) < exp(beta (e_b - e_s)).
+//! index `c * L + i` of that key:
+//! - Gibbs: u = `key.uniform(c * L + i)`; with the local field e_a (f32), w_a = exp(beta
+//!   (e_a - max_b e_b)), the new state is the first a with u * sum(w) < w_0 + ... + w_a (the
+//!   last state if rounding leaves none).
+//! - Metropolis: words 0 and 1 of element `c * L + i`: the proposal is b = (s + 1 + ((word1
+//!   >> 8) * (q - 1) >> 24)) mod q, uniform over the other q - 1 states; accept iff
+//!   uniform_from_bits(word 0) < exp(beta (e_b - e_s)).
 
 use crate::potts::PottsModel;
 use crate::rng::{uniform_from_bits, RngKey};
@@ -186,16 +187,19 @@ fn sweep_chain_generic(
     }
     for key in keys {
         for i in 0..l {
-            let words = key.words(base + i as u32);
-            let u = uniform_from_bits(words[0]);
             let e = &fields[i * q..(i + 1) * q];
             let old = state[i] as usize;
             let new = match update {
                 PottsUpdate::Gibbs => {
+                    // the uniform the device's heat-bath kernel draws for this site
+                    let u = key.uniform(base + i as u32);
                     scratch[..q].copy_from_slice(e);
                     heat_bath_choice(&mut scratch[..q], beta, u) as usize
                 }
                 PottsUpdate::Metropolis => {
+                    // two words of the site's element: acceptance and proposal
+                    let words = key.words(base + i as u32);
+                    let u = uniform_from_bits(words[0]);
                     let offset = (((words[1] >> 8) as u64 * (q as u64 - 1)) >> 24) as usize;
                     let b = (old + 1 + offset) % q;
                     if u < (beta * (e[b] - e[old])).exp() {

@@ -308,8 +308,11 @@ fn gaussian_rbm_trains_and_saves_its_transform() {
             // within-cluster spread (< 0.3 of the column std in standardized units).
             assert!(last.is_finite());
         } else {
+            // Over seeds 1..=10 the last epoch's LL rose by 0.46-0.78 nats over the first
+            // (epoch-to-epoch noise ~0.3 nats at this learning rate and momentum); a
+            // trainer that does not learn stays within ~0.1 of where it started.
             assert!(
-                last > first + 0.5,
+                last > first + 0.3,
                 "learn_sigma {learn_sigma}: {first} -> {last}"
             );
         }

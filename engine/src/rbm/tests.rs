@@ -237,6 +237,12 @@ fn checkpoint_resume_is_exact() {
 
 /// Training on binarized digits raises the exact log-likelihood (64 visible x 10 hidden,
 /// enumerable) and lowers the reconstruction error.
+///
+/// PCD with batch 10 and learning rate 0.1 is noisy: over seeds 1..=10 the gain of the
+/// last epoch's exact LL over the untrained model ranged from -0.9 to +3.3 nats (mean 1.7,
+/// sd 1.2), so one seed proves little. We require the mean gain over six seeds to exceed
+/// 1.0 nat (the mean of six has sd ~0.5, so a working trainer passes with margin), and
+/// every seed's reconstruction error to fall.
 #[test]
 fn training_improves_digits_likelihood() {
     let train = TrainSpec {
@@ -246,48 +252,58 @@ fn training_improves_digits_likelihood() {
         validation_fraction: Some(0.2),
         ..Default::default()
     };
-    let mut t = Trainer::new(
-        &rbm_spec(10),
-        &train,
-        1,
-        small_digits(600),
-        BackendKind::Cpu,
-    )
-    .unwrap();
-    let reports = run(&mut t, 8);
-    let first = &reports[0].metrics;
-    let last = &reports[7].metrics;
-    for key in [
-        "log_likelihood",
-        "val_log_likelihood",
-        "pseudo_log_likelihood",
-        "reconstruction_error",
-        "log_z",
-    ] {
-        assert!(last.contains_key(key), "missing {key}: {last:?}");
+    let mut gains = Vec::new();
+    for seed in 1..=6 {
+        let mut t = Trainer::new(
+            &rbm_spec(10),
+            &train,
+            seed,
+            small_digits(600),
+            BackendKind::Cpu,
+        )
+        .unwrap();
+        let reports = run(&mut t, 8);
+        let first = &reports[0].metrics;
+        let last = &reports[7].metrics;
+        for key in [
+            "log_likelihood",
+            "val_log_likelihood",
+            "pseudo_log_likelihood",
+            "reconstruction_error",
+            "log_z",
+        ] {
+            assert!(last.contains_key(key), "missing {key}: {last:?}");
+        }
+        // the untrained model is the independent-units model (W ~ 0, b = data logits)
+        let untrained = Trainer::new(
+            &rbm_spec(10),
+            &train,
+            seed,
+            small_digits(600),
+            BackendKind::Cpu,
+        )
+        .unwrap();
+        let m0 = params(&untrained);
+        let ll0 = m0.average_log_likelihood(
+            &small_digits(600).values,
+            exact::log_partition(&m0).unwrap(),
+        );
+        gains.push(last["log_likelihood"] - ll0);
+        assert!(first["log_likelihood"].is_finite());
+        assert!(
+            last["reconstruction_error"] < first["reconstruction_error"],
+            "seed {seed}: {first:?} -> {last:?}"
+        );
+        assert!(last["val_log_likelihood"] > -40.0 && last["val_log_likelihood"] < 0.0);
+        if seed == 1 {
+            let info = crate::model_file::inspect_model(&t.model_file().unwrap()).unwrap();
+            assert_eq!(info.model_type, "bernoulli_rbm");
+            assert_eq!(info.dims["visible"], 64);
+            assert_eq!(info.dims["hidden"], 10);
+        }
     }
-    // the untrained model is the independent-units model (W ~ 0, b = data logits)
-    let untrained = Trainer::new(
-        &rbm_spec(10),
-        &train,
-        1,
-        small_digits(600),
-        BackendKind::Cpu,
-    )
-    .unwrap();
-    let m0 = params(&untrained);
-    let ll0 = m0.average_log_likelihood(
-        &small_digits(600).values,
-        exact::log_partition(&m0).unwrap(),
-    );
-    assert!(last["log_likelihood"] > ll0 + 1.5, "{ll0} -> {last:?}");
-    assert!(first["log_likelihood"].is_finite());
-    assert!(last["reconstruction_error"] < first["reconstruction_error"]);
-    assert!(last["val_log_likelihood"] > -40.0 && last["val_log_likelihood"] < 0.0);
-    let info = crate::model_file::inspect_model(&t.model_file().unwrap()).unwrap();
-    assert_eq!(info.model_type, "bernoulli_rbm");
-    assert_eq!(info.dims["visible"], 64);
-    assert_eq!(info.dims["hidden"], 10);
+    let mean = gains.iter().sum::<f64>() / gains.len() as f64;
+    assert!(mean > 1.0, "mean LL gain {mean} over seeds: {gains:?}");
 }
 
 #[test]

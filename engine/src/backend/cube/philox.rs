@@ -83,11 +83,21 @@ pub fn open_uniform_from_bits(word: u32) -> f32 {
     f32::cast_from((word >> 8) + 1) * (1.0f32 / 16_777_216.0f32)
 }
 
-/// Uniform of element `index` (word 0), as `RngKey::uniform`.
+/// Uniform number `index`, as `RngKey::uniform`: word `(index mod 64) / 16` of element
+/// `16 (index / 64) + index mod 16` (`rng::uniform_position`).
 #[cube]
 pub fn uniform(key: &PhiloxKey, index: u32) -> f32 {
-    let words = philox_words(key, index);
-    uniform_from_bits(words.w0)
+    let words = philox_words(key, (index / 64u32) * 16u32 + index % 16u32);
+    let word = (index % 64u32) / 16u32;
+    let mut bits = words.w0;
+    if word == 1u32 {
+        bits = words.w1;
+    } else if word == 2u32 {
+        bits = words.w2;
+    } else if word == 3u32 {
+        bits = words.w3;
+    }
+    uniform_from_bits(bits)
 }
 
 /// Standard normal of element `index` (Box-Muller on words 0 and 1), as `RngKey::normal`.
@@ -99,7 +109,7 @@ pub fn normal(key: &PhiloxKey, index: u32) -> f32 {
     f32::sqrt(-2.0f32 * f32::ln(u0)) * f32::cos(6.283_185_5f32 * u1)
 }
 
-/// Test kernel: writes word 0..3, the uniform and the normal of elements 0..n.
+/// Test kernel: writes words 0..3 and the normal of elements 0..n, and uniforms 0..n.
 #[cube(launch)]
 pub fn draw_kernel(
     key: PhiloxKey,
@@ -116,7 +126,7 @@ pub fn draw_kernel(
         words[at + 1] = w.w1;
         words[at + 2] = w.w2;
         words[at + 3] = w.w3;
-        uniforms[i as usize] = uniform_from_bits(w.w0);
+        uniforms[i as usize] = uniform(&key, i);
         normals[i as usize] = normal(&key, i);
     }
 }

@@ -4,10 +4,15 @@
 //! A stream of draws is named by a [`RngKey`] = (seed, stream, step) and indexed by an
 //! element index. Element `i` of draw (seed, stream, step) is
 //! `philox4x32_10(counter = [i, step_lo, step_hi, stream], key = [seed_lo, seed_hi])`, which
-//! gives four independent 32-bit words. Samplers use word 0 for a Bernoulli or Metropolis
-//! uniform and words 0 and 1 for a Box-Muller normal. Kernels on other backends (CubeCL)
-//! implement exactly this mapping, so the CPU and the GPU agree draw for draw; a checkpoint
-//! only needs the step counter.
+//! gives four independent 32-bit words. A Box-Muller normal of element `i` uses its words 0
+//! and 1. Uniforms use every word: uniform `i` is word `(i mod 64) / 16` of element
+//! `16 (i / 64) + i mod 16` (see [`uniform_position`]), so one Philox evaluation yields four
+//! uniforms and 16 evaluations side by side in SIMD lanes yield 64 consecutive uniforms
+//! with no transposition ([`block`]). Kernels on other backends (CubeCL) implement exactly
+//! this mapping, so the CPU and the GPU agree draw for draw; a checkpoint only needs the
+//! step counter.
+
+pub mod block;
 
 /// Multipliers and key increments of Philox-4x32 (Random123).
 pub const PHILOX_M0: u32 = 0xD251_1F53;
@@ -81,10 +86,11 @@ impl RngKey {
         )
     }
 
-    /// Uniform in [0, 1) for element `index` (word 0).
+    /// Uniform number `index` in [0, 1) (word `w` of element `e`, see [`uniform_position`]).
     #[inline(always)]
     pub fn uniform(&self, index: u32) -> f32 {
-        uniform_from_bits(self.words(index)[0])
+        let (element, word) = uniform_position(index);
+        uniform_from_bits(self.words(element)[word])
     }
 
     /// Standard normal for element `index` (Box-Muller on words 0 and 1).
@@ -93,6 +99,13 @@ impl RngKey {
         let w = self.words(index);
         box_muller(w[0], w[1])
     }
+}
+
+/// Where uniform `index` comes from: (Philox element, word). Blocks of 64 uniforms take
+/// 16 consecutive elements; uniform `64 b + 16 w + l` is word `w` of element `16 b + l`.
+#[inline(always)]
+pub fn uniform_position(index: u32) -> (u32, usize) {
+    ((index / 64) * 16 + index % 16, ((index % 64) / 16) as usize)
 }
 
 /// Box-Muller transform of two words into one standard normal, in f32 as on devices.
@@ -177,6 +190,20 @@ mod tests {
         let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n as f64;
         assert!(mean.abs() < 0.02, "mean {mean}");
         assert!((var - 1.0).abs() < 0.03, "var {var}");
+    }
+
+    /// The uniform mapping is a bijection of the first 2^16 indices onto (element, word)
+    /// pairs, and uses all four words of each element it touches.
+    #[test]
+    fn uniform_positions_are_distinct_and_dense() {
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..1u32 << 16 {
+            let (e, w) = uniform_position(i);
+            assert!(w < 4 && e < 1 << 14);
+            assert!(seen.insert((e, w)), "index {i} repeats ({e}, {w})");
+        }
+        let key = RngKey::new(9, 2, 4);
+        assert_eq!(key.uniform(64 + 16 + 3), uniform_from_bits(key.words(16 + 3)[1]));
     }
 
     #[test]
