@@ -9,6 +9,9 @@
 //!   eval  --params DIR --heldout H.npy    (DIR holds W.npy [visible, hidden], b.npy, c.npy)
 //!         the same held-out metrics for parameters trained elsewhere (scikit-learn).
 //!   gemm  prints the machine's single-precision GEMM rate (best of several runs).
+//!   products --visible V --hidden H --batch B [--density D]
+//!         times the three products of a PCD update (v W, h W^T, v^T h) as dense GEMM and
+//!         in the binary-operand form (`backend::cpu::binary`), on random {0, 1} operands.
 
 use ebm_engine::backend::cpu::gemm::{matmul, View};
 use ebm_engine::backend::{BackendKind, VisibleUnits};
@@ -142,8 +145,8 @@ fn main() {
             let cpu_per_epoch = train_cpu / train_seconds.len() as f64;
             // nominal FLOPs of one PCD-1 update with C = B chains: 5 dense products of
             // B x visible x hidden (positive hidden, chain visible, chain hidden, two
-            // gradient products), 2 FLOPs per multiply-add (the CPU backend skips the
-            // zeros of binary operands, so this is a dense-equivalent rate).
+            // gradient products), 2 FLOPs per multiply-add (with EBM_CPU_BINARY=1 the CPU
+            // backend skips the zeros of binary operands: then a dense-equivalent rate).
             let batches = (rows / batch as usize) as f64;
             let flops = 10.0 * batch as f64 * visible as f64 * hidden as f64 * batches / per_epoch;
             let m = ebm_engine::model_file::rbm_from_bytes(&trainer.model_file().unwrap()).unwrap();
@@ -181,7 +184,76 @@ fn main() {
             );
             println!("{{{}}}", heldout_metrics(&model, &heldout));
         }
-        other => panic!("unknown subcommand {other}: use train, eval or gemm"),
+        "products" => {
+            let num = |k: &str| get(k).parse::<usize>().unwrap();
+            let (nv, nh, b) = (num("visible"), num("hidden"), num("batch"));
+            let density: f32 = a.get("density").map_or(0.31, |d| d.parse().unwrap());
+            products(nv, nh, b, density);
+        }
+        other => panic!("unknown subcommand {other}: use train, eval, gemm or products"),
+    }
+}
+
+/// Best-of-20 seconds of `f`.
+fn best_of(mut f: impl FnMut()) -> f64 {
+    (0..20)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+fn products(nv: usize, nh: usize, b: usize, density: f32) {
+    use ebm_engine::backend::cpu::binary::{self, Active};
+    let key = ebm_engine::rng::RngKey::new(1, 2, 3);
+    let bits = |n: usize, at: u32| -> Vec<f32> {
+        (0..n)
+            .map(|i| (key.uniform(at + i as u32) < density) as u8 as f32)
+            .collect()
+    };
+    let v = bits(b * nv, 0);
+    let h = bits(b * nh, 1 << 24);
+    let hp: Vec<f32> = (0..b * nh)
+        .map(|i| key.uniform((2 << 24) + i as u32))
+        .collect();
+    let w: Vec<f32> = (0..nv * nh)
+        .map(|i| key.uniform((3 << 24) + i as u32) - 0.5)
+        .collect();
+    let (mut out_h, mut out_v, mut grad) =
+        (vec![0f32; b * nh], vec![0f32; b * nv], vec![0f32; nv * nh]);
+    let (vv, wv) = (View::new(&v, b, nv), View::new(&w, nv, nh));
+    let dense = [
+        best_of(|| matmul(&mut out_h, vv, wv, 1.0, false)),
+        best_of(|| matmul(&mut out_v, View::new(&h, b, nh), wv.t(), 1.0, false)),
+        best_of(|| {
+            matmul(&mut grad, vv.t(), View::new(&hp, b, nh), 1.0, false);
+            matmul(&mut grad, vv.t(), View::new(&hp, b, nh), -1.0, true);
+        }),
+    ];
+    let (mut rows, mut hrows, mut cols) = (Active::default(), Active::default(), Active::default());
+    let sparse = [
+        best_of(|| {
+            rows.of_rows(&v, b, nv);
+            binary::binary_times(&mut out_h, &rows, &w, nh, 1.0)
+        }),
+        best_of(|| {
+            hrows.of_rows(&h, b, nh);
+            binary::binary_times_transposed(&mut out_v, &hrows, &w, nv, nh, 1.0)
+        }),
+        best_of(|| {
+            cols.of_columns(&v, b, nv);
+            binary::binary_gradient(&mut grad, nh, (&cols, &hp, 1.0), (&cols, &hp, -1.0))
+        }),
+    ];
+    for (k, name) in ["v W", "h W^T", "v^T h (x2)"].iter().enumerate() {
+        println!(
+            "{{\"product\": \"{name}\", \"visible\": {nv}, \"hidden\": {nh}, \"batch\": {b}, \"density\": {density}, \"dense_us\": {:.1}, \"binary_us\": {:.1}, \"speedup\": {:.2}}}",
+            dense[k] * 1e6,
+            sparse[k] * 1e6,
+            dense[k] / sparse[k]
+        );
     }
 }
 

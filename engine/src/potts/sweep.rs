@@ -9,9 +9,9 @@
 //! - Gibbs: u = `key.uniform(c * L + i)`; with the local field e_a (f32), w_a = exp(beta
 //!   (e_a - max_b e_b)), the new state is the first a with u * sum(w) < w_0 + ... + w_a (the
 //!   last state if rounding leaves none).
-//! - Metropolis: words 0 and 1 of element `c * L + i`: the proposal is b = (s + 1 + ((word1
-//!   >> 8) * (q - 1) >> 24)) mod q, uniform over the other q - 1 states; accept iff
-//!   uniform_from_bits(word 0) < exp(beta (e_b - e_s)).
+//! - Metropolis: words 0 and 1 of element `c * L + i`: the proposal is
+//!   b = (s + 1 + ((word1 >> 8) * (q - 1) >> 24)) mod q, uniform over the other q - 1
+//!   states; accept iff uniform_from_bits(word 0) < exp(beta (e_b - e_s)).
 
 use crate::potts::PottsModel;
 use crate::rng::{uniform_from_bits, RngKey};

@@ -199,7 +199,11 @@ mod tests {
             for (w, lanes) in got.iter().enumerate() {
                 for (l, &word) in lanes.iter().enumerate() {
                     let element = block.wrapping_mul(16).wrapping_add(l as u32);
-                    assert_eq!(word, key.words(element)[w], "block {block} word {w} lane {l}");
+                    assert_eq!(
+                        word,
+                        key.words(element)[w],
+                        "block {block} word {w} lane {l}"
+                    );
                 }
             }
             // and as uniforms of consecutive indices (blocks of u32 indices only)

@@ -203,7 +203,10 @@ mod tests {
             assert!(seen.insert((e, w)), "index {i} repeats ({e}, {w})");
         }
         let key = RngKey::new(9, 2, 4);
-        assert_eq!(key.uniform(64 + 16 + 3), uniform_from_bits(key.words(16 + 3)[1]));
+        assert_eq!(
+            key.uniform(64 + 16 + 3),
+            uniform_from_bits(key.words(16 + 3)[1])
+        );
     }
 
     #[test]

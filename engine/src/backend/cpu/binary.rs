@@ -15,10 +15,14 @@ use std::cell::RefCell;
 pub const MAX_DENSITY: f64 = 0.6;
 
 /// Whether the binary paths are used: only when the environment variable
-/// `EBM_CPU_BINARY=1` asks for them. Measured on the 2-core AVX2 machine (Fashion-MNIST,
-/// 31% ones, 784 x 500) they are on a par with or slightly slower than dense GEMM: the
-/// row sums are bound by loading rows of W from L2/L3 and by the latency of the adds,
-/// while GEMM reuses each loaded element across many rows. Kept (tested) for further work.
+/// `EBM_CPU_BINARY=1` asks for them. Measured on 2-core machines (Fashion-MNIST, 31% ones,
+/// `cargo bench -p ebm-engine --bench rbm_epoch -- products ...`): on AVX2, on a par with
+/// or slower than dense GEMM; on AVX-512, after going column chunk by column chunk (chunks
+/// of W stay in L2), 784 x 500 batch 100 `v W` 1.0-1.1x, `h W^T` 0.6-0.8x (it transposes
+/// W per call), the gradient 1.1-1.9x faster than the `gemm` crate's AVX2 kernels, but no
+/// faster than its AVX-512 kernels, which we now use. The row sums are bound by loading
+/// scattered rows of W (2-3 cache lines each), where GEMM reuses each loaded element
+/// across many rows. Kept (tested) for further work.
 pub fn enabled() -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *ON.get_or_init(|| std::env::var("EBM_CPU_BINARY").is_ok_and(|v| v == "1"))
@@ -142,80 +146,71 @@ pub fn give_back(a: Active) {
     });
 }
 
-/// `dst[c] = plus_scale * sum_{i in plus_idx} plus[i][c] (+ minus_scale * sum_{i in
-/// minus_idx} minus[i][c])` for one destination row of n columns; sources are row-major
-/// with n columns. Chunks of 32 columns, the last one overlapping the one before (each
-/// chunk writes final values, so overlaps are harmless); rows narrower than 32 columns
-/// take two overlapping chunks in one pass over the indices.
+/// Columns `col..col + W` of the sum of rows `idx` of `src` (row-major, n columns). Four
+/// partial sums (entries i mod 4) so that consecutive adds do not wait on each other's
+/// latency; written as plain fixed-size arrays so that they live in vector registers.
 #[inline(always)]
-fn combine_row(dst: &mut [f32], plus: Term<'_>, minus: Option<Term<'_>>) {
-    let n = dst.len();
-    if n >= 32 {
-        let mut col = 0;
-        while col + 32 <= n {
-            chunks::<32, false>(dst, [col, col], plus, minus);
-            col += 32;
-        }
-        if col < n {
-            chunks::<32, false>(dst, [n - 32, n - 32], plus, minus);
-        }
-    } else if n >= 16 {
-        chunks::<16, true>(dst, [0, n - 16], plus, minus);
-    } else if n >= 8 {
-        chunks::<8, true>(dst, [0, n - 8], plus, minus);
-    } else {
-        for c in 0..n {
-            chunks::<1, false>(dst, [c, c], plus, minus);
-        }
-    }
-}
-
-/// Columns `at[0]..at[0] + W` and, if `TWO`, `at[1]..at[1] + W` of one destination row.
-#[inline(always)]
-fn chunks<const W: usize, const TWO: bool>(
-    dst: &mut [f32],
-    at: [usize; 2],
-    plus: Term<'_>,
-    minus: Option<Term<'_>>,
-) {
-    let mut out = [[0.0f32; W]; 2];
-    add_sums::<W, TWO>(&mut out, dst.len(), at, plus);
-    if let Some(minus) = minus {
-        add_sums::<W, TWO>(&mut out, dst.len(), at, minus);
-    }
-    dst[at[0]..at[0] + W].copy_from_slice(&out[0]);
-    if TWO {
-        dst[at[1]..at[1] + W].copy_from_slice(&out[1]);
-    }
-}
-
-/// out[k] += scale * sum over the selected rows of src (n columns) of columns at[k]..+W.
-#[inline(always)]
-fn add_sums<const W: usize, const TWO: bool>(
-    out: &mut [[f32; W]; 2],
-    n: usize,
-    at: [usize; 2],
-    (src, idx, scale): Term<'_>,
-) {
-    let mut acc0 = [0.0f32; W];
-    let mut acc1 = [0.0f32; W];
-    for &i in idx {
-        let row = &src[i as usize * n..][..n];
-        let a: &[f32; W] = row[at[0]..at[0] + W].try_into().unwrap();
+fn row_sum<const W: usize>(src: &[f32], n: usize, col: usize, idx: &[u32]) -> [f32; W] {
+    let row = |i: u32| -> &[f32; W] { src[i as usize * n + col..][..W].try_into().unwrap() };
+    let (mut a0, mut a1, mut a2, mut a3) = ([0.0f32; W], [0.0f32; W], [0.0f32; W], [0.0f32; W]);
+    let quads = idx.chunks_exact(4);
+    let rest = quads.remainder();
+    for q in quads {
+        let (r0, r1, r2, r3) = (row(q[0]), row(q[1]), row(q[2]), row(q[3]));
         for t in 0..W {
-            acc0[t] += a[t];
+            a0[t] += r0[t];
+            a1[t] += r1[t];
+            a2[t] += r2[t];
+            a3[t] += r3[t];
         }
-        if TWO {
-            let b: &[f32; W] = row[at[1]..at[1] + W].try_into().unwrap();
-            for t in 0..W {
-                acc1[t] += b[t];
-            }
+    }
+    for &i in rest {
+        let r = row(i);
+        for t in 0..W {
+            a0[t] += r[t];
         }
     }
     for t in 0..W {
-        out[0][t] += scale * acc0[t];
-        if TWO {
-            out[1][t] += scale * acc1[t];
+        a0[t] = (a0[t] + a1[t]) + (a2[t] + a3[t]);
+    }
+    a0
+}
+
+/// `dst[col..col + W] = sp * (sum of the plus rows) + sm * (sum of the minus rows)`.
+#[inline(always)]
+fn combine_chunk<const W: usize>(
+    dst: &mut [f32],
+    n: usize,
+    col: usize,
+    plus: Term<'_>,
+    minus: Option<Term<'_>>,
+) {
+    let p = row_sum::<W>(plus.0, n, col, plus.1);
+    let out: &mut [f32; W] = (&mut dst[col..col + W]).try_into().unwrap();
+    for t in 0..W {
+        out[t] = plus.2 * p[t];
+    }
+    if let Some(minus) = minus {
+        let m = row_sum::<W>(minus.0, n, col, minus.1);
+        for t in 0..W {
+            out[t] += minus.2 * m[t];
+        }
+    }
+}
+
+/// Every destination row (rows x n), one chunk of W columns at a time (chunks at `cols`).
+#[inline(always)]
+fn combine_chunks<const W: usize>(
+    dst: &mut [f32],
+    n: usize,
+    first_row: usize,
+    terms: &Terms<'_>,
+    cols: impl Iterator<Item = usize>,
+) {
+    for col in cols {
+        for (r, row) in dst.chunks_exact_mut(n).enumerate() {
+            let (p, m) = terms(first_row + r);
+            combine_chunk::<W>(row, n, col, p, m);
         }
     }
 }
@@ -225,26 +220,43 @@ type Term<'a> = (&'a [f32], &'a [u32], f32);
 /// The terms of destination row r: a sum, and optionally a second one to add.
 type Terms<'a> = dyn Fn(usize) -> (Term<'a>, Option<Term<'a>>) + Sync + 'a;
 
-/// The same kernel compiled for AVX2 (wider adds) where the CPU has it.
+/// Destination rows `first_row..` of dst (rows x n), column chunk by column chunk over all
+/// rows, so that the chunk of the source rows (k x 32 floats: 100 KB for k = 784) stays in
+/// L2 across the rows instead of the whole source streaming from L3 for every row. The last
+/// chunk overlaps the one before (each chunk writes final values, so that is harmless).
+#[inline(always)]
+fn combine_rows_body(dst: &mut [f32], n: usize, first_row: usize, terms: &Terms<'_>) {
+    let starts = |w: usize| (0..n).step_by(w).map(move |c| c.min(n - w));
+    match n {
+        0 => {}
+        32.. => combine_chunks::<32>(dst, n, first_row, terms, starts(32)),
+        16.. => combine_chunks::<16>(dst, n, first_row, terms, starts(16)),
+        8.. => combine_chunks::<8>(dst, n, first_row, terms, starts(8)),
+        _ => combine_chunks::<1>(dst, n, first_row, terms, 0..n),
+    }
+}
+
+/// The kernel compiled for the widest vectors the CPU has (chosen at run time).
 fn combine_rows(dst: &mut [f32], n: usize, first_row: usize, terms: &Terms<'_>) {
     #[cfg(target_arch = "x86_64")]
     {
+        #[target_feature(enable = "avx512f,avx512vl,avx2")]
+        unsafe fn rows_avx512(dst: &mut [f32], n: usize, first_row: usize, terms: &Terms<'_>) {
+            combine_rows_body(dst, n, first_row, terms)
+        }
         #[target_feature(enable = "avx2")]
         unsafe fn rows_avx2(dst: &mut [f32], n: usize, first_row: usize, terms: &Terms<'_>) {
-            for (r, row) in dst.chunks_exact_mut(n).enumerate() {
-                let (p, m) = terms(first_row + r);
-                combine_row(row, p, m);
-            }
+            combine_rows_body(dst, n, first_row, terms)
         }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2.
-            return unsafe { rows_avx2(dst, n, first_row, terms) };
+        use crate::rng::block;
+        // SAFETY: each variant runs only where its instruction set was detected.
+        match block::detect() {
+            block::AVX512 => return unsafe { rows_avx512(dst, n, first_row, terms) },
+            block::AVX2 => return unsafe { rows_avx2(dst, n, first_row, terms) },
+            _ => {}
         }
     }
-    for (r, row) in dst.chunks_exact_mut(n).enumerate() {
-        let (p, m) = terms(first_row + r);
-        combine_row(row, p, m);
-    }
+    combine_rows_body(dst, n, first_row, terms)
 }
 
 /// Runs `combine_rows` over the rows of dst (rows x n), in parallel when the work pays.

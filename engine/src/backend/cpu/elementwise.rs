@@ -23,7 +23,9 @@ fn fast_exp(x: f32) -> f32 {
     // 2^n as float bits: n + 127 (in [40, 215]) lands in the low mantissa bits of
     // 2^23 + n + 127 exactly; read it from there (an `as i32` cast would not vectorise:
     // it saturates and maps NaN to 0 lane by lane).
-    let biased = (n + (127.0 + 8_388_608.0)).to_bits().wrapping_sub(0x4B00_0000);
+    let biased = (n + (127.0 + 8_388_608.0))
+        .to_bits()
+        .wrapping_sub(0x4B00_0000);
     p * f32::from_bits(biased << 23)
 }
 

@@ -1,7 +1,12 @@
-//! Row-major f32 matrix products on top of the `gemm` crate (SIMD micro-kernels,
-//! threads via rayon for products big enough to pay for them).
+//! Row-major f32 matrix products on top of the `gemm` crate (SIMD micro-kernels, AVX-512
+//! where the CPU has it), split over the CPU team ([`super::team`]) by rows or columns of
+//! the output when the product is big enough to pay for it.
 
+use super::team;
 use gemm::Parallelism;
+
+/// Multiply-adds below which a product runs on the calling thread (a few microseconds).
+const PARALLEL_MACS: usize = 1 << 18;
 
 /// A row-major matrix view, optionally read transposed.
 #[derive(Clone, Copy)]
@@ -63,37 +68,47 @@ pub fn matmul(dst: &mut [f32], a: View<'_>, b: View<'_>, scale: f32, accumulate:
     }
     let (a_rs, a_cs) = a.strides();
     let (b_rs, b_cs) = b.strides();
-    // Below ~1 MFLOP the threads cost more than they save.
-    let flops = (m * n * k) as u64;
-    let parallelism = if flops >= 1 << 19 && rayon::current_num_threads() > 1 {
-        Parallelism::Rayon(0)
-    } else {
-        Parallelism::None
+    // One gemm call on the output block rows r0..r1, columns c0..c1.
+    let dst_ptr = dst.as_mut_ptr() as usize;
+    let block = |(r0, r1): (usize, usize), (c0, c1): (usize, usize)| {
+        if r1 <= r0 || c1 <= c0 {
+            return;
+        }
+        // SAFETY: the views were checked to hold m x k and k x n elements with the strides
+        // given and dst holds m x n row-major; the block is inside all three, and blocks
+        // of one call are disjoint, so nothing else writes these dst elements.
+        unsafe {
+            gemm::gemm(
+                r1 - r0,
+                c1 - c0,
+                k,
+                (dst_ptr as *mut f32).add(r0 * n + c0),
+                1,
+                n as isize,
+                accumulate,
+                a.data.as_ptr().offset(r0 as isize * a_rs),
+                a_cs,
+                a_rs,
+                b.data.as_ptr().offset(c0 as isize * b_cs),
+                b_cs,
+                b_rs,
+                1.0,
+                scale,
+                false,
+                false,
+                false,
+                Parallelism::None,
+            );
+        }
     };
-    // SAFETY: the views were checked to hold m x k and k x n elements with the strides
-    // given, dst holds m x n row-major, and nothing else aliases dst.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            a.data.as_ptr(),
-            a_cs,
-            a_rs,
-            b.data.as_ptr(),
-            b_cs,
-            b_rs,
-            1.0,
-            scale,
-            false,
-            false,
-            false,
-            parallelism,
-        );
+    let parts = team::size();
+    if m * n * k < PARALLEL_MACS || parts < 2 {
+        block((0, m), (0, n));
+    } else if m >= 16 * parts || m >= n {
+        // rows of the output (aligned to the micro-kernel height)
+        team::split(parts, &|p| block(team::part_range(m, parts, p, 8), (0, n)));
+    } else {
+        team::split(parts, &|p| block((0, m), team::part_range(n, parts, p, 16)));
     }
 }
 

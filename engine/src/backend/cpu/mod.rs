@@ -6,6 +6,7 @@
 pub mod binary;
 pub mod elementwise;
 pub mod gemm;
+pub mod team;
 
 use self::gemm::{matmul, View};
 use super::{
@@ -41,16 +42,59 @@ fn rows_per_task(cols: usize) -> usize {
     (4096 / cols.max(1)).max(1)
 }
 
-/// Elements below which an elementwise pass runs on the calling thread: handing work to
-/// the pool (and waking a thread) costs tens of microseconds, more than the pass.
-const PARALLEL_ELEMENTS: usize = 1 << 14;
+/// Elements below which an elementwise pass runs on the calling thread (a few
+/// microseconds of work: less than handing it over costs).
+const PARALLEL_ELEMENTS: usize = 1 << 13;
 
 fn parallel(elements: usize) -> bool {
-    elements >= PARALLEL_ELEMENTS && rayon::current_num_threads() > 1
+    elements >= PARALLEL_ELEMENTS && team::size() > 1
 }
 
-/// `f(r, a_row, b_row)` over the rows of two matrices with `cols` columns, in parallel
-/// when the work pays.
+/// Runs `f` compiled for the widest vector instructions this CPU has. The crate is built
+/// for baseline x86-64 (SSE2); `f` is inlined into a trampoline compiled with AVX-512 or
+/// AVX2, so simple loops inside it vectorise with those (chosen at run time).
+#[inline(always)]
+fn vectorised<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+        unsafe fn avx512<R>(f: impl FnOnce() -> R) -> R {
+            f()
+        }
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
+            f()
+        }
+        use crate::rng::block;
+        // SAFETY: each trampoline runs only where its instruction set was detected.
+        match block::detect() {
+            block::AVX512 => return unsafe { avx512(f) },
+            block::AVX2 => return unsafe { avx2(f) },
+            _ => {}
+        }
+    }
+    f()
+}
+
+/// Splits `data` (rows of `cols` values) into one block of whole rows per team member:
+/// (first row, rows), each behind a mutex that only its part takes.
+fn row_blocks(data: &mut [f32], cols: usize) -> Vec<std::sync::Mutex<(usize, &mut [f32])>> {
+    let cols = cols.max(1);
+    let rows = data.len() / cols;
+    let parts = team::size();
+    let mut blocks = Vec::with_capacity(parts);
+    let mut rest = data;
+    for p in 0..parts {
+        let (r0, r1) = team::part_range(rows, parts, p, 1);
+        let (head, tail) = rest.split_at_mut((r1 - r0) * cols);
+        blocks.push(std::sync::Mutex::new((r0, head)));
+        rest = tail;
+    }
+    blocks
+}
+
+/// `f(r, a_row, b_row)` over the rows of two matrices with `cols` columns, spread over the
+/// CPU team when the work pays.
 fn for_row_pairs(
     a: &mut [f32],
     b: &mut [f32],
@@ -58,16 +102,35 @@ fn for_row_pairs(
     f: impl Fn(usize, &mut [f32], &mut [f32]) + Sync + Send,
 ) {
     let cols = cols.max(1);
-    if parallel(a.len()) {
-        a.par_chunks_mut(cols)
-            .zip(b.par_chunks_mut(cols))
-            .with_min_len(rows_per_task(cols))
-            .enumerate()
-            .for_each(|(r, (x, y))| f(r, x, y));
-    } else {
-        for (r, (x, y)) in a.chunks_mut(cols).zip(b.chunks_mut(cols)).enumerate() {
-            f(r, x, y);
+    let rows = |first: usize, x: &mut [f32], y: &mut [f32]| {
+        for (r, (xr, yr)) in x.chunks_mut(cols).zip(y.chunks_mut(cols)).enumerate() {
+            f(first + r, xr, yr);
         }
+    };
+    if parallel(a.len()) {
+        let (ba, bb) = (row_blocks(a, cols), row_blocks(b, cols));
+        team::split(ba.len(), &|p| {
+            let (mut x, mut y) = (ba[p].lock().unwrap(), bb[p].lock().unwrap());
+            let first = x.0;
+            rows(first, x.1, y.1);
+        });
+    } else {
+        rows(0, a, b);
+    }
+}
+
+/// `f(first_row, rows)` over blocks of whole rows of `data` (`cols` values each), one block
+/// per team member when the work pays.
+fn for_row_blocks(data: &mut [f32], cols: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) {
+    if parallel(data.len()) {
+        let blocks = row_blocks(data, cols);
+        team::split(blocks.len(), &|p| {
+            let mut b = blocks[p].lock().unwrap();
+            let first = b.0;
+            f(first, b.1)
+        });
+    } else {
+        f(0, data);
     }
 }
 
@@ -84,11 +147,13 @@ fn check_shape(what: &str, m: &CpuMatrix, rows: usize, cols: usize) -> Result<()
 /// Column means of a matrix, accumulated in f64 in a fixed order (deterministic).
 fn column_means(m: &CpuMatrix) -> Vec<f64> {
     let mut sums = vec![0.0f64; m.cols];
-    for row in m.data.chunks_exact(m.cols.max(1)) {
-        for (s, &x) in sums.iter_mut().zip(row) {
-            *s += x as f64;
+    vectorised(|| {
+        for row in m.data.chunks_exact(m.cols.max(1)) {
+            for (s, &x) in sums.iter_mut().zip(row) {
+                *s += x as f64;
+            }
         }
-    }
+    });
     let n = m.rows.max(1) as f64;
     sums.iter_mut().for_each(|s| *s /= n);
     sums
@@ -219,7 +284,6 @@ impl Backend for CpuBackend {
         }
         binary::give_back(act);
         let c = &params.c.data;
-        let task = rows_per_task(nh);
         match states {
             Some(states) => {
                 check_shape("hidden states", states, n, nh)?;
@@ -228,15 +292,11 @@ impl Backend for CpuBackend {
                     elementwise::bernoulli_row(p_row, c, beta, &key, first, Some(s_row))
                 });
             }
-            None if parallel(probs.data.len()) => probs
-                .data
-                .par_chunks_mut(nh)
-                .with_min_len(task)
-                .for_each(|p_row| elementwise::bernoulli_row(p_row, c, beta, &key, 0, None)),
-            None => probs
-                .data
-                .chunks_mut(nh)
-                .for_each(|p_row| elementwise::bernoulli_row(p_row, c, beta, &key, 0, None)),
+            None => for_row_blocks(&mut probs.data, nh, |_, block| {
+                block
+                    .chunks_mut(nh.max(1))
+                    .for_each(|p_row| elementwise::bernoulli_row(p_row, c, beta, &key, 0, None))
+            }),
         }
         Ok(())
     }
@@ -465,31 +525,25 @@ impl Backend for CpuBackend {
             (0.0, 0.0)
         };
         let lr = rule.learning_rate;
-        let chunk = 4096;
+        // the L1/L2 terms of a step (a no-op for the biases and when both are 0)
+        let decayed = move |g: f32, p: f32| g - l2 * p - l1 * p.signum() * (p != 0.0) as u8 as f32;
         match rule.optimizer {
             OptimizerRule::Sgd { momentum } => {
                 let [velocity] = state else {
                     return Err(EngineError::Internal("sgd needs one state tensor".into()));
                 };
                 check_shape("velocity", velocity, param.rows, param.cols)?;
-                let sgd = |((p, g), v): ((&mut [f32], &[f32]), &mut [f32])| {
-                    for i in 0..p.len() {
-                        let step =
-                            g[i] - l2 * p[i] - l1 * p[i].signum() * (p[i] != 0.0) as u8 as f32;
-                        v[i] = momentum * v[i] + lr * step;
-                        p[i] += v[i];
-                    }
-                };
-                if parallel(param.data.len() / 4) {
-                    param
-                        .data
-                        .par_chunks_mut(chunk)
-                        .zip(grad.data.par_chunks(chunk))
-                        .zip(velocity.data.par_chunks_mut(chunk))
-                        .for_each(sgd);
-                } else {
-                    sgd(((&mut param.data, &grad.data), &mut velocity.data));
-                }
+                zip_update(
+                    &mut param.data,
+                    &grad.data,
+                    [&mut velocity.data],
+                    |p, g, [v]| {
+                        for i in 0..p.len() {
+                            v[i] = momentum * v[i] + lr * decayed(g[i], p[i]);
+                            p[i] += v[i];
+                        }
+                    },
+                );
             }
             OptimizerRule::Adam {
                 beta1,
@@ -505,24 +559,15 @@ impl Backend for CpuBackend {
                 let t = t.max(1) as i32;
                 let c1 = 1.0 / (1.0 - beta1.powi(t));
                 let c2 = 1.0 / (1.0 - beta2.powi(t));
-                param
-                    .data
-                    .par_chunks_mut(chunk)
-                    .zip(grad.data.par_chunks(chunk))
-                    .zip(
-                        m1.data
-                            .par_chunks_mut(chunk)
-                            .zip(m2.data.par_chunks_mut(chunk)),
-                    )
-                    .for_each(|((p, g), (a, b))| {
-                        for i in 0..p.len() {
-                            let step =
-                                g[i] - l2 * p[i] - l1 * p[i].signum() * (p[i] != 0.0) as u8 as f32;
-                            a[i] = beta1 * a[i] + (1.0 - beta1) * step;
-                            b[i] = beta2 * b[i] + (1.0 - beta2) * step * step;
-                            p[i] += lr * (a[i] * c1) / ((b[i] * c2).sqrt() + eps);
-                        }
-                    });
+                let states = [&mut m1.data, &mut m2.data];
+                zip_update(&mut param.data, &grad.data, states, |p, g, [a, b]| {
+                    for i in 0..p.len() {
+                        let step = decayed(g[i], p[i]);
+                        a[i] = beta1 * a[i] + (1.0 - beta1) * step;
+                        b[i] = beta2 * b[i] + (1.0 - beta2) * step * step;
+                        p[i] += lr * (a[i] * c1) / ((b[i] * c2).sqrt() + eps);
+                    }
+                });
             }
         }
         Ok(())
@@ -579,11 +624,31 @@ impl Backend for CpuBackend {
     }
 
     fn all_finite(&self, m: &CpuMatrix) -> Result<bool> {
-        if !parallel(m.data.len() / 4) {
-            return Ok(m.data.iter().all(|x| x.is_finite()));
-        }
-        Ok(m.data
-            .par_chunks(4096)
-            .all(|c| c.iter().all(|x| x.is_finite())))
+        Ok(m.data.iter().all(|x| x.is_finite()))
     }
+}
+
+/// `f(param, grad, states)` over matching ranges of a parameter, its gradient and its
+/// optimizer state tensors (all the same length), spread over the CPU team when it pays.
+fn zip_update<const S: usize>(
+    param: &mut [f32],
+    grad: &[f32],
+    states: [&mut Vec<f32>; S],
+    f: impl Fn(&mut [f32], &[f32], [&mut [f32]; S]) + Sync + Send,
+) {
+    if !parallel(param.len() / 4) {
+        vectorised(|| f(param, grad, states.map(|s| s.as_mut_slice())));
+        return;
+    }
+    let params = row_blocks(param, 1);
+    let states: Vec<_> = states.into_iter().map(|s| row_blocks(s, 1)).collect();
+    team::split(params.len(), &|p| {
+        let mut block = params[p].lock().unwrap();
+        let first = block.0;
+        let len = block.1.len();
+        let mut guards: Vec<_> = states.iter().map(|s| s[p].lock().unwrap()).collect();
+        let mut slices = guards.iter_mut().map(|g| &mut *g.1);
+        let state_slices: [&mut [f32]; S] = std::array::from_fn(|_| slices.next().unwrap());
+        vectorised(|| f(block.1, &grad[first..first + len], state_slices));
+    });
 }
