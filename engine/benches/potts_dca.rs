@@ -23,6 +23,7 @@ fn main() {
     let default_path =
         concat!(env!("CARGO_MANIFEST_DIR"), "/../data/msa/PF00014.fasta").to_string();
     let path = args.get(4).cloned().unwrap_or(default_path);
+    let seed: u64 = args.get(5).and_then(|a| a.parse().ok()).unwrap_or(1);
     let bytes = std::fs::read(&path).expect("the alignment file");
     let started = Instant::now();
     let data = parse_dataset(DataFormat::Fasta, &bytes, &ParseLimits::default()).unwrap();
@@ -38,7 +39,7 @@ fn main() {
         sampler: sampler.clone(),
         ..Default::default()
     };
-    let mut trainer = PottsTrainer::new(&model, &train, 1, data).unwrap();
+    let mut trainer = PottsTrainer::new(&model, &train, seed, data).unwrap();
     let setup = started.elapsed().as_secs_f64();
     println!(
         "{path}: {} threads, {chains} chains, {sweeps} {sampler} sweeps per update, lr 0.01; setup (parse + reweighting + statistics) {setup:.3} s",
