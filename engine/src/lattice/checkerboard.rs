@@ -219,48 +219,10 @@ impl LatticeChains {
         let (cur, other): (&mut Vec<i8>, &Vec<i8>) = if colour == 0 { (c0, c1) } else { (c1, c0) };
         let total_rows = self.chains * l;
         let elements_per_chain = 16 * (l * l).div_ceil(128);
-        if total_rows * half >= RAYON_SITES {
-            let rows_per_task = (total_rows / (rayon::current_num_threads() * 8)).clamp(1, l);
-            cur.par_chunks_mut(half * rows_per_task)
-                .enumerate()
-                .for_each_init(
-                    || (vec![0i8; half], vec![0u32; half.next_multiple_of(64)]),
-                    |(nsum, words), (task, rows)| {
-                        let job = RowsJob {
-                            rows,
-                            first_row: task * rows_per_task,
-                            other,
-                            l,
-                            colour,
-                            key,
-                            elements_per_chain,
-                            tables,
-                            update,
-                        };
-                        (row_kernel())(job, nsum, words);
-                    },
-                );
-            return;
-        }
-        // Smaller half-sweeps: one block of whole rows per member of the CPU team, whose
-        // helpers spin between steps; waking rayon's sleeping workers for each half-sweep
-        // cost about a third of a one-chain 256 x 256 sweep (1.0 vs 1.5 flips/ns).
-        let parts = team::size().min(total_rows);
-        let mut blocks = Vec::with_capacity(parts);
-        let mut rest = &mut cur[..];
-        for p in 0..parts {
-            let (r0, r1) = team::part_range(total_rows, parts, p, 1);
-            let (head, tail) = rest.split_at_mut((r1 - r0) * half);
-            blocks.push(std::sync::Mutex::new((r0, head)));
-            rest = tail;
-        }
         let other: &[i8] = other;
-        team::split(parts, &|p| {
-            let mut block = blocks[p].lock().unwrap();
-            let first_row = block.0;
-            let (mut nsum, mut words) = (vec![0i8; half], vec![0u32; half.next_multiple_of(64)]);
+        let run = |first_row: usize, rows: &mut [i8], nsum: &mut [i8], words: &mut [u32]| {
             let job = RowsJob {
-                rows: block.1,
+                rows,
                 first_row,
                 other,
                 l,
@@ -270,7 +232,26 @@ impl LatticeChains {
                 tables,
                 update,
             };
-            (row_kernel())(job, &mut nsum, &mut words);
+            (row_kernel())(job, nsum, words);
+        };
+        let scratch = || (vec![0i8; half], vec![0u32; half.next_multiple_of(64)]);
+        if total_rows * half >= RAYON_SITES {
+            let rows_per_task = (total_rows / (rayon::current_num_threads() * 8)).clamp(1, l);
+            cur.par_chunks_mut(half * rows_per_task)
+                .enumerate()
+                .for_each_init(scratch, |(nsum, words), (task, rows)| {
+                    run(task * rows_per_task, rows, nsum, words)
+                });
+            return;
+        }
+        // Smaller half-sweeps: one block of whole rows per member of the CPU team, whose
+        // helpers spin between steps; waking rayon's sleeping workers for each half-sweep
+        // cost about a third of a one-chain 256 x 256 sweep (1.0 vs 1.5 flips/ns).
+        let blocks = team::row_blocks(cur, half);
+        team::split(blocks.len(), &|p| {
+            let mut block = blocks[p].lock().unwrap();
+            let (mut nsum, mut words) = scratch();
+            run(block.0, block.1, &mut nsum, &mut words);
         });
     }
 }

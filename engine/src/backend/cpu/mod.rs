@@ -9,6 +9,7 @@ pub mod gemm;
 pub mod team;
 
 use self::gemm::{matmul, View};
+use self::team::row_blocks;
 use super::{
     Backend, BackendKind, Offsets, OptimizerRule, RbmGradient, RbmTensors, UpdateRule, VisibleUnits,
 };
@@ -74,23 +75,6 @@ fn vectorised<R>(f: impl FnOnce() -> R) -> R {
         }
     }
     f()
-}
-
-/// Splits `data` (rows of `cols` values) into one block of whole rows per team member:
-/// (first row, rows), each behind a mutex that only its part takes.
-fn row_blocks(data: &mut [f32], cols: usize) -> Vec<std::sync::Mutex<(usize, &mut [f32])>> {
-    let cols = cols.max(1);
-    let rows = data.len() / cols;
-    let parts = team::size();
-    let mut blocks = Vec::with_capacity(parts);
-    let mut rest = data;
-    for p in 0..parts {
-        let (r0, r1) = team::part_range(rows, parts, p, 1);
-        let (head, tail) = rest.split_at_mut((r1 - r0) * cols);
-        blocks.push(std::sync::Mutex::new((r0, head)));
-        rest = tail;
-    }
-    blocks
 }
 
 /// `f(r, a_row, b_row)` over the rows of two matrices with `cols` columns, spread over the

@@ -168,6 +168,23 @@ pub fn size() -> usize {
     team().slots.len() + 1
 }
 
+/// Splits `data` (rows of `cols` values) into one block of whole rows per team member:
+/// (first row, rows), each behind a mutex that only its part takes.
+pub fn row_blocks<T>(data: &mut [T], cols: usize) -> Vec<Mutex<(usize, &mut [T])>> {
+    let cols = cols.max(1);
+    let rows = data.len() / cols;
+    let parts = size().min(rows.max(1));
+    let mut blocks = Vec::with_capacity(parts);
+    let mut rest = data;
+    for p in 0..parts {
+        let (r0, r1) = part_range(rows, parts, p, 1);
+        let (head, tail) = rest.split_at_mut((r1 - r0) * cols);
+        blocks.push(Mutex::new((r0, head)));
+        rest = tail;
+    }
+    blocks
+}
+
 /// `[start, end)` of part `k` of `n` items split into `parts` near-equal parts, each a
 /// multiple of `align` items (except the last).
 pub fn part_range(n: usize, parts: usize, k: usize, align: usize) -> (usize, usize) {
