@@ -53,6 +53,31 @@ pub fn run_chains(
     progress: &mut dyn FnMut(f64),
     record: &mut Recorder<'_>,
 ) -> Result<(), EngineError> {
+    // One bulk read per draw (a single download for device chains).
+    let units = chains.units();
+    let mut states = vec![0.0; chains.chains() * units];
+    run_draws(chains, plan, rng, should_stop, progress, &mut |chains| {
+        chains.read_states(&mut states)?;
+        for (c, state) in states.chunks_exact(units).enumerate() {
+            record(c, state, &*chains);
+        }
+        Ok(())
+    })
+}
+
+/// Called once per kept draw with the chains at that draw.
+pub type DrawHandler<'a> = dyn FnMut(&mut dyn ModelChains) -> Result<(), EngineError> + 'a;
+
+/// Starts every chain from the base model, burns in, then calls `draw(chains)` after each
+/// `thin` sweeps, `per_chain` times. Progress runs 0..1 over all sweeps.
+pub fn run_draws(
+    chains: &mut dyn ModelChains,
+    plan: &ChainPlan,
+    rng: &mut RngStream,
+    should_stop: &dyn Fn() -> bool,
+    progress: &mut dyn FnMut(f64),
+    draw: &mut DrawHandler<'_>,
+) -> Result<(), EngineError> {
     let total = plan.sweeps().max(1) as f64;
     let report_every = (plan.sweeps() / 200).max(1);
     let mut done = 0usize;
@@ -72,17 +97,11 @@ pub fn run_chains(
     for _ in 0..plan.burn_in {
         sweep(chains, rng)?;
     }
-    // One bulk read per draw (a single download for device chains).
-    let units = chains.units();
-    let mut states = vec![0.0; chains.chains() * units];
     for _ in 0..plan.per_chain() {
         for _ in 0..plan.thin {
             sweep(chains, rng)?;
         }
-        chains.read_states(&mut states)?;
-        for (c, state) in states.chunks_exact(units).enumerate() {
-            record(c, state, &*chains);
-        }
+        draw(chains)?;
     }
     Ok(())
 }
@@ -113,20 +132,34 @@ pub fn observe_chains(
 ) -> Result<ObserveReport, EngineError> {
     let mut series: Vec<Vec<f64>> = vec![Vec::with_capacity(plan.per_chain()); chains.chains()];
     let units = chains.units();
-    {
-        let mut record = |c: usize, s: &[f32], model: &dyn ModelChains| {
-            series[c].push(statistic.value(s, model))
-        };
-        let mut sampling_progress = |f: f64| progress(0.9 * f);
-        run_chains(
-            chains,
-            plan,
-            rng,
-            should_stop,
-            &mut sampling_progress,
-            &mut record,
-        )?;
-    }
+    // A linear statistic is reduced where the chains live (one value per chain comes back
+    // from a device); others are computed here from the states.
+    let linear = statistic.as_linear(units, chains.encoding());
+    let mut states = vec![0.0; chains.chains() * units];
+    let mut draw = |chains: &mut dyn ModelChains| -> Result<(), EngineError> {
+        if let Some((weights, scale, offset)) = &linear {
+            if let Some(values) = chains.linear_statistics(weights, *scale, *offset) {
+                for (s, v) in series.iter_mut().zip(values?) {
+                    s.push(v);
+                }
+                return Ok(());
+            }
+        }
+        chains.read_states(&mut states)?;
+        for (s, state) in series.iter_mut().zip(states.chunks_exact(units)) {
+            s.push(statistic.value(state, &*chains));
+        }
+        Ok(())
+    };
+    let mut sampling_progress = |f: f64| progress(0.9 * f);
+    run_draws(
+        chains,
+        plan,
+        rng,
+        should_stop,
+        &mut sampling_progress,
+        &mut draw,
+    )?;
     if let Some(bad) = series.iter().flatten().find(|v| !v.is_finite()) {
         return Err(EngineError::Diverged(format!(
             "the statistic {} came out as {bad}; the model's parameters may be extreme",

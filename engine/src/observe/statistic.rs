@@ -116,6 +116,34 @@ impl Statistic {
         }
     }
 
+    /// The statistic as `scale * sum_i w_i x_i + offset` of a state x (weights, scale,
+    /// offset), where it is one for this encoding: then device chains can compute it
+    /// where they live ([`ModelChains::linear_statistics`]). Equal to [`Statistic::value`]
+    /// (for `hamming_to`, given a reference of valid values, which parsing checks).
+    pub fn as_linear(&self, units: usize, encoding: Encoding) -> Option<(Vec<f32>, f64, f64)> {
+        let n = units as f64;
+        let ones = || vec![1.0f32; units];
+        match (self, encoding) {
+            // count of ones / n; spins: (sum s + n) / 2n
+            (Statistic::FractionOn, Encoding::Binary) => Some((ones(), 1.0 / n, 0.0)),
+            (Statistic::FractionOn, Encoding::Spin) => Some((ones(), 0.5 / n, 0.5)),
+            // mean of 2v - 1; spins: mean of s
+            (Statistic::Magnetization, Encoding::Binary) => Some((ones(), 2.0 / n, -1.0)),
+            (Statistic::Magnetization, Encoding::Spin) => Some((ones(), 1.0 / n, 0.0)),
+            // v != r  <=>  v (1 - 2r) + r = 1;  s != r  <=>  (1 - s r) / 2 = 1
+            (Statistic::HammingTo(r), Encoding::Binary) => Some((
+                r.iter().map(|&r| 1.0 - 2.0 * r).collect(),
+                1.0,
+                r.iter().map(|&r| r as f64).sum(),
+            )),
+            (Statistic::HammingTo(r), Encoding::Spin) => Some((r.clone(), -0.5, 0.5 * n)),
+            (Statistic::Projection(w), Encoding::Binary | Encoding::Spin | Encoding::Real) => {
+                Some((w.clone(), 1.0, 0.0))
+            }
+            _ => None,
+        }
+    }
+
     /// The statistic of one state.
     pub fn value(&self, state: &[f32], model: &dyn ModelChains) -> f64 {
         let n = state.len() as f64;

@@ -162,3 +162,47 @@ fn samples_have_the_right_shape_and_marginals() {
     let stopped = sample_chains(&mut chains, &plan, &mut rng, &|| true, &mut |_| {});
     assert_eq!(stopped, Err(crate::error::EngineError::Interrupted));
 }
+
+/// The linear forms that device chains reduce (`Statistic::as_linear`) equal the host
+/// definitions on every state, for 0/1 units and +-1 spins (exact up to f64 rounding).
+#[test]
+fn linear_forms_equal_the_definitions() {
+    let rbm = RbmChains::new(independent_pixels(0.3, 9), vec![0.0; 9], 1).unwrap();
+    let params = LatticeParams {
+        size: 3,
+        coupling: 0.2,
+        field: 0.0,
+    };
+    let lattice = LatticeChains::new(params, 1).unwrap();
+    let models: [&dyn ModelChains; 2] = [&rbm, &lattice];
+    for model in models {
+        let n = model.units();
+        let (lo, hi) = match model.encoding() {
+            crate::estimate::chains::Encoding::Spin => (-1.0f32, 1.0f32),
+            _ => (0.0, 1.0),
+        };
+        let state_of = |bits: u32| -> Vec<f32> {
+            (0..n).map(|i| if bits >> i & 1 == 1 { hi } else { lo }).collect()
+        };
+        let reference = state_of(0b1_0110_1001);
+        let weights: Vec<f32> = (0..n).map(|i| i as f32 * 0.25 - 1.0).collect();
+        for name in ["fraction_on", "magnetization", "hamming_to", "projection"] {
+            let stat = Statistic::parse(name, &reference, &weights, &[], model).unwrap();
+            let (w, scale, offset) = stat.as_linear(n, model.encoding()).unwrap();
+            for bits in 0..1u32 << n {
+                let state = state_of(bits);
+                let linear = scale
+                    * w.iter()
+                        .zip(&state)
+                        .map(|(&w, &x)| w as f64 * x as f64)
+                        .sum::<f64>()
+                    + offset;
+                let want = stat.value(&state, model);
+                assert!((linear - want).abs() < 1e-9, "{name} {bits:b}: {linear} vs {want}");
+            }
+        }
+        // energy and correlation have no linear form
+        let energy = Statistic::parse("energy", &[], &[], &[], model).unwrap();
+        assert!(energy.as_linear(n, model.encoding()).is_none());
+    }
+}

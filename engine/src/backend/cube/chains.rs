@@ -30,7 +30,7 @@ use cubecl::prelude::*;
 use super::device::{CubeRuntime, DeviceArray, DeviceElem};
 use super::lattice::{self, SpinRule};
 use super::matmul::{matmul, Layout, Product};
-use super::{ais, potts, rbm};
+use super::{ais, observe, potts, rbm};
 use crate::error::EngineError;
 use crate::estimate::ais::AnnealingPath;
 use crate::estimate::chains::lattice::{LatticeChains, LatticeParams};
@@ -363,6 +363,18 @@ impl<R: CubeRuntime> ModelChains for CubeRbmChains<R> {
         self.visible
     }
 
+    fn linear_statistics(
+        &mut self,
+        weights: &[f32],
+        scale: f64,
+        offset: f64,
+    ) -> Option<Result<Vec<f64>, EngineError>> {
+        Some(self.take_error().and_then(|()| {
+            let shape = (self.chains, self.visible);
+            observe::per_chain_linear(&self.client, &self.v, shape, weights, scale, offset)
+        }))
+    }
+
     fn encoding(&self) -> Encoding {
         Encoding::Binary
     }
@@ -534,6 +546,28 @@ impl<R: CubeRuntime> AnnealingPath for CubeLatticeChains<R> {
 impl<R: CubeRuntime> ModelChains for CubeLatticeChains<R> {
     fn units(&self) -> usize {
         self.params.sites()
+    }
+
+    fn linear_statistics(
+        &mut self,
+        weights: &[f32],
+        scale: f64,
+        offset: f64,
+    ) -> Option<Result<Vec<f64>, EngineError>> {
+        if let Some(e) = self.error.take() {
+            return Some(Err(e));
+        }
+        let shape = (self.chains, self.params.sites());
+        let spins = DeviceArray::<f32>::zeros(&self.client, shape.0 * shape.1);
+        observe::to_f32(&self.client, &self.spins, &spins);
+        Some(observe::per_chain_linear(
+            &self.client,
+            &spins,
+            shape,
+            weights,
+            scale,
+            offset,
+        ))
     }
 
     fn encoding(&self) -> Encoding {

@@ -69,6 +69,49 @@ pub fn histogram_kernel(
     }
 }
 
+/// out[i] = x[i] as f32: integer chain states (lattice spins) for the f32 reductions.
+#[cube(launch)]
+pub fn to_f32_kernel(x: &Array<i32>, out: &mut Array<f32>, len: u32) {
+    let i = linear_pos();
+    if i < len {
+        out[i as usize] = f32::cast_from(x[i as usize]);
+    }
+}
+
+/// Copies integer states into an f32 array of the same length.
+pub fn to_f32<R: Runtime>(client: &ComputeClient<R>, x: &DeviceArray<i32>, out: &DeviceArray<f32>) {
+    to_f32_kernel::launch::<R>(
+        client,
+        cubes_for(x.len),
+        cube_dim(),
+        x.arg(),
+        out.arg(),
+        x.len as u32,
+    );
+}
+
+/// Per chain, `scale * sum_i weights[i] x[chain, i] + offset` of f32 states (chains x
+/// width): the sums are reduced on the device in f32 (exact for 0/1 and +-1 states with
+/// integer weights up to 2^24 units) and only one value per chain is downloaded; scale
+/// and offset are applied in f64.
+pub fn per_chain_linear<R: Runtime>(
+    client: &ComputeClient<R>,
+    x: &DeviceArray<f32>,
+    (chains, width): (usize, usize),
+    weights: &[f32],
+    scale: f64,
+    offset: f64,
+) -> Result<Vec<f64>, crate::error::EngineError> {
+    let w = DeviceArray::upload(client, weights);
+    let out = DeviceArray::<f32>::zeros(client, chains);
+    linear_statistic(client, x, &w, &out, chains, width, 1.0, 0.0);
+    Ok(out
+        .download(client)?
+        .iter()
+        .map(|&s| scale * s as f64 + offset)
+        .collect())
+}
+
 /// Per-row linear statistic (see [`linear_statistic_kernel`]).
 #[allow(clippy::too_many_arguments)]
 pub fn linear_statistic<R: Runtime>(

@@ -62,6 +62,18 @@ pub trait ModelChains: AnnealingPath {
     fn backend_name(&self) -> &'static str {
         "cpu"
     }
+    /// Per chain, `scale * sum_i weights[i] x_i + offset` of the current state (x in the
+    /// model's encoding: 0/1 or -1/+1), computed where the chains live; `None` where that
+    /// is not offered (then callers read the states). Device chains reduce on the device
+    /// and download one value per chain instead of every state.
+    fn linear_statistics(
+        &mut self,
+        _weights: &[f32],
+        _scale: f64,
+        _offset: f64,
+    ) -> Option<Result<Vec<f64>, EngineError>> {
+        None
+    }
     /// One sweep over all units of every chain, leaving p_target^tau invariant.
     fn sweep(&mut self, tau: f64, rng: &mut RngStream);
     /// ln of the unnormalised target probability of a state: minus the energy (for RBMs,
