@@ -182,7 +182,9 @@ fn linear_forms_equal_the_definitions() {
             _ => (0.0, 1.0),
         };
         let state_of = |bits: u32| -> Vec<f32> {
-            (0..n).map(|i| if bits >> i & 1 == 1 { hi } else { lo }).collect()
+            (0..n)
+                .map(|i| if bits >> i & 1 == 1 { hi } else { lo })
+                .collect()
         };
         let reference = state_of(0b1_0110_1001);
         let weights: Vec<f32> = (0..n).map(|i| i as f32 * 0.25 - 1.0).collect();
@@ -198,7 +200,10 @@ fn linear_forms_equal_the_definitions() {
                         .sum::<f64>()
                     + offset;
                 let want = stat.value(&state, model);
-                assert!((linear - want).abs() < 1e-9, "{name} {bits:b}: {linear} vs {want}");
+                assert!(
+                    (linear - want).abs() < 1e-9,
+                    "{name} {bits:b}: {linear} vs {want}"
+                );
             }
         }
         // energy and correlation have no linear form
