@@ -60,6 +60,7 @@ fn heldout_ais(
     train: &TrainSpec,
     seed: u64,
     data: &Dataset,
+    backend: BackendKind,
 ) -> Result<Option<HeldOutAis>> {
     let Some(settings) = train.resolve_ais()? else {
         return Ok(None);
@@ -77,7 +78,7 @@ fn heldout_ais(
     };
     let fraction = train.resolve(data.rows)?.validation_fraction;
     Ok(Some(HeldOutAis::new(
-        settings, units, data, seed, fraction,
+        settings, units, data, seed, fraction, backend,
     )?))
 }
 
@@ -98,7 +99,7 @@ impl Trainer {
     ) -> Result<Self> {
         validate_train(model, train, &shape_of(&data))?;
         let checkpoint_every = train.resolve(data.rows)?.checkpoint_every;
-        let ais = heldout_ais(model, train, seed, &data)?;
+        let ais = heldout_ais(model, train, seed, &data, backend)?;
         let inner: Box<dyn FamilyTrainer> = match ModelType::from_name(&model.model_type)? {
             ModelType::BernoulliRbm | ModelType::GaussianRbm => match backend {
                 BackendKind::Cpu => Box::new(RbmTrainer::new(
@@ -159,7 +160,7 @@ impl Trainer {
     ) -> Result<Self> {
         validate_train(model, train, &shape_of(&data))?;
         let checkpoint_every = train.resolve(data.rows)?.checkpoint_every;
-        let ais = heldout_ais(model, train, seed, &data)?;
+        let ais = heldout_ais(model, train, seed, &data, backend)?;
         let inner: Box<dyn FamilyTrainer> = match ModelType::from_name(&model.model_type)? {
             ModelType::BernoulliRbm | ModelType::GaussianRbm => match backend {
                 BackendKind::Cpu => {
@@ -206,7 +207,7 @@ impl Trainer {
     ) -> Result<Self> {
         validate_train(model, train, &shape_of(&data))?;
         let checkpoint_every = train.resolve(data.rows)?.checkpoint_every;
-        let ais = heldout_ais(model, train, seed, &data)?;
+        let ais = heldout_ais(model, train, seed, &data, backend)?;
         let inner: Box<dyn FamilyTrainer> = match ModelType::from_name(&model.model_type)? {
             ModelType::BernoulliRbm | ModelType::GaussianRbm => match backend {
                 BackendKind::Cpu => {

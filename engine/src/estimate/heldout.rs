@@ -12,9 +12,11 @@
 
 use super::ais::{forward_ais, AnnealingPath, Hooks};
 use super::chains::gaussian::GaussianRbmParams;
-use super::chains::rbm::{base_rate_bias, RbmChains, RbmParams};
+use super::chains::rbm::{base_rate_bias, RbmParams};
 use super::model::LoadedModel;
+use super::placement::place_rbm_chains;
 use super::schedule::default_schedule;
+use crate::backend::BackendKind;
 use crate::backend::VisibleUnits;
 use crate::data::Dataset;
 use crate::error::EngineError;
@@ -63,6 +65,8 @@ pub struct HeldOutAis {
     visible: usize,
     /// Bernoulli RBMs: visible biases of the base-rate model (training rows).
     base_bias: Option<Vec<f32>>,
+    /// The trainer's backend: Bernoulli-RBM AIS chains run on its device (wgpu, cuda).
+    backend: BackendKind,
     train_eval: Vec<f32>,
     heldout: Vec<f32>,
 }
@@ -98,6 +102,7 @@ impl HeldOutAis {
         data: &Dataset,
         seed: u64,
         validation_fraction: f64,
+        backend: BackendKind,
     ) -> Result<Self, EngineError> {
         let (train_idx, valid_idx) = split(data.rows, seed, validation_fraction);
         if train_idx.is_empty() {
@@ -116,6 +121,7 @@ impl HeldOutAis {
             seed,
             visible: data.cols,
             base_bias,
+            backend,
             train_eval: gather(data, eval_idx),
             heldout: gather(data, &valid_idx),
         })
@@ -150,13 +156,17 @@ impl HeldOutAis {
         }
         let started = Instant::now();
         let loaded = LoadedModel::from_rbm_model(model);
-        let mut path: Box<dyn AnnealingPath> = match (&loaded, &self.base_bias) {
-            (LoadedModel::BernoulliRbm(p), Some(base)) => Box::new(RbmChains::new(
-                p.clone(),
-                base.clone(),
-                self.settings.chains,
-            )?),
-            _ => loaded.chains(self.settings.chains, None)?,
+        // Bernoulli RBMs on the trainer's device when it has one (else, and for Gaussian
+        // RBMs, on the cpu); `ais_on_device` says which.
+        let (mut path, on_device): (Box<dyn AnnealingPath>, bool) = match (&loaded, &self.base_bias)
+        {
+            (LoadedModel::BernoulliRbm(p), Some(base)) => {
+                let chains = self.settings.chains;
+                let (placed, note) = place_rbm_chains(p, base.clone(), chains, self.backend)?;
+                let on_device = self.backend != BackendKind::Cpu && note.is_none();
+                (placed, on_device)
+            }
+            _ => (loaded.chains(self.settings.chains, None)?, false),
         };
         // Keyed by the epoch: every evaluation is reproducible on its own.
         let mut rng = RngStream {
@@ -197,12 +207,13 @@ impl HeldOutAis {
             );
         }
         metrics.insert("ais_seconds".into(), started.elapsed().as_secs_f64());
+        metrics.insert("ais_on_device".into(), on_device as u8 as f64);
         Ok(())
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use crate::backend::BackendKind;
     use crate::data::{parse_dataset, DataFormat, Dataset};
     use crate::error::EngineError;
@@ -210,7 +221,7 @@ mod tests {
     use crate::train::{EpochReport, Trainer};
     use std::collections::BTreeMap;
 
-    fn digits(rows: usize) -> Dataset {
+    pub(crate) fn digits(rows: usize) -> Dataset {
         let bytes = include_bytes!("../../../data/digits/digits_binarized.npy");
         let all = parse_dataset(DataFormat::Npy, bytes, &Default::default()).unwrap();
         all.select_rows(&(0..rows).collect::<Vec<_>>())
@@ -232,7 +243,7 @@ mod tests {
     /// (Jensen) bias, about se^2 / 2 < 0.005 for se < 0.1, and f32 pre-activations in
     /// the transitions (~1e-5 nats); 3 se leaves a two-sided miss chance of 0.3% per
     /// comparison if the delta-method error is right.
-    fn check_against_exact(m: &BTreeMap<String, f64>, epoch: usize) {
+    pub(crate) fn check_against_exact(m: &BTreeMap<String, f64>, epoch: usize) {
         let se = m["ais_log_likelihood_stderr"];
         assert!(se > 0.0 && se < 0.1, "epoch {epoch}: stderr {se}");
         assert_eq!(se, m["ais_log_z_stderr"]);
@@ -289,6 +300,7 @@ mod tests {
         for r in &reports {
             if r.metrics.contains_key("ais_log_z") {
                 check_against_exact(&r.metrics, r.epoch);
+                assert_eq!(r.metrics["ais_on_device"], 0.0);
                 assert!(r.metrics["ais_seconds"] >= 0.0);
                 assert!(r.metrics["ais_ess"] >= 1.0 && r.metrics["ais_ess"] <= 200.0);
             }

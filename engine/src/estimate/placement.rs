@@ -13,6 +13,7 @@
 //! also falls back to the CPU with a note; the results are the same estimates, only slower.
 //! Never an error: the estimators' answers do not depend on where they ran.
 
+use super::chains::rbm::{RbmChains, RbmParams};
 use super::chains::ModelChains;
 use super::model::LoadedModel;
 use crate::backend::BackendKind;
@@ -33,12 +34,48 @@ pub fn place_chains(
             Some(format!("{why}; this ran on the cpu backend")),
         ))
     };
+    #[allow(unused_variables)]
+    let rbm_base = || model.rbm_base_bias(data);
     match backend {
         BackendKind::Cpu => Ok((model.chains(chains, data)?, None)),
         #[cfg(feature = "wgpu")]
-        BackendKind::Wgpu => device::<cubecl::wgpu::WgpuRuntime>(model, chains, data, on_cpu),
+        BackendKind::Wgpu => device::<cubecl::wgpu::WgpuRuntime>(model, chains, &rbm_base, on_cpu),
         #[cfg(feature = "cuda")]
-        BackendKind::Cuda => device::<cubecl::cuda::CudaRuntime>(model, chains, data, on_cpu),
+        BackendKind::Cuda => device::<cubecl::cuda::CudaRuntime>(model, chains, &rbm_base, on_cpu),
+        #[allow(unreachable_patterns)]
+        other => on_cpu(not_built(other)),
+    }
+}
+
+/// Bernoulli-RBM chains with a given AIS base model (visible biases `base`) on `backend`,
+/// as [`place_chains`] places them: used by the AIS evaluation during training, whose base
+/// rates come from the training rows.
+pub fn place_rbm_chains(
+    params: &RbmParams,
+    base: Vec<f32>,
+    chains: usize,
+    backend: BackendKind,
+) -> Result<(Box<dyn ModelChains>, Option<String>), EngineError> {
+    let on_cpu = |why: String| -> Result<(Box<dyn ModelChains>, Option<String>), EngineError> {
+        let placed = RbmChains::new(params.clone(), base.clone(), chains)?;
+        Ok((
+            Box::new(placed),
+            Some(format!("{why}; this ran on the cpu backend")),
+        ))
+    };
+    #[allow(unused_variables)]
+    let (model, rbm_base) = (LoadedModel::BernoulliRbm(params.clone()), || {
+        Ok::<_, EngineError>(base.clone())
+    });
+    match backend {
+        BackendKind::Cpu => Ok((
+            Box::new(RbmChains::new(params.clone(), base.clone(), chains)?),
+            None,
+        )),
+        #[cfg(feature = "wgpu")]
+        BackendKind::Wgpu => device::<cubecl::wgpu::WgpuRuntime>(&model, chains, &rbm_base, on_cpu),
+        #[cfg(feature = "cuda")]
+        BackendKind::Cuda => device::<cubecl::cuda::CudaRuntime>(&model, chains, &rbm_base, on_cpu),
         #[allow(unreachable_patterns)]
         other => on_cpu(not_built(other)),
     }
@@ -64,7 +101,7 @@ pub fn exact_note(backend: BackendKind) -> Option<String> {
 fn device<R: crate::backend::cube::CubeRuntime>(
     model: &LoadedModel,
     chains: usize,
-    data: Option<&Dataset>,
+    rbm_base: &dyn Fn() -> Result<Vec<f32>, EngineError>,
     on_cpu: impl Fn(String) -> Result<(Box<dyn ModelChains>, Option<String>), EngineError>,
 ) -> Result<(Box<dyn ModelChains>, Option<String>), EngineError> {
     use crate::backend::cube::chains::{
@@ -89,7 +126,7 @@ fn device<R: crate::backend::cube::CubeRuntime>(
     };
     let placed: Box<dyn ModelChains> = match model {
         LoadedModel::BernoulliRbm(p) => {
-            let base = model.rbm_base_bias(data)?;
+            let base = rbm_base()?;
             Box::new(CubeRbmChains::<R>::new(client, p.clone(), base, chains)?)
         }
         LoadedModel::LatticeIsing(p) => Box::new(CubeLatticeChains::<R>::new(client, *p, chains)?),

@@ -402,3 +402,37 @@ fn device_statistics_equal_the_host_definitions() {
         }
     }
 }
+
+/// `train.ais_every` with a wgpu trainer runs the Bernoulli-RBM AIS chains on the device
+/// (`ais_on_device` = 1), and its log-likelihoods agree with the exact ones as on the cpu
+/// (within 3 standard errors + 0.01 nats: `heldout::tests::check_against_exact`).
+#[test]
+fn training_ais_runs_on_the_device() {
+    use crate::estimate::heldout::tests::{check_against_exact, digits};
+    use crate::spec::{ModelSpec, TrainSpec};
+    use crate::train::Trainer;
+    let model = ModelSpec {
+        model_type: "bernoulli_rbm".into(),
+        hidden: Some(8),
+        ..Default::default()
+    };
+    let train = TrainSpec {
+        epochs: Some(3),
+        batch_size: Some(20),
+        learning_rate: Some(0.1),
+        validation_fraction: Some(0.25),
+        ais_every: Some(3),
+        ais_chains: Some(200),
+        ais_betas: Some(2000),
+        ..Default::default()
+    };
+    let seed = fresh_seed("training_ais_device");
+    let mut t = Trainer::new(&model, &train, seed, digits(400), BackendKind::Wgpu).unwrap();
+    let mut last = None;
+    while !t.is_finished() {
+        last = t.run_epoch(&|| false, &mut |_| {}).unwrap();
+    }
+    let m = last.unwrap().metrics;
+    assert_eq!(m["ais_on_device"], 1.0, "{m:?}");
+    check_against_exact(&m, 3);
+}
