@@ -11,7 +11,8 @@ use tokio::sync::{mpsc, oneshot};
 /// Reports a compute thread may queue before it waits for the store to catch up.
 const REPORT_QUEUE: usize = 64;
 
-pub(super) async fn run_claimed(shared: &Shared, claimed: ClaimedJob) {
+/// Runs the job to its end; true when it stopped because its lease was lost.
+pub(super) async fn run_claimed(shared: &Shared, claimed: ClaimedJob) -> bool {
     let ClaimedJob { lease, job } = claimed;
     let stop = StopSignal::default();
     shared.running.insert(&lease.job_id, stop.clone());
@@ -44,6 +45,7 @@ pub(super) async fn run_claimed(shared: &Shared, claimed: ClaimedJob) {
     heartbeat.abort();
     shared.running.remove(&lease.job_id);
     record_outcome(shared, &lease, &tenant, &kind, &stop, outcome).await;
+    stop.reason() == Some(StopReason::LeaseLost)
 }
 
 /// The job's spec and inputs, or why the job cannot run.

@@ -351,16 +351,38 @@ async fn a_worker_that_lost_its_lease_stops_without_writing(store: Store) {
     .await;
     // The worker looks dead to the rest of the system: its job is requeued and claimed by
     // another worker (attempt 2), which this test plays by hand.
-    store.expire_lease_for_test(&id).await.unwrap();
-    assert_eq!(
-        store.reap_expired_leases(MAX_ATTEMPTS).await.unwrap(),
-        vec![id.clone()]
-    );
-    let thief = store
-        .claim_next_job("other-process/w0", 60_000)
-        .await
-        .unwrap()
-        .unwrap();
+    // (the worker's heartbeat may renew the lease between the two calls: then again)
+    let started = Instant::now();
+    loop {
+        store.expire_lease_for_test(&id).await.unwrap();
+        let reaped = store.reap_expired_leases(MAX_ATTEMPTS).await.unwrap();
+        if reaped == vec![id.clone()] {
+            break;
+        }
+        assert!(reaped.is_empty(), "reaped other jobs: {reaped:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "the expired lease was never reaped"
+        );
+    }
+    // Postgres claims with SKIP LOCKED: while the old worker's heartbeat or event write
+    // holds the row for a moment, a claim skips it, so retry briefly (the old worker itself
+    // waits a poll interval after losing its lease before it claims again).
+    let started = Instant::now();
+    let thief = loop {
+        if let Some(claimed) = store
+            .claim_next_job("other-process/w0", 60_000)
+            .await
+            .unwrap()
+        {
+            break claimed;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "the requeued job could not be claimed"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
     assert_eq!(thief.lease.attempt, 2);
     let seq_at_takeover = store
         .get_job("default", &id)

@@ -13,7 +13,16 @@ pub(super) async fn claim_loop(shared: Shared, index: usize) {
         woken.as_mut().enable();
         match shared.store.claim_next_job(&owner, shared.lease_ms()).await {
             Ok(Some(claimed)) => {
-                run::run_claimed(&shared, claimed).await;
+                if run::run_claimed(&shared, claimed).await {
+                    // This worker looked dead or stuck to the rest of the system, which
+                    // requeued or handed over its job: wait a poll interval before claiming
+                    // again, so that the requeued job goes to another worker first rather
+                    // than straight back to the one that just lost it.
+                    tokio::select! {
+                        _ = tokio::time::sleep(shared.poll_interval()) => {}
+                        _ = shared.shutdown.cancelled() => {}
+                    }
+                }
                 continue;
             }
             Ok(None) => {}
