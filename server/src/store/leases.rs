@@ -298,9 +298,13 @@ async fn fenced_reserve_seqs(
     progress: Option<f64>,
     count: i64,
 ) -> Result<i64> {
+    // "No progress" is -1, never a NULL: sqlx 0.8's Any driver sends a NULL f64 to Postgres
+    // typed as float4, the connection caches the statement with that parameter type, and
+    // every later call on that connection with a real f64 then fails ("incorrect binary
+    // data format in bind parameter 5"), losing those events.
     let seq: Option<i64> = sqlx::query_scalar(&format!(
         "UPDATE jobs SET last_seq = last_seq + $6, updated_at = $4,
-                progress = COALESCE($5, progress)
+                progress = CASE WHEN $5 >= 0 THEN $5 ELSE progress END
           WHERE {FENCE}
       RETURNING last_seq"
     ))
@@ -308,7 +312,7 @@ async fn fenced_reserve_seqs(
     .bind(lease.attempt)
     .bind(&lease.owner)
     .bind(now)
-    .bind(progress)
+    .bind(progress.map_or(-1.0, |p| p.max(0.0)))
     .bind(count)
     .fetch_optional(&mut **tx)
     .await?;

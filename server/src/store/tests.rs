@@ -348,7 +348,36 @@ async fn blobs_round_trip_per_tenant(store: Store) {
     assert_eq!(store.list_models("t", None, 10).await.unwrap().len(), 1);
 }
 
+/// Events without progress, then with progress, on the same connection: both are stored
+/// and the progress is recorded (a NULL progress once made Postgres refuse every later
+/// progress on that connection: sqlx's Any driver typed the NULL as float4).
+async fn progress_after_an_event_without_progress_is_stored(store: Store) {
+    let job = submit(&store, "r").await;
+    let claimed = store.claim_next_job("w", 60_000).await.unwrap().unwrap();
+    let log = |message: &str| JobEvent {
+        kind: "log".into(),
+        message: message.into(),
+        ..Default::default()
+    };
+    for round in 0..3 {
+        store
+            .append_event(&claimed.lease, log("no progress"), None)
+            .await
+            .unwrap();
+        let fraction = 0.25 * (round + 1) as f64;
+        store
+            .append_events(&claimed.lease, vec![log("with progress")], Some(fraction))
+            .await
+            .unwrap();
+        let stored = store.get_job("t", &job.id).await.unwrap().unwrap();
+        assert_eq!(stored.progress, fraction);
+    }
+    let events = store.events_after(&job.id, 0, 100).await.unwrap();
+    assert_eq!(events.len(), 2 + 6, "queued, running and six logs");
+}
+
 crate::testing::on_every_database!(
+    progress_after_an_event_without_progress_is_stored,
     same_request_id_returns_the_same_job,
     claim_is_exclusive,
     claim_takes_priority_then_age,
