@@ -112,7 +112,12 @@ fn helper(slot: &Slot) {
 pub fn split(parts: usize, body: &(dyn Fn(usize) + Sync)) {
     let team = team();
     let guard = if parts > 1 && !team.slots.is_empty() {
-        team.busy.try_lock().ok()
+        match team.busy.try_lock() {
+            Ok(guard) => Some(guard),
+            // a part panicked while holding it: the slots were settled before the unwind
+            Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
     } else {
         None
     };
@@ -236,6 +241,23 @@ mod tests {
             hits.fetch_add(1, SeqCst);
         });
         assert_eq!(hits.load(SeqCst), 4);
+        // and still spreads work (the lock a panic poisoned is taken over): some part runs
+        // on another thread, unless a concurrent test holds the team
+        if size() > 1 {
+            let caller = std::thread::current().id();
+            let elsewhere = AtomicUsize::new(0);
+            for _ in 0..100 {
+                split(2, &|_| {
+                    if std::thread::current().id() != caller {
+                        elsewhere.fetch_add(1, SeqCst);
+                    }
+                });
+            }
+            assert!(
+                elsewhere.load(SeqCst) > 0,
+                "the team no longer runs parts elsewhere"
+            );
+        }
     }
 
     #[test]
