@@ -128,6 +128,39 @@ mod tests {
         out
     }
 
+    /// Products with few rows and many columns (the shapes of a batch-10 RBM update).
+    #[test]
+    fn wide_products_with_few_rows_match_the_naive_product() {
+        for (m, k, n) in [(5, 53, 200), (10, 784, 500), (1, 7, 64)] {
+            let a: Vec<f32> = (0..m * k)
+                .map(|i| ((i * 7 % 13) as f32 - 6.0) / 5.0)
+                .collect();
+            let b: Vec<f32> = (0..k * n)
+                .map(|i| ((i * 5 % 11) as f32 - 5.0) / 3.0)
+                .collect();
+            let want = naive(&a, m, k, &b, n);
+            let mut c = vec![1.0f32; m * n];
+            matmul(&mut c, View::new(&a, m, k), View::new(&b, k, n), 0.5, false);
+            let bt: Vec<f32> = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect();
+            let mut c2 = vec![0.0f32; m * n];
+            matmul(
+                &mut c2,
+                View::new(&a, m, k),
+                View::new(&bt, n, k).t(),
+                1.0,
+                false,
+            );
+            // accumulate: 0.5 ab + 0.5 ab
+            matmul(&mut c, View::new(&a, m, k), View::new(&b, k, n), 0.5, true);
+            // f32 sums of k terms of size <= 2.4: error < k * 2.4 * 2^-24 * few
+            let tol = k as f64 * 2.4 * 1e-6;
+            for (i, w) in want.iter().enumerate() {
+                assert!((c[i] as f64 - w).abs() < tol, "{m}x{k}x{n} at {i}");
+                assert!((c2[i] as f64 - w).abs() < tol, "{m}x{k}x{n} (b^T) at {i}");
+            }
+        }
+    }
+
     #[test]
     fn matches_naive_product_in_all_transpositions() {
         let (m, k, n) = (37, 53, 29);

@@ -517,17 +517,27 @@ impl Backend for CpuBackend {
                     return Err(EngineError::Internal("sgd needs one state tensor".into()));
                 };
                 check_shape("velocity", velocity, param.rows, param.cols)?;
-                zip_update(
-                    &mut param.data,
-                    &grad.data,
-                    [&mut velocity.data],
-                    |p, g, [v]| {
+                if momentum == 0.0 {
+                    // The velocity would only ever be multiplied by 0: leave it (at zero)
+                    // and save its memory traffic, a quarter of a 784 x 500 batch-10 update.
+                    zip_update(&mut param.data, &grad.data, [], |p, g, []| {
                         for i in 0..p.len() {
-                            v[i] = momentum * v[i] + lr * decayed(g[i], p[i]);
-                            p[i] += v[i];
+                            p[i] += lr * decayed(g[i], p[i]);
                         }
-                    },
-                );
+                    });
+                } else {
+                    zip_update(
+                        &mut param.data,
+                        &grad.data,
+                        [&mut velocity.data],
+                        |p, g, [v]| {
+                            for i in 0..p.len() {
+                                v[i] = momentum * v[i] + lr * decayed(g[i], p[i]);
+                                p[i] += v[i];
+                            }
+                        },
+                    );
+                }
             }
             OptimizerRule::Adam {
                 beta1,
