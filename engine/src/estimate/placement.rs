@@ -28,23 +28,13 @@ pub fn place_chains(
     data: Option<&Dataset>,
     backend: BackendKind,
 ) -> Result<(Box<dyn ModelChains>, Option<String>), EngineError> {
-    let on_cpu = |why: String| -> Result<(Box<dyn ModelChains>, Option<String>), EngineError> {
-        Ok((
-            model.chains(chains, data)?,
-            Some(format!("{why}; this ran on the cpu backend")),
-        ))
-    };
-    #[allow(unused_variables)]
-    let rbm_base = || model.rbm_base_bias(data);
-    match backend {
-        BackendKind::Cpu => Ok((model.chains(chains, data)?, None)),
-        #[cfg(feature = "wgpu")]
-        BackendKind::Wgpu => device::<cubecl::wgpu::WgpuRuntime>(model, chains, &rbm_base, on_cpu),
-        #[cfg(feature = "cuda")]
-        BackendKind::Cuda => device::<cubecl::cuda::CudaRuntime>(model, chains, &rbm_base, on_cpu),
-        #[allow(unreachable_patterns)]
-        other => on_cpu(not_built(other)),
-    }
+    place(
+        model,
+        chains,
+        backend,
+        &|| model.rbm_base_bias(data),
+        &|| model.chains(chains, data),
+    )
 }
 
 /// Bernoulli-RBM chains with a given AIS base model (visible biases `base`) on `backend`,
@@ -56,26 +46,40 @@ pub fn place_rbm_chains(
     chains: usize,
     backend: BackendKind,
 ) -> Result<(Box<dyn ModelChains>, Option<String>), EngineError> {
+    place(
+        &LoadedModel::BernoulliRbm(params.clone()),
+        chains,
+        backend,
+        &|| Ok(base.clone()),
+        &|| {
+            Ok(Box::new(RbmChains::new(
+                params.clone(),
+                base.clone(),
+                chains,
+            )?))
+        },
+    )
+}
+
+/// The one placement decision: `cpu` builds the CPU chains (also the fallback, with a note
+/// saying why), `rbm_base` the AIS base biases a device RBM needs.
+#[allow(unused_variables)] // `rbm_base` without a device feature
+fn place(
+    model: &LoadedModel,
+    chains: usize,
+    backend: BackendKind,
+    rbm_base: &dyn Fn() -> Result<Vec<f32>, EngineError>,
+    cpu: &dyn Fn() -> Result<Box<dyn ModelChains>, EngineError>,
+) -> Result<(Box<dyn ModelChains>, Option<String>), EngineError> {
     let on_cpu = |why: String| -> Result<(Box<dyn ModelChains>, Option<String>), EngineError> {
-        let placed = RbmChains::new(params.clone(), base.clone(), chains)?;
-        Ok((
-            Box::new(placed),
-            Some(format!("{why}; this ran on the cpu backend")),
-        ))
+        Ok((cpu()?, Some(format!("{why}; this ran on the cpu backend"))))
     };
-    #[allow(unused_variables)]
-    let (model, rbm_base) = (LoadedModel::BernoulliRbm(params.clone()), || {
-        Ok::<_, EngineError>(base.clone())
-    });
     match backend {
-        BackendKind::Cpu => Ok((
-            Box::new(RbmChains::new(params.clone(), base.clone(), chains)?),
-            None,
-        )),
+        BackendKind::Cpu => Ok((cpu()?, None)),
         #[cfg(feature = "wgpu")]
-        BackendKind::Wgpu => device::<cubecl::wgpu::WgpuRuntime>(&model, chains, &rbm_base, on_cpu),
+        BackendKind::Wgpu => device::<cubecl::wgpu::WgpuRuntime>(model, chains, rbm_base, on_cpu),
         #[cfg(feature = "cuda")]
-        BackendKind::Cuda => device::<cubecl::cuda::CudaRuntime>(&model, chains, &rbm_base, on_cpu),
+        BackendKind::Cuda => device::<cubecl::cuda::CudaRuntime>(model, chains, rbm_base, on_cpu),
         #[allow(unreachable_patterns)]
         other => on_cpu(not_built(other)),
     }

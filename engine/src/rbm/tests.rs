@@ -253,15 +253,11 @@ fn training_improves_digits_likelihood() {
         ..Default::default()
     };
     let mut gains = Vec::new();
+    let data = small_digits(600);
     for seed in 1..=6 {
-        let mut t = Trainer::new(
-            &rbm_spec(10),
-            &train,
-            seed,
-            small_digits(600),
-            BackendKind::Cpu,
-        )
-        .unwrap();
+        let new_trainer =
+            || Trainer::new(&rbm_spec(10), &train, seed, data.clone(), BackendKind::Cpu).unwrap();
+        let mut t = new_trainer();
         let reports = run(&mut t, 8);
         let first = &reports[0].metrics;
         let last = &reports[7].metrics;
@@ -275,19 +271,8 @@ fn training_improves_digits_likelihood() {
             assert!(last.contains_key(key), "missing {key}: {last:?}");
         }
         // the untrained model is the independent-units model (W ~ 0, b = data logits)
-        let untrained = Trainer::new(
-            &rbm_spec(10),
-            &train,
-            seed,
-            small_digits(600),
-            BackendKind::Cpu,
-        )
-        .unwrap();
-        let m0 = params(&untrained);
-        let ll0 = m0.average_log_likelihood(
-            &small_digits(600).values,
-            exact::log_partition(&m0).unwrap(),
-        );
+        let m0 = params(&new_trainer());
+        let ll0 = m0.average_log_likelihood(&data.values, exact::log_partition(&m0).unwrap());
         gains.push(last["log_likelihood"] - ll0);
         assert!(first["log_likelihood"].is_finite());
         assert!(

@@ -128,35 +128,45 @@ mod tests {
         out
     }
 
-    /// Products with few rows and many columns (the shapes of a batch-10 RBM update).
+    /// Test operands with values in [-1.2, 1.2] and [-1.7, 1.7]: a (m x k), b (k x n).
+    fn operands(m: usize, k: usize, n: usize) -> (Vec<f32>, Vec<f32>) {
+        let a = (0..m * k).map(|i| ((i * 7 % 13) as f32 - 6.0) / 5.0);
+        let b = (0..k * n).map(|i| ((i * 5 % 11) as f32 - 5.0) / 3.0);
+        (a.collect(), b.collect())
+    }
+
+    /// x (rows x cols, row-major) transposed.
+    fn transposed(x: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+        (0..rows * cols)
+            .map(|i| x[(i % rows) * cols + i / rows])
+            .collect()
+    }
+
+    /// Products with few rows and many columns (the shapes of a batch-10 RBM update). The
+    /// bound is Higham's for f32 dot products, k * eps * sum |a_il b_lj|, doubled where the
+    /// result is the sum of two products.
     #[test]
     fn wide_products_with_few_rows_match_the_naive_product() {
         for (m, k, n) in [(5, 53, 200), (10, 784, 500), (1, 7, 64)] {
-            let a: Vec<f32> = (0..m * k)
-                .map(|i| ((i * 7 % 13) as f32 - 6.0) / 5.0)
-                .collect();
-            let b: Vec<f32> = (0..k * n)
-                .map(|i| ((i * 5 % 11) as f32 - 5.0) / 3.0)
-                .collect();
+            let (a, b) = operands(m, k, n);
             let want = naive(&a, m, k, &b, n);
+            let abs = |x: &[f32]| x.iter().map(|v| v.abs()).collect::<Vec<_>>();
+            let magnitude = naive(&abs(&a), m, k, &abs(&b), n);
             let mut c = vec![1.0f32; m * n];
             matmul(&mut c, View::new(&a, m, k), View::new(&b, k, n), 0.5, false);
-            let bt: Vec<f32> = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect();
+            let bt = transposed(&b, k, n);
             let mut c2 = vec![0.0f32; m * n];
-            matmul(
-                &mut c2,
-                View::new(&a, m, k),
-                View::new(&bt, n, k).t(),
-                1.0,
-                false,
-            );
+            let (av, btv) = (View::new(&a, m, k), View::new(&bt, n, k).t());
+            matmul(&mut c2, av, btv, 1.0, false);
             // accumulate: 0.5 ab + 0.5 ab
             matmul(&mut c, View::new(&a, m, k), View::new(&b, k, n), 0.5, true);
-            // f32 sums of k terms of size <= 2.4: error < k * 2.4 * 2^-24 * few
-            let tol = k as f64 * 2.4 * 1e-6;
             for (i, w) in want.iter().enumerate() {
-                assert!((c[i] as f64 - w).abs() < tol, "{m}x{k}x{n} at {i}");
-                assert!((c2[i] as f64 - w).abs() < tol, "{m}x{k}x{n} (b^T) at {i}");
+                let bound = k as f64 * f32::EPSILON as f64 * magnitude[i];
+                assert!((c[i] as f64 - w).abs() <= 2.0 * bound, "{m}x{k}x{n} at {i}");
+                assert!(
+                    (c2[i] as f64 - w).abs() <= bound,
+                    "{m}x{k}x{n} (b^T) at {i}"
+                );
             }
         }
     }
@@ -164,12 +174,7 @@ mod tests {
     #[test]
     fn matches_naive_product_in_all_transpositions() {
         let (m, k, n) = (37, 53, 29);
-        let a: Vec<f32> = (0..m * k)
-            .map(|i| ((i * 7 % 13) as f32 - 6.0) / 5.0)
-            .collect();
-        let b: Vec<f32> = (0..k * n)
-            .map(|i| ((i * 5 % 11) as f32 - 5.0) / 3.0)
-            .collect();
+        let (a, b) = operands(m, k, n);
         let want = naive(&a, m, k, &b, n);
         let mut c = vec![0.0f32; m * n];
         matmul(&mut c, View::new(&a, m, k), View::new(&b, k, n), 1.0, false);
@@ -181,8 +186,7 @@ mod tests {
         };
         assert!(err(&c) < 1e-3);
         // a^T stored as k x m, read transposed; b^T likewise.
-        let at: Vec<f32> = (0..k * m).map(|i| a[(i % m) * k + i / m]).collect();
-        let bt: Vec<f32> = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect();
+        let (at, bt) = (transposed(&a, m, k), transposed(&b, k, n));
         let mut c2 = vec![1.0f32; m * n];
         matmul(
             &mut c2,
