@@ -273,6 +273,37 @@ pub fn random_states(n_chains: usize, sites: usize, q: usize, key: RngKey) -> Ve
         .collect()
 }
 
+/// States drawn from the fields alone (the couplings ignored): site i of chain c takes
+/// state a with probability softmax(h_i)(a), by inversion with `key.uniform(c * L + i)`.
+/// For a model with J = 0 these are exact equilibrium samples: AIS starts its chains here,
+/// and training starts its persistent chains here from the independent-site model.
+/// `fields` is [L, q] row-major.
+pub fn field_only_states(fields: &[f32], q: usize, n_chains: usize, key: RngKey) -> Vec<u8> {
+    let l = fields.len() / q;
+    let logits: Vec<Vec<f64>> = fields
+        .chunks(q)
+        .map(|h| h.iter().map(|&x| x as f64).collect())
+        .collect();
+    (0..n_chains * l)
+        .map(|k| draw_categorical(&logits[k % l], key.uniform(k as u32)))
+        .collect()
+}
+
+/// Draws a state from logits with one uniform (inverse CDF of the softmax).
+pub(crate) fn draw_categorical(logits: &[f64], u: f32) -> u8 {
+    let max = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    let total: f64 = logits.iter().map(|x| (x - max).exp()).sum();
+    let target = u as f64 * total;
+    let mut acc = 0.0;
+    for (a, x) in logits.iter().enumerate() {
+        acc += (x - max).exp();
+        if target < acc {
+            return a as u8;
+        }
+    }
+    (logits.len() - 1) as u8
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,7 +17,7 @@ use crate::potts::data::{states_of, weigh, Sequences};
 use crate::potts::options::{check_sizes, potts_settings, PottsOptions};
 use crate::potts::stats::{pearson, Frequencies};
 use crate::potts::step::{apply, Rule};
-use crate::potts::sweep::{random_states, sweep, sweeps};
+use crate::potts::sweep::{field_only_states, sweep, sweeps};
 use crate::potts::PottsModel;
 use crate::rng::{permutation, streams, RngKey, RngStream};
 use crate::spec::{validation_rows, Method, ModelSpec, TrainSettings, TrainSpec};
@@ -135,10 +135,14 @@ impl PottsTrainer {
             }
         }
         let replicas = settings.betas.len().max(1);
-        let chains = random_states(
-            settings.chains * replicas,
-            sites,
+        // The persistent chains start in equilibrium for this starting model (J = 0: sites
+        // independent, drawn from f_i), as adabmDCA's do. Uniformly random starts are far
+        // from it: the first updates then fit the chains' relaxation instead of the data,
+        // which costs Metropolis (slow to relax) a visibly lower Pearson early on.
+        let chains = field_only_states(
+            &model.fields,
             q,
+            settings.chains * replicas,
             RngKey::new(seed, streams::CHAIN_INIT, 0),
         );
         let tempering =

@@ -34,9 +34,10 @@ use super::{ais, observe, potts, rbm};
 use crate::error::EngineError;
 use crate::estimate::ais::AnnealingPath;
 use crate::estimate::chains::lattice::{LatticeChains, LatticeParams};
-use crate::estimate::chains::potts::{draw_categorical, PottsChains, PottsParams};
+use crate::estimate::chains::potts::{PottsChains, PottsParams};
 use crate::estimate::chains::rbm::{RbmChains, RbmParams};
 use crate::estimate::chains::{check_chain_size, Encoding, ModelChains};
+use crate::potts::sweep::field_only_states;
 use crate::rng::{RngKey, RngStream};
 use crate::stats::logspace::sigmoid_f32;
 
@@ -706,16 +707,10 @@ impl<R: CubeRuntime> AnnealingPath for CubePottsChains<R> {
 
     /// Same draws as the CPU chains (host, element = chain * L + site), one upload.
     fn draw_base(&mut self, key: RngKey) {
-        let (l, q) = (self.sites, self.q);
-        let logits: Vec<Vec<f64>> = self
-            .host
-            .params()
-            .fields
-            .chunks(q)
-            .map(|h| h.iter().map(|&x| x as f64).collect())
-            .collect();
-        let states: Vec<u32> = (0..self.chains * l)
-            .map(|k| draw_categorical(&logits[k % l], key.uniform(k as u32)) as u32)
+        let p = self.host.params();
+        let states: Vec<u32> = field_only_states(&p.fields, p.q, self.chains, key)
+            .into_iter()
+            .map(u32::from)
             .collect();
         self.states.write(&self.client, &states);
     }

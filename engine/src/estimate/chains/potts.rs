@@ -12,6 +12,7 @@ use rayon::prelude::*;
 use super::{min_chains_per_task, Encoding, ModelChains};
 use crate::error::EngineError;
 use crate::estimate::ais::AnnealingPath;
+use crate::potts::sweep::{draw_categorical, field_only_states};
 use crate::rng::{RngKey, RngStream};
 use crate::stats::logspace::log_sum_exp;
 
@@ -124,21 +125,6 @@ impl PottsParams {
     }
 }
 
-/// Draws a state from logits with one uniform (inverse CDF of the softmax).
-pub(crate) fn draw_categorical(logits: &[f64], u: f32) -> u8 {
-    let max = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-    let total: f64 = logits.iter().map(|x| (x - max).exp()).sum();
-    let target = u as f64 * total;
-    let mut acc = 0.0;
-    for (a, x) in logits.iter().enumerate() {
-        acc += (x - max).exp();
-        if target < acc {
-            return a as u8;
-        }
-    }
-    (logits.len() - 1) as u8
-}
-
 pub struct PottsChains {
     params: PottsParams,
     chains: usize,
@@ -194,16 +180,8 @@ impl AnnealingPath for PottsChains {
     }
 
     fn draw_base(&mut self, key: RngKey) {
-        let (l, q) = (self.params.sites, self.params.q);
-        let logits: Vec<Vec<f64>> = self
-            .params
-            .fields
-            .chunks(q)
-            .map(|h| h.iter().map(|&x| x as f64).collect())
-            .collect();
-        for (k, s) in self.states.iter_mut().enumerate() {
-            *s = draw_categorical(&logits[k % l], key.uniform(k as u32));
-        }
+        let p = &self.params;
+        self.states = field_only_states(&p.fields, p.q, self.chains, key);
     }
 
     fn advance(&mut self, from: f64, to: f64, rng: &mut RngStream, log_weights: &mut [f64]) {
