@@ -3,10 +3,10 @@
 //!
 //! | model | wgpu / cuda |
 //! | --- | --- |
-//! | bernoulli_rbm | device (AIS, reverse AIS, sample, observe) |
+//! | bernoulli_rbm, gaussian_rbm | device (AIS, reverse AIS, sample, observe) |
 //! | lattice_ising, even L, <= 65535 chains | device (checkerboard heat bath) |
 //! | potts, q <= 32 | device (site-sequential heat bath) |
-//! | gaussian_rbm, odd-L lattices, q > 32, arrays over 2^25 values | cpu, with a note saying why |
+//! | odd-L lattices, Potts q > 32, arrays over 2^25 values | cpu, with a note saying why |
 //! | `exact` (any model) | cpu (enumeration in f64), with a note |
 //!
 //! A backend that is not compiled in (engine features `wgpu`, `cuda`) or finds no device
@@ -112,14 +112,13 @@ fn device<R: crate::backend::cube::CubeRuntime>(
         lattice_unsupported, potts_unsupported, rbm_unsupported, CubeLatticeChains,
         CubePottsChains, CubeRbmChains,
     };
+    use crate::backend::cube::gaussian_chains::{gaussian_unsupported, CubeGaussianRbmChains};
     let name = R::NAME;
     let why_not = match model {
         LoadedModel::BernoulliRbm(p) => rbm_unsupported(p, chains),
         LoadedModel::LatticeIsing(p) => lattice_unsupported(p, chains),
         LoadedModel::Potts(p) => potts_unsupported(p, chains),
-        LoadedModel::GaussianRbm(_) => {
-            Some("there are no Gaussian-RBM estimator chains on the device yet".to_string())
-        }
+        LoadedModel::GaussianRbm(p) => gaussian_unsupported(p, chains),
     };
     if let Some(why) = why_not {
         return on_cpu(format!("{name}: {why}"));
@@ -135,7 +134,9 @@ fn device<R: crate::backend::cube::CubeRuntime>(
         }
         LoadedModel::LatticeIsing(p) => Box::new(CubeLatticeChains::<R>::new(client, *p, chains)?),
         LoadedModel::Potts(p) => Box::new(CubePottsChains::<R>::new(client, p.clone(), chains)?),
-        LoadedModel::GaussianRbm(_) => return on_cpu(format!("{name}: no device chains")),
+        LoadedModel::GaussianRbm(p) => {
+            Box::new(CubeGaussianRbmChains::<R>::new(client, p.clone(), chains)?)
+        }
     };
     Ok((placed, None))
 }

@@ -14,6 +14,7 @@
 //! * [`CubePottsChains`]: dense Potts models (q <= 32), site-sequential heat bath, one unit
 //!   per chain, on the same path as the CPU chains (fields at full strength, couplings
 //!   annealed).
+//! * Gaussian-Bernoulli RBM chains live in `gaussian_chains.rs` (same machinery).
 //!
 //! The log-weights are accumulated on the device in f32 with Kahan compensation between
 //! flushes (at most total/200 + 1 transitions), then added in f64 on the host, so a run of
@@ -100,13 +101,13 @@ pub fn potts_unsupported(params: &PottsParams, chains: usize) -> Option<String> 
 }
 
 /// Log-weights on the device: a Kahan-compensated f32 sum per chain since the last flush.
-struct DeviceWeights {
-    sum: DeviceArray<f32>,
-    carry: DeviceArray<f32>,
+pub(super) struct DeviceWeights {
+    pub(super) sum: DeviceArray<f32>,
+    pub(super) carry: DeviceArray<f32>,
 }
 
 impl DeviceWeights {
-    fn new<R: Runtime>(client: &ComputeClient<R>, chains: usize) -> Self {
+    pub(super) fn new<R: Runtime>(client: &ComputeClient<R>, chains: usize) -> Self {
         DeviceWeights {
             sum: DeviceArray::zeros(client, chains),
             carry: DeviceArray::zeros(client, chains),
@@ -115,7 +116,7 @@ impl DeviceWeights {
 
     /// Adds sum - carry (the compensated value) to `log_weights` in f64 and restarts the
     /// device sums from zero.
-    fn flush<R: Runtime>(
+    pub(super) fn flush<R: Runtime>(
         &mut self,
         client: &ComputeClient<R>,
         log_weights: &mut [f64],

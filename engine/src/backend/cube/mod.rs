@@ -12,12 +12,14 @@
 //! statistics, optimizer), `lattice` (checkerboard sweeps, sums, fused AIS weights),
 //! `potts` (site-sequential heat-bath), `tempering` (replica swaps), `ais` (RBM AIS
 //! transition, log-weights, log-sum-exp), `observe` (per-chain statistics, histograms),
-//! `chains` (device-resident chains of the estimators, `sample` and `observe`).
+//! `chains` (device-resident chains of the estimators, `sample` and `observe`),
+//! `gaussian_chains` (the same for Gaussian-Bernoulli RBMs).
 
 pub mod ais;
 pub mod bench;
 pub mod chains;
 pub mod device;
+pub mod gaussian_chains;
 pub mod lattice;
 pub mod matmul;
 pub mod observe;

@@ -28,7 +28,7 @@ pub struct GaussianRbmParams {
 }
 
 impl GaussianRbmParams {
-    fn to_model(&self, data: &[f32], out: &mut [f32]) {
+    pub(crate) fn to_model(&self, data: &[f32], out: &mut [f32]) {
         match &self.transform {
             Some((mean, std)) => {
                 for i in 0..out.len() {
@@ -39,7 +39,7 @@ impl GaussianRbmParams {
         }
     }
 
-    fn to_data(&self, model: &[f32], out: &mut [f32]) {
+    pub(crate) fn to_data(&self, model: &[f32], out: &mut [f32]) {
         match &self.transform {
             Some((mean, std)) => {
                 for i in 0..out.len() {

@@ -10,6 +10,7 @@
 mod ais_observe;
 mod backend;
 mod estimators;
+mod gaussian_chains;
 mod lattice;
 mod potts_tempering;
 mod rbm;
