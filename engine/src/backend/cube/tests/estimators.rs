@@ -436,3 +436,11 @@ fn training_ais_runs_on_the_device() {
     assert_eq!(m["ais_on_device"], 1.0, "{m:?}");
     check_against_exact(&m, 3);
 }
+
+/// `train.ais_every` on a Gaussian RBM trained on the device: the AIS chains run there too
+/// and the log-likelihoods agree with the exact ones (the CPU test's check).
+#[test]
+fn gaussian_training_ais_runs_on_the_device() {
+    let m = crate::estimate::heldout::tests::gaussian_training_ais(BackendKind::Wgpu);
+    assert_eq!(m["ais_on_device"], 1.0, "{m:?}");
+}
