@@ -2,7 +2,8 @@
 //! time per gradient update and the Pearson correlation of connected correlations after a
 //! number of updates, at adabmDCA's settings (1000 chains, 10 sweeps per update, SGD with
 //! learning rate 0.01, 80% identity reweighting, pseudocount 1/M_eff).
-//! Run: `cargo bench -p ebm-engine --bench potts_dca -- [updates] [chains] [sweeps] [gibbs|metropolis] [alignment]`.
+//! Run: `cargo bench -p ebm-engine --bench potts_dca -- [updates] [chains] [sweeps] [gibbs|metropolis] [alignment] [seed] [model-out]`
+//! (`model-out`: where to write the final model file, for bench/potts_equilibrium_pearson.py).
 //! `bench/potts_vs_adabmdca.sh` runs this next to adabmDCA; results in docs/benchmarks.md.
 
 use ebm_engine::data::{parse_dataset, DataFormat, ParseLimits};
@@ -24,6 +25,7 @@ fn main() {
         concat!(env!("CARGO_MANIFEST_DIR"), "/../data/msa/PF00014.fasta").to_string();
     let path = args.get(4).cloned().unwrap_or(default_path);
     let seed: u64 = args.get(5).and_then(|a| a.parse().ok()).unwrap_or(1);
+    let model_out = args.get(6).cloned();
     let bytes = std::fs::read(&path).expect("the alignment file");
     let started = Instant::now();
     let data = parse_dataset(DataFormat::Fasta, &bytes, &ParseLimits::default()).unwrap();
@@ -79,4 +81,7 @@ fn main() {
         total_epoch / updates as f64,
         m["pearson"]
     );
+    if let Some(path) = model_out {
+        std::fs::write(&path, trainer.model_file().unwrap()).expect("writing the model file");
+    }
 }
