@@ -119,6 +119,47 @@ pub struct ObserveReport {
     pub draws_per_chain: usize,
 }
 
+/// The statistic of every kept draw, per chain (`series[chain][draw]`): runs the chains
+/// as [`run_draws`] does (progress 0..1 over all sweeps). A linear statistic, and the
+/// energy, are reduced where the chains live when the chains offer it
+/// ([`ModelChains::linear_statistics`], [`ModelChains::energies`]): one value per chain
+/// comes back from a device; otherwise the states are read and [`Statistic::value`] is
+/// computed here.
+pub fn statistic_series(
+    chains: &mut dyn ModelChains,
+    statistic: &Statistic,
+    plan: &ChainPlan,
+    rng: &mut RngStream,
+    should_stop: &dyn Fn() -> bool,
+    progress: &mut dyn FnMut(f64),
+) -> Result<Vec<Vec<f64>>, EngineError> {
+    let mut series: Vec<Vec<f64>> = vec![Vec::with_capacity(plan.per_chain()); chains.chains()];
+    let units = chains.units();
+    let linear = statistic.as_linear(units, chains.encoding());
+    let energy = matches!(statistic, Statistic::Energy);
+    let mut states = vec![0.0; chains.chains() * units];
+    let mut draw = |chains: &mut dyn ModelChains| -> Result<(), EngineError> {
+        let reduced = match &linear {
+            Some((weights, scale, offset)) => chains.linear_statistics(weights, *scale, *offset),
+            None if energy => chains.energies(),
+            None => None,
+        };
+        if let Some(values) = reduced {
+            for (s, v) in series.iter_mut().zip(values?) {
+                s.push(v);
+            }
+            return Ok(());
+        }
+        chains.read_states(&mut states)?;
+        for (s, state) in series.iter_mut().zip(states.chunks_exact(units)) {
+            s.push(statistic.value(state, &*chains));
+        }
+        Ok(())
+    };
+    run_draws(chains, plan, rng, should_stop, progress, &mut draw)?;
+    Ok(series)
+}
+
 /// Samples the chains, summarises the statistic, then finds the most likely microstate.
 /// Progress: 0..0.9 sampling, 0.9..1 annealing.
 pub fn observe_chains(
@@ -130,35 +171,15 @@ pub fn observe_chains(
     should_stop: &dyn Fn() -> bool,
     progress: &mut dyn FnMut(f64),
 ) -> Result<ObserveReport, EngineError> {
-    let mut series: Vec<Vec<f64>> = vec![Vec::with_capacity(plan.per_chain()); chains.chains()];
     let units = chains.units();
-    // A linear statistic is reduced where the chains live (one value per chain comes back
-    // from a device); others are computed here from the states.
-    let linear = statistic.as_linear(units, chains.encoding());
-    let mut states = vec![0.0; chains.chains() * units];
-    let mut draw = |chains: &mut dyn ModelChains| -> Result<(), EngineError> {
-        if let Some((weights, scale, offset)) = &linear {
-            if let Some(values) = chains.linear_statistics(weights, *scale, *offset) {
-                for (s, v) in series.iter_mut().zip(values?) {
-                    s.push(v);
-                }
-                return Ok(());
-            }
-        }
-        chains.read_states(&mut states)?;
-        for (s, state) in series.iter_mut().zip(states.chunks_exact(units)) {
-            s.push(statistic.value(state, &*chains));
-        }
-        Ok(())
-    };
     let mut sampling_progress = |f: f64| progress(0.9 * f);
-    run_draws(
+    let series = statistic_series(
         chains,
+        statistic,
         plan,
         rng,
         should_stop,
         &mut sampling_progress,
-        &mut draw,
     )?;
     if let Some(bad) = series.iter().flatten().find(|v| !v.is_finite()) {
         return Err(EngineError::Diverged(format!(

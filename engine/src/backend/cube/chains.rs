@@ -2,7 +2,8 @@
 //! [`ModelChains`] implementations whose states, scratch and AIS log-weights live on the
 //! device and move with the kernels of this backend, so that only summaries cross the bus:
 //! the log-weights when the AIS driver checks them (`flush_weights`, ~200 times per run),
-//! and the states when `sample`/`observe` keep a draw.
+//! and the states when `sample`/`observe` keep a draw (one value per chain for `observe`'s
+//! linear statistics and energies, which are reduced on the device).
 //!
 //! * [`CubeRbmChains`]: Bernoulli-Bernoulli RBM on the Salakhutdinov & Murray path, the
 //!   same transition as `estimate::chains::rbm::RbmChains` (hidden half, then visible
@@ -377,6 +378,16 @@ impl<R: CubeRuntime> ModelChains for CubeRbmChains<R> {
         }))
     }
 
+    /// F(v) = -b.v - sum_j softplus(c_j + (v W)_j): the pre-activations from the sweep's
+    /// matmul, then one cube per chain (`observe::free_energies`, f32; see its precision).
+    fn energies(&mut self) -> Option<Result<Vec<f64>, EngineError>> {
+        self.hidden_pre();
+        Some(self.take_error().and_then(|()| {
+            let shape = (self.chains, self.hidden, self.visible);
+            observe::free_energies(&self.client, &self.pre_h, &self.v, &self.b, None, shape)
+        }))
+    }
+
     fn encoding(&self) -> Encoding {
         Encoding::Binary
     }
@@ -572,6 +583,40 @@ impl<R: CubeRuntime> ModelChains for CubeLatticeChains<R> {
         ))
     }
 
+    /// E(s) = -(J B(s) + h M(s)): the bond and spin sums are exact integers on the device
+    /// (the AIS reduction with its log-weight update off); the two per-chain integers are
+    /// downloaded and combined in f64, so this equals the host's value exactly.
+    fn energies(&mut self) -> Option<Result<Vec<f64>, EngineError>> {
+        if let Some(e) = self.error.take() {
+            return Some(Err(e));
+        }
+        let (j, h) = (self.params.coupling, self.params.field);
+        lattice::sums(
+            &self.client,
+            &self.spins,
+            &self.bonds,
+            &self.magnetization,
+            &self.weights.sum,
+            &self.weights.carry,
+            self.chains,
+            self.params.size,
+            j as f32,
+            h as f32,
+            0.0,
+        );
+        let sums = self
+            .bonds
+            .download(&self.client)
+            .and_then(|b| Ok((b, self.magnetization.download(&self.client)?)));
+        Some(sums.map(|(bonds, magnetization)| {
+            bonds
+                .into_iter()
+                .zip(magnetization)
+                .map(|(b, m)| -(j * b as f64 + h * m as f64))
+                .collect()
+        }))
+    }
+
     fn encoding(&self) -> Encoding {
         Encoding::Spin
     }
@@ -753,6 +798,29 @@ impl<R: CubeRuntime> AnnealingPath for CubePottsChains<R> {
 impl<R: CubeRuntime> ModelChains for CubePottsChains<R> {
     fn units(&self) -> usize {
         self.sites
+    }
+
+    /// E(s) = -sum_i h_i(s_i) - sum_{i<j} J_ij(s_i, s_j): the AIS energy kernel with the
+    /// fields on, one unit per chain (f32, two-level sums; see `potts_energy_kernel`).
+    fn energies(&mut self) -> Option<Result<Vec<f64>, EngineError>> {
+        if let Some(e) = self.error.take() {
+            return Some(Err(e));
+        }
+        potts::energies(
+            &self.client,
+            &self.states,
+            &self.coupling,
+            &self.field,
+            &self.energy,
+            self.chains,
+            self.sites,
+            self.q,
+        );
+        Some(
+            self.energy
+                .download(&self.client)
+                .map(|e| e.into_iter().map(f64::from).collect()),
+        )
     }
 
     fn encoding(&self) -> Encoding {

@@ -292,6 +292,35 @@ impl<R: CubeRuntime> ModelChains for CubeGaussianRbmChains<R> {
         }))
     }
 
+    /// F(x) = sum_i (x_i - b_i)^2 / (2 sigma_i^2) - sum_j softplus(c_j + (x/sigma W)_j) of
+    /// the model-space state (what `log_target` computes from the data-space state): the
+    /// sweep's scaling and matmul, then one cube per chain (`observe::free_energies`).
+    fn energies(&mut self) -> Option<Result<Vec<f64>, EngineError>> {
+        let (n, nv, nh) = (self.chains, self.visible, self.hidden);
+        rbm::divide_columns(&self.client, &self.x, &self.sigma, &self.scaled, nv);
+        let hidden_pre = Product {
+            m: n,
+            n: nh,
+            k: nv,
+            layout: Layout::Plain,
+            alpha: 1.0,
+            beta: 0.0,
+        };
+        let r = matmul(
+            &self.client,
+            hidden_pre,
+            &self.scaled,
+            &self.w,
+            Some(&self.c),
+            &self.pre_h,
+        );
+        self.keep_error(r);
+        Some(self.take_error().and_then(|()| {
+            let (b, sigma) = (&self.b, Some(&self.sigma));
+            observe::free_energies(&self.client, &self.pre_h, &self.x, b, sigma, (n, nh, nv))
+        }))
+    }
+
     /// One chain: downloads all states (use `read_states` for many chains).
     fn read_state(&self, chain: usize, out: &mut [f32]) {
         let nv = self.visible;

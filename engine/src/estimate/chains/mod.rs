@@ -74,6 +74,14 @@ pub trait ModelChains: AnnealingPath {
     ) -> Option<Result<Vec<f64>, EngineError>> {
         None
     }
+    /// Per chain, the energy of the current state, `-log_target(state)` (RBMs: the free
+    /// energy of the visible units, the hidden ones summed out), computed where the chains
+    /// live; `None` where that is not offered (then callers read the states). Device
+    /// chains reduce on the device and download one value per chain instead of every
+    /// state (in f32 there, so equal to the host's f64 value up to f32 rounding).
+    fn energies(&mut self) -> Option<Result<Vec<f64>, EngineError>> {
+        None
+    }
     /// One sweep over all units of every chain, leaving p_target^tau invariant.
     fn sweep(&mut self, tau: f64, rng: &mut RngStream);
     /// ln of the unnormalised target probability of a state: minus the energy (for RBMs,

@@ -21,7 +21,7 @@ use crate::tensors::TensorWriter;
 
 /// A Gaussian RBM with sigma in [0.6, 1.4] and, if asked, a transform (mean in
 /// [-3, 5], std in [0.5, 2]), so that every scale of the path is exercised.
-fn gaussian(rbm: RbmParams, transform: bool) -> GaussianRbmParams {
+pub(super) fn gaussian(rbm: RbmParams, transform: bool) -> GaussianRbmParams {
     let nv = rbm.visible;
     let spread = |i: usize, lo: f32, hi: f32| lo + (hi - lo) * i as f32 / (nv - 1) as f32;
     GaussianRbmParams {

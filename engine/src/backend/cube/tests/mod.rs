@@ -9,6 +9,7 @@
 
 mod ais_observe;
 mod backend;
+mod energies;
 mod estimators;
 mod gaussian_chains;
 mod lattice;
