@@ -5,9 +5,12 @@
 # duplicates removed, because adabmDCA refuses unknown letters and removes duplicates) and the
 # same settings: CHAINS chains, SWEEPS sweeps per update, SGD learning rate 0.01, 80% identity
 # reweighting, pseudocount 1/M_eff, UPDATES gradient updates. Prints time per update and the
-# Pearson correlation of connected correlations after the same number of updates.
+# Pearson correlation of connected correlations after the same number of updates, as each
+# trainer logs it (on its persistent training chains), and then the Pearson of both final
+# models on fresh equilibrated chains, both scored by adabmDCA's own sampler and code
+# (bench/potts_equilibrium_pearson.py; EQ_SWEEPS sweeps, EQ=0 skips it).
 # Usage: bench/potts_vs_adabmdca.sh   (env: UPDATES=20 CHAINS=1000 SWEEPS=10 SAMPLER=metropolis
-#        SEED=1; ADA=0 skips adabmDCA, EBM=0 skips ours)
+#        SEED=1 EQ_SWEEPS=200; ADA=0 skips adabmDCA, EBM=0 skips ours)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 UPDATES=${UPDATES:-20}
@@ -24,9 +27,9 @@ fi
 python3 bench/clean_msa.py data/msa/PF00014.fasta "$WORK/pf14.fasta"
 echo "== load: $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) cores"
 echo "== ebm (CPU backend)"
-rm -f "$WORK/ebm.txt"
+rm -f "$WORK/ebm.txt" "$WORK/ebm.safetensors"
 if [ "${EBM:-1}" = 1 ]; then
-  cargo bench -q -p ebm-engine --bench potts_dca -- "$UPDATES" "$CHAINS" "$SWEEPS" "$SAMPLER" "$WORK/pf14.fasta" "$SEED" | tee "$WORK/ebm.txt"
+  cargo bench -q -p ebm-engine --bench potts_dca -- "$UPDATES" "$CHAINS" "$SWEEPS" "$SAMPLER" "$WORK/pf14.fasta" "$SEED" "$WORK/ebm.safetensors" | tee "$WORK/ebm.txt"
 fi
 [ "${ADA:-1}" = 1 ] || exit 0
 echo "== adabmDCA 1.0.0 (PyTorch CPU, $(nproc) threads)"
@@ -50,3 +53,8 @@ ours = float(fields["mean_update_with_metrics_s"])
 print(f"ebm:      updates={fields['updates']} mean_update_s={ours:.4f} (sampling+gradient {float(fields['mean_update_s']):.4f}) pearson={float(fields['pearson']):.4f}")
 print(f"speed-up per update: {per / ours:.1f}x")
 PY
+if [ "${EQ:-1}" = 1 ] && [ -f "$WORK/ebm.safetensors" ]; then
+  echo "== equilibrium Pearson of both final models (adabmDCA's sampler and Pearson, ${EQ_SWEEPS:-200} $SAMPLER sweeps)"
+  "$VENV/bin/python" bench/potts_equilibrium_pearson.py "$WORK/pf14.fasta" "$SAMPLER" "${EQ_SWEEPS:-200}" "$SEED" \
+    "$WORK/ebm.safetensors" "$WORK/ada/params.dat"
+fi
