@@ -108,6 +108,29 @@ impl<R: CubeRuntime> CubeGaussianRbmChains<R> {
         }
     }
 
+    /// pre_h = (x / sigma) W + c (via `scaled`).
+    fn hidden_pre(&mut self) {
+        let (n, nv, nh) = (self.chains, self.visible, self.hidden);
+        rbm::divide_columns(&self.client, &self.x, &self.sigma, &self.scaled, nv);
+        let p = Product {
+            m: n,
+            n: nh,
+            k: nv,
+            layout: Layout::Plain,
+            alpha: 1.0,
+            beta: 0.0,
+        };
+        let r = matmul(
+            &self.client,
+            p,
+            &self.scaled,
+            &self.w,
+            Some(&self.c),
+            &self.pre_h,
+        );
+        self.keep_error(r);
+    }
+
     /// `GaussianRbmChains::gibbs`: hidden logits hidden_scale (c + W^T x/sigma), visible
     /// means b + sigma mean_scale W h with sd sigma sd_scale; with `increment = (from, to)`
     /// (then hidden_scale = to) the softplus differences go into the log-weights first.
@@ -122,24 +145,7 @@ impl<R: CubeRuntime> CubeGaussianRbmChains<R> {
         let key_h = rng.next_key();
         let key_v = rng.next_key();
         let (n, nv, nh) = (self.chains, self.visible, self.hidden);
-        rbm::divide_columns(&self.client, &self.x, &self.sigma, &self.scaled, nv);
-        let hidden_pre = Product {
-            m: n,
-            n: nh,
-            k: nv,
-            layout: Layout::Plain,
-            alpha: 1.0,
-            beta: 0.0,
-        };
-        let r = matmul(
-            &self.client,
-            hidden_pre,
-            &self.scaled,
-            &self.w,
-            Some(&self.c),
-            &self.pre_h,
-        );
-        self.keep_error(r);
+        self.hidden_pre();
         match increment {
             Some((from, to)) => {
                 ais::ais_hidden(
@@ -297,24 +303,7 @@ impl<R: CubeRuntime> ModelChains for CubeGaussianRbmChains<R> {
     /// sweep's scaling and matmul, then one cube per chain (`observe::free_energies`).
     fn energies(&mut self) -> Option<Result<Vec<f64>, EngineError>> {
         let (n, nv, nh) = (self.chains, self.visible, self.hidden);
-        rbm::divide_columns(&self.client, &self.x, &self.sigma, &self.scaled, nv);
-        let hidden_pre = Product {
-            m: n,
-            n: nh,
-            k: nv,
-            layout: Layout::Plain,
-            alpha: 1.0,
-            beta: 0.0,
-        };
-        let r = matmul(
-            &self.client,
-            hidden_pre,
-            &self.scaled,
-            &self.w,
-            Some(&self.c),
-            &self.pre_h,
-        );
-        self.keep_error(r);
+        self.hidden_pre();
         Some(self.take_error().and_then(|()| {
             let (b, sigma) = (&self.b, Some(&self.sigma));
             observe::free_energies(&self.client, &self.pre_h, &self.x, b, sigma, (n, nh, nv))
