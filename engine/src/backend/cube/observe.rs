@@ -1,13 +1,13 @@
 //! Statistics for `observe`, computed on the device: per-chain linear statistics of
 //! real-valued states (fraction on, magnetization, Hamming distance to a reference and
 //! projections are all `scale * sum_i w_i x_i + offset`), the free energies of RBM
-//! visible states (the `energy` statistic; lattice and Potts energies come from their
-//! own kernels) and histograms of per-chain values.
+//! visible states (the `energy` statistic, through `rbm::rbm_energy_kernel`; lattice and
+//! Potts energies come from their own kernels) and histograms of per-chain values.
 
 use cubecl::prelude::*;
 
-use super::ais::softplus;
 use super::device::{cube_dim, cubes_for, linear_pos, DeviceArray};
+use super::rbm;
 use crate::error::EngineError;
 
 /// Per row (one cube of 64 units each): out[row] = scale * sum_i weights[i] x[row, i] + offset.
@@ -41,67 +41,6 @@ pub fn linear_statistic_kernel(
     }
     if tid == 0 {
         out[row as usize] = scale * partial[0] + offset;
-    }
-}
-
-/// Per row (one cube of 64 units each; rows over two cube axes): the free energy of the
-/// visible state, hidden units summed out, F = visible term - sum_j softplus(pre_j), with
-/// pre = c + x W (from the matmul); the visible term is -v.b (Bernoulli) or
-/// sum_i ((x_i - b_i) / sigma_i)^2 / 2 (Gaussian, `gaussian != 0`).
-///
-/// Precision (f32): each unit sums its strided share of the V + H terms (<= (V + H) / 64)
-/// and the 64 partial sums are added pairwise, so |error| <= ((V + H) / 64 + 6) eps
-/// sum |terms| (eps = 2^-24) plus the softplus evaluations (a few eps each): ~1e-3
-/// relative to sum |terms| at worst for 10^6 terms, ~1e-5 typically (rounding errors of
-/// random sign grow as the square root). The pre-activations carry the matmul's own f32
-/// error (V terms each), which softplus (slope < 1) does not amplify.
-#[cube(launch)]
-#[allow(clippy::too_many_arguments)]
-pub fn free_energy_kernel(
-    pre: &Array<f32>,
-    visible: &Array<f32>,
-    bias: &Array<f32>,
-    sigma: &Array<f32>,
-    out: &mut Array<f32>,
-    rows: u32,
-    hidden_width: u32,
-    visible_width: u32,
-    gaussian: u32,
-) {
-    let mut partial = SharedMemory::<f32>::new(64usize);
-    let row = CUBE_POS_Y * CUBE_COUNT_X + CUBE_POS_X;
-    let tid = UNIT_POS_X;
-    let mut e = 0.0f32;
-    if row < rows {
-        let mut j = tid;
-        while j < hidden_width {
-            e -= softplus(pre[(row * hidden_width + j) as usize]);
-            j += 64;
-        }
-        let mut i = tid;
-        while i < visible_width {
-            let v = visible[(row * visible_width + i) as usize];
-            if gaussian != 0 {
-                let z = (v - bias[i as usize]) / sigma[i as usize];
-                e += 0.5f32 * z * z;
-            } else {
-                e -= v * bias[i as usize];
-            }
-            i += 64;
-        }
-    }
-    partial[tid as usize] = e;
-    sync_cube();
-    let mut stride = 32u32;
-    while stride > 0 {
-        if tid < stride {
-            partial[tid as usize] += partial[(tid + stride) as usize];
-        }
-        sync_cube();
-        stride /= 2;
-    }
-    if tid == 0 && row < rows {
-        out[row as usize] = partial[0];
     }
 }
 
@@ -177,10 +116,10 @@ pub fn per_chain_linear<R: Runtime>(
         .collect())
 }
 
-/// Per chain, the free energy of the visible state (see [`free_energy_kernel`]) from the
-/// hidden pre-activations `pre` = c + x W (chains x hidden) and the visible states
-/// (chains x visible); `sigma` for Gaussian visible units. One value per chain is
-/// downloaded.
+/// Per chain, the free energy of the visible state (`rbm::rbm_energy_kernel` with the
+/// hidden units summed out; its precision) from the hidden pre-activations `pre` = c + x W
+/// (chains x hidden) and the visible states (chains x visible); `sigma` for Gaussian
+/// visible units. One value per chain is downloaded.
 pub fn free_energies<R: Runtime>(
     client: &ComputeClient<R>,
     pre: &DeviceArray<f32>,
@@ -190,22 +129,17 @@ pub fn free_energies<R: Runtime>(
     (chains, hidden_width, visible_width): (usize, usize, usize),
 ) -> Result<Vec<f64>, EngineError> {
     let out = DeviceArray::<f32>::zeros(client, chains);
-    // One cube per chain, over two axes past the per-axis limit.
-    const AXIS: usize = 65_535;
-    let (x, y) = (chains.min(AXIS), chains.div_ceil(AXIS));
-    free_energy_kernel::launch::<R>(
+    rbm::energies(
         client,
-        CubeCount::Static(x as u32, y as u32, 1),
-        CubeDim::new_1d(64),
-        pre.arg(),
-        visible.arg(),
-        bias.arg(),
-        sigma.unwrap_or(bias).arg(),
-        out.arg(),
-        chains as u32,
-        hidden_width as u32,
-        visible_width as u32,
-        sigma.is_some() as u32,
+        pre,
+        None,
+        visible,
+        bias,
+        sigma,
+        &out,
+        chains,
+        hidden_width,
+        visible_width,
     );
     Ok(out.download(client)?.into_iter().map(f64::from).collect())
 }

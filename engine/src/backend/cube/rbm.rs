@@ -7,6 +7,7 @@
 
 use cubecl::prelude::*;
 
+use super::ais::softplus;
 use super::device::{cube_dim, cubes_for, linear_pos, DeviceArray};
 use super::philox::{key_launch, normal, uniform, PhiloxKey};
 use crate::error::EngineError;
@@ -409,9 +410,18 @@ pub fn any_nonfinite<R: Runtime>(
     Ok(flag.download(client)?[0] != 0)
 }
 
-/// Per row (one cube of 64 units): E(v, h) = -sum_j h_j pre_j + visible term, where
-/// pre = c + x W; the visible term is -v.b (Bernoulli) or sum_i ((v_i - b_i) / sigma_i)^2 / 2
-/// (Gaussian, `gaussian != 0`).
+/// Per row (one cube of 64 units; rows over two cube axes): the visible term plus the
+/// hidden term, with pre = c + x W from the matmul. Hidden term: -sum_j h_j pre_j, the joint
+/// energy E(v, h) (`summed_out == 0`), or -sum_j softplus(pre_j), the free energy F(v) with
+/// the hidden units summed out (`summed_out != 0`, `hidden` not read). Visible term: -v.b
+/// (Bernoulli) or sum_i ((v_i - b_i) / sigma_i)^2 / 2 (Gaussian, `gaussian != 0`).
+///
+/// Precision (f32): each unit sums its strided share of the V + H terms (<= (V + H) / 64)
+/// and the 64 partial sums are added pairwise, so |error| <= ((V + H) / 64 + 6) eps
+/// sum |terms| (eps = 2^-24) plus the softplus evaluations (a few eps each): ~1e-3
+/// relative to sum |terms| at worst for 10^6 terms, ~1e-5 typically (rounding errors of
+/// random sign grow as the square root). The pre-activations carry the matmul's own f32
+/// error (V terms each), which softplus (slope < 1) does not amplify.
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
 pub fn rbm_energy_kernel(
@@ -421,30 +431,38 @@ pub fn rbm_energy_kernel(
     bias: &Array<f32>,
     sigma: &Array<f32>,
     energy: &mut Array<f32>,
+    rows: u32,
     hidden_width: u32,
     visible_width: u32,
     gaussian: u32,
+    summed_out: u32,
 ) {
     let mut partial = SharedMemory::<f32>::new(64usize);
-    let row = CUBE_POS_X;
+    let row = CUBE_POS_Y * CUBE_COUNT_X + CUBE_POS_X;
     let tid = UNIT_POS_X;
     let mut e = 0.0f32;
-    let mut j = tid;
-    while j < hidden_width {
-        let at = (row * hidden_width + j) as usize;
-        e -= hidden[at] * pre[at];
-        j += 64;
-    }
-    let mut i = tid;
-    while i < visible_width {
-        let v = visible[(row * visible_width + i) as usize];
-        if gaussian != 0 {
-            let z = (v - bias[i as usize]) / sigma[i as usize];
-            e += 0.5f32 * z * z;
-        } else {
-            e -= v * bias[i as usize];
+    if row < rows {
+        let mut j = tid;
+        while j < hidden_width {
+            let at = (row * hidden_width + j) as usize;
+            if summed_out != 0 {
+                e -= softplus(pre[at]);
+            } else {
+                e -= hidden[at] * pre[at];
+            }
+            j += 64;
         }
-        i += 64;
+        let mut i = tid;
+        while i < visible_width {
+            let v = visible[(row * visible_width + i) as usize];
+            if gaussian != 0 {
+                let z = (v - bias[i as usize]) / sigma[i as usize];
+                e += 0.5f32 * z * z;
+            } else {
+                e -= v * bias[i as usize];
+            }
+            i += 64;
+        }
     }
     partial[tid as usize] = e;
     sync_cube();
@@ -456,7 +474,7 @@ pub fn rbm_energy_kernel(
         sync_cube();
         stride /= 2;
     }
-    if tid == 0 {
+    if tid == 0 && row < rows {
         energy[row as usize] = partial[0];
     }
 }
@@ -503,12 +521,13 @@ pub fn sigma_statistic_kernel(
     }
 }
 
-/// Host-side launcher of [`rbm_energy_kernel`].
+/// Host-side launcher of [`rbm_energy_kernel`]: joint energies E(v, h) with `hidden`,
+/// free energies F(v) (hidden units summed out) without.
 #[allow(clippy::too_many_arguments)]
 pub fn energies<R: Runtime>(
     client: &ComputeClient<R>,
     pre: &DeviceArray<f32>,
-    hidden: &DeviceArray<f32>,
+    hidden: Option<&DeviceArray<f32>>,
     visible: &DeviceArray<f32>,
     bias: &DeviceArray<f32>,
     sigma: Option<&DeviceArray<f32>>,
@@ -517,19 +536,24 @@ pub fn energies<R: Runtime>(
     hidden_width: usize,
     visible_width: usize,
 ) {
+    // One cube per row, over two axes past the per-axis limit.
+    const AXIS: usize = 65_535;
+    let (x, y) = (rows.min(AXIS), rows.div_ceil(AXIS));
     rbm_energy_kernel::launch::<R>(
         client,
-        CubeCount::Static(rows as u32, 1, 1),
+        CubeCount::Static(x as u32, y as u32, 1),
         CubeDim::new_1d(64),
         pre.arg(),
-        hidden.arg(),
+        hidden.unwrap_or(pre).arg(),
         visible.arg(),
         bias.arg(),
         sigma.unwrap_or(bias).arg(),
         energy.arg(),
+        rows as u32,
         hidden_width as u32,
         visible_width as u32,
         sigma.is_some() as u32,
+        hidden.is_none() as u32,
     );
 }
 

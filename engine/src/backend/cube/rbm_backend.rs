@@ -437,7 +437,7 @@ impl<R: CubeRuntime> Backend for CubeBackend<R> {
         rbm::energies(
             &self.client,
             &pre,
-            &hidden.data,
+            Some(&hidden.data),
             &visible.data,
             &params.b.data,
             sigma,
