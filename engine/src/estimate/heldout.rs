@@ -10,7 +10,7 @@
 //! evaluation draws nothing from training's streams and needs no state in a checkpoint:
 //! a resumed job trains bit-identically and reports the same AIS values.
 
-use super::ais::{forward_ais, AnnealingPath, Hooks};
+use super::ais::{forward_ais, Hooks};
 use super::chains::gaussian::GaussianRbmParams;
 use super::chains::rbm::{base_rate_bias, RbmParams};
 use super::model::LoadedModel;
@@ -159,14 +159,13 @@ impl HeldOutAis {
         // On the trainer's device when it has one (else on the cpu); `ais_on_device` says
         // which. Bernoulli RBMs start from the training rows' base rates.
         let chains = self.settings.chains;
-        let (path, note) = match (&loaded, &self.base_bias) {
+        let (mut path, note) = match (&loaded, &self.base_bias) {
             (LoadedModel::BernoulliRbm(p), Some(base)) => {
                 place_rbm_chains(p, base.clone(), chains, self.backend)?
             }
             _ => place_chains(&loaded, chains, None, self.backend)?,
         };
         let on_device = self.backend != BackendKind::Cpu && note.is_none();
-        let mut path: Box<dyn AnnealingPath> = path;
         // Keyed by the epoch: every evaluation is reproducible on its own.
         let mut rng = RngStream {
             seed: self.seed,

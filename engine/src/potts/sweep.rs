@@ -266,13 +266,6 @@ pub fn energies(model: &PottsModel, chains: &[u8]) -> Vec<f64> {
         .collect()
 }
 
-/// Uniformly random initial states from one key (element `c * L + i`, word 0).
-pub fn random_states(n_chains: usize, sites: usize, q: usize, key: RngKey) -> Vec<u8> {
-    (0..n_chains * sites)
-        .map(|k| (((key.words(k as u32)[0] >> 8) as u64 * q as u64) >> 24) as u8)
-        .collect()
-}
-
 /// States drawn from the fields alone (the couplings ignored): site i of chain c takes
 /// state a with probability softmax(h_i)(a), by inversion with `key.uniform(c * L + i)`.
 /// For a model with J = 0 these are exact equilibrium samples: AIS starts its chains here,
@@ -310,6 +303,13 @@ mod tests {
     use crate::potts::stats::Frequencies;
     use crate::potts::tests::random_model;
     use crate::rng::RngStream;
+
+    /// Uniformly random initial states from one key (element `c * L + i`, word 0).
+    fn random_states(n_chains: usize, sites: usize, q: usize, key: RngKey) -> Vec<u8> {
+        (0..n_chains * sites)
+            .map(|k| (((key.words(k as u32)[0] >> 8) as u64 * q as u64) >> 24) as u8)
+            .collect()
+    }
 
     /// Runs `chains` chains for `burn_in` + `samples` sweeps and returns the frequencies of
     /// all visited states after burn-in.
