@@ -11,13 +11,13 @@ mod tests;
 
 use crate::backend::BackendKind;
 use crate::error::EngineError;
-use crate::estimate::chains::ModelChains;
+use crate::estimate::chains::{Encoding, ModelChains};
 use crate::estimate::model::load_model;
 use crate::estimate::placement::place_chains;
 use crate::rng::RngStream;
 use crate::sample::chain_plan;
 use crate::stats::summary::StatisticSummary;
-use statistic::{histogram_layout, Statistic};
+use statistic::{histogram_layout, potts_order_parameter, Statistic};
 
 /// How to run the chains (the numbers of `observe`/`sample` specs, defaults applied).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -136,15 +136,9 @@ pub fn statistic_series(
     let mut series: Vec<Vec<f64>> = vec![Vec::with_capacity(plan.per_chain()); chains.chains()];
     let units = chains.units();
     let linear = statistic.as_linear(units, chains.encoding());
-    let energy = matches!(statistic, Statistic::Energy);
     let mut states = vec![0.0; chains.chains() * units];
     let mut draw = |chains: &mut dyn ModelChains| -> Result<(), EngineError> {
-        let reduced = match &linear {
-            Some((weights, scale, offset)) => chains.linear_statistics(weights, *scale, *offset),
-            None if energy => chains.energies(),
-            None => None,
-        };
-        if let Some(values) = reduced {
+        if let Some(values) = reduced_where_chains_live(chains, statistic, linear.as_ref()) {
             for (s, v) in series.iter_mut().zip(values?) {
                 s.push(v);
             }
@@ -158,6 +152,33 @@ pub fn statistic_series(
     };
     run_draws(chains, plan, rng, should_stop, progress, &mut draw)?;
     Ok(series)
+}
+
+/// The statistic of every chain's current state, computed where the chains live when they
+/// offer it (device chains: one value, or q counts, per chain crosses the bus); `None`
+/// when the states must be read instead.
+fn reduced_where_chains_live(
+    chains: &mut dyn ModelChains,
+    statistic: &Statistic,
+    linear: Option<&(Vec<f32>, f64, f64)>,
+) -> Option<Result<Vec<f64>, EngineError>> {
+    if let Some((weights, scale, offset)) = linear {
+        return chains.linear_statistics(weights, *scale, *offset);
+    }
+    match (statistic, chains.encoding()) {
+        (Statistic::Energy, _) => chains.energies(),
+        (Statistic::Correlation(a, b), _) => chains.pair_products(*a, *b),
+        (Statistic::Magnetization, Encoding::Categorical(q)) => {
+            let units = chains.units();
+            Some(chains.state_counts()?.map(|counts| {
+                counts
+                    .chunks_exact(q)
+                    .map(|c| potts_order_parameter(c, units))
+                    .collect()
+            }))
+        }
+        _ => None,
+    }
 }
 
 /// Samples the chains, summarises the statistic, then finds the most likely microstate.

@@ -117,7 +117,8 @@ impl Statistic {
     }
 
     /// The statistic as `scale * sum_i w_i x_i + offset` of a state x (weights, scale,
-    /// offset), where it is one for this encoding: then device chains can compute it
+    /// offset; for categorical states the weights are one-hot, `scale * sum_i
+    /// w[i * q + x_i] + offset`), where it is one for this encoding: then device chains can compute it
     /// where they live ([`ModelChains::linear_statistics`]). Equal to [`Statistic::value`]
     /// (for `hamming_to`, given a reference of valid values, which parsing checks).
     pub fn as_linear(&self, units: usize, encoding: Encoding) -> Option<(Vec<f32>, f64, f64)> {
@@ -139,6 +140,21 @@ impl Statistic {
             (Statistic::HammingTo(r), Encoding::Spin) => Some((r.clone(), -0.5, 0.5 * n)),
             (Statistic::Projection(w), Encoding::Binary | Encoding::Spin | Encoding::Real) => {
                 Some((w.clone(), 1.0, 0.0))
+            }
+            // Categorical states in one-hot form (weights[i * q + a] for site i in state a):
+            // sites not in state 0; sites whose state differs from r_i; sum_i w_i s_i.
+            (Statistic::FractionOn, Encoding::Categorical(q)) => Some((
+                one_hot(units, q, |_, a| (a != 0) as u8 as f32),
+                1.0 / n,
+                0.0,
+            )),
+            (Statistic::HammingTo(r), Encoding::Categorical(q)) => Some((
+                one_hot(units, q, |i, a| (a as f32 != r[i]) as u8 as f32),
+                1.0,
+                0.0,
+            )),
+            (Statistic::Projection(w), Encoding::Categorical(q)) => {
+                Some((one_hot(units, q, |i, a| w[i] * a as f32), 1.0, 0.0))
             }
             _ => None,
         }
@@ -162,12 +178,11 @@ impl Statistic {
                 Encoding::Binary => state.iter().map(|&x| 2.0 * x as f64 - 1.0).sum::<f64>() / n,
                 Encoding::Spin | Encoding::Real => state.iter().map(|&x| x as f64).sum::<f64>() / n,
                 Encoding::Categorical(q) => {
-                    let mut counts = vec![0usize; q];
+                    let mut counts = vec![0u32; q];
                     for &x in state {
                         counts[x as usize] += 1;
                     }
-                    let top = *counts.iter().max().unwrap_or(&0) as f64 / n;
-                    (q as f64 * top - 1.0) / (q as f64 - 1.0)
+                    potts_order_parameter(&counts, state.len())
                 }
             },
             Statistic::Energy => -model.log_target(state),
@@ -218,6 +233,20 @@ impl Statistic {
             _ => Support::Observed,
         }
     }
+}
+
+/// Weights of a statistic of categorical states in one-hot form: `weight(i, a)` at
+/// `i * q + a` (site i in state a).
+fn one_hot(units: usize, q: usize, weight: impl Fn(usize, usize) -> f32) -> Vec<f32> {
+    (0..units * q).map(|k| weight(k / q, k % q)).collect()
+}
+
+/// The Potts order parameter (q max_a f_a - 1) / (q - 1), f_a = counts[a] / units: the
+/// `magnetization` of a categorical state from its counts per state.
+pub fn potts_order_parameter(counts: &[u32], units: usize) -> f64 {
+    let q = counts.len() as f64;
+    let top = *counts.iter().max().unwrap_or(&0) as f64 / units as f64;
+    (q * top - 1.0) / (q - 1.0)
 }
 
 fn message(e: &EngineError) -> String {

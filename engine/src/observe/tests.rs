@@ -211,3 +211,48 @@ fn linear_forms_equal_the_definitions() {
         assert!(energy.as_linear(n, model.encoding()).is_none());
     }
 }
+
+/// Categorical states: the one-hot linear forms (`fraction_on`, `hamming_to`,
+/// `projection`) and the order parameter from counts per state (`magnetization`) equal
+/// the host definitions on every state of 4 sites with q = 3 (81 states; exact up to f64
+/// rounding, the projection's f32 products w_i a to 1e-6).
+#[test]
+fn categorical_forms_equal_the_definitions() {
+    use super::statistic::potts_order_parameter;
+    use crate::estimate::chains::potts::PottsChains;
+    use crate::estimate::tests::random_potts;
+    let (n, q) = (4usize, 3usize);
+    let potts = PottsChains::new(random_potts(n, q, 0.5, 3), 1).unwrap();
+    let model: &dyn ModelChains = &potts;
+    let state_of = |code: usize| -> Vec<f32> {
+        (0..n)
+            .map(|i| (code / q.pow(i as u32) % q) as f32)
+            .collect()
+    };
+    let reference = state_of(47);
+    let weights = [0.5f32, -1.25, 2.0, 0.75];
+    for name in ["fraction_on", "hamming_to", "projection", "magnetization"] {
+        let stat = Statistic::parse(name, &reference, &weights, &[], model).unwrap();
+        let linear = stat.as_linear(n, model.encoding());
+        assert_eq!(linear.is_some(), name != "magnetization", "{name}");
+        for code in 0..q.pow(n as u32) {
+            let state = state_of(code);
+            let want = stat.value(&state, model);
+            let got = match &linear {
+                Some((w, scale, offset)) => {
+                    let sum: f64 = (0..n).map(|i| w[i * q + state[i] as usize] as f64).sum();
+                    scale * sum + offset
+                }
+                None => {
+                    let mut counts = vec![0u32; q];
+                    state.iter().for_each(|&x| counts[x as usize] += 1);
+                    potts_order_parameter(&counts, n)
+                }
+            };
+            assert!(
+                (got - want).abs() < 1e-6,
+                "{name} {state:?}: {got} vs {want}"
+            );
+        }
+    }
+}

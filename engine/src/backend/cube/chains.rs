@@ -32,6 +32,7 @@ use cubecl::prelude::*;
 use super::device::{CubeRuntime, DeviceArray, DeviceElem};
 use super::lattice::{self, SpinRule};
 use super::matmul::{matmul, Layout, Product};
+use super::observe::PairForm;
 use super::{ais, observe, potts, rbm};
 use crate::error::EngineError;
 use crate::estimate::ais::AnnealingPath;
@@ -374,7 +375,15 @@ impl<R: CubeRuntime> ModelChains for CubeRbmChains<R> {
     ) -> Option<Result<Vec<f64>, EngineError>> {
         Some(self.take_error().and_then(|()| {
             let shape = (self.chains, self.visible);
-            observe::per_chain_linear(&self.client, &self.v, shape, weights, scale, offset)
+            observe::per_chain_linear(&self.client, &self.v, shape, weights, 0, scale, offset)
+        }))
+    }
+
+    fn pair_products(&mut self, a: usize, b: usize) -> Option<Result<Vec<f64>, EngineError>> {
+        Some(self.take_error().and_then(|()| {
+            let shape = (self.chains, self.visible);
+            let identity = PairForm::Numeric([(1.0, 0.0); 2]);
+            observe::pair_products(&self.client, &self.v, shape, (a, b), identity)
         }))
     }
 
@@ -571,15 +580,29 @@ impl<R: CubeRuntime> ModelChains for CubeLatticeChains<R> {
             return Some(Err(e));
         }
         let shape = (self.chains, self.params.sites());
-        let spins = DeviceArray::<f32>::zeros(&self.client, shape.0 * shape.1);
-        observe::to_f32(&self.client, &self.spins, &spins);
         Some(observe::per_chain_linear(
             &self.client,
-            &spins,
+            &self.spins,
             shape,
             weights,
+            0,
             scale,
             offset,
+        ))
+    }
+
+    fn pair_products(&mut self, a: usize, b: usize) -> Option<Result<Vec<f64>, EngineError>> {
+        if let Some(e) = self.error.take() {
+            return Some(Err(e));
+        }
+        let shape = (self.chains, self.params.sites());
+        let identity = PairForm::Numeric([(1.0, 0.0); 2]);
+        Some(observe::pair_products(
+            &self.client,
+            &self.spins,
+            shape,
+            (a, b),
+            identity,
         ))
     }
 
@@ -798,6 +821,57 @@ impl<R: CubeRuntime> AnnealingPath for CubePottsChains<R> {
 impl<R: CubeRuntime> ModelChains for CubePottsChains<R> {
     fn units(&self) -> usize {
         self.sites
+    }
+
+    /// Sites in states other than 0, sites that differ from a reference, projections:
+    /// one-hot weights, q per site (`Statistic::as_linear`).
+    fn linear_statistics(
+        &mut self,
+        weights: &[f32],
+        scale: f64,
+        offset: f64,
+    ) -> Option<Result<Vec<f64>, EngineError>> {
+        if let Some(e) = self.error.take() {
+            return Some(Err(e));
+        }
+        let (shape, q) = ((self.chains, self.sites), self.q);
+        Some(observe::per_chain_linear(
+            &self.client,
+            &self.states,
+            shape,
+            weights,
+            q,
+            scale,
+            offset,
+        ))
+    }
+
+    fn pair_products(&mut self, a: usize, b: usize) -> Option<Result<Vec<f64>, EngineError>> {
+        if let Some(e) = self.error.take() {
+            return Some(Err(e));
+        }
+        let shape = (self.chains, self.sites);
+        let form = PairForm::Categorical;
+        Some(observe::pair_products(
+            &self.client,
+            &self.states,
+            shape,
+            (a, b),
+            form,
+        ))
+    }
+
+    fn state_counts(&mut self) -> Option<Result<Vec<u32>, EngineError>> {
+        if let Some(e) = self.error.take() {
+            return Some(Err(e));
+        }
+        let shape = (self.chains, self.sites);
+        Some(observe::state_counts(
+            &self.client,
+            &self.states,
+            shape,
+            self.q,
+        ))
     }
 
     /// E(s) = -sum_i h_i(s_i) - sum_{i<j} J_ij(s_i, s_j): the AIS energy kernel with the

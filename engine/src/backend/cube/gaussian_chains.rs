@@ -15,6 +15,7 @@ use cubecl::prelude::*;
 use super::chains::{rbm_unsupported, DeviceWeights};
 use super::device::{CubeRuntime, DeviceArray};
 use super::matmul::{matmul, Layout, Product};
+use super::observe::PairForm;
 use super::{ais, observe, rbm};
 use crate::error::EngineError;
 use crate::estimate::ais::AnnealingPath;
@@ -294,7 +295,20 @@ impl<R: CubeRuntime> ModelChains for CubeGaussianRbmChains<R> {
         };
         Some(self.take_error().and_then(|()| {
             let shape = (self.chains, self.visible);
-            observe::per_chain_linear(&self.client, &self.x, shape, &weights, scale, offset)
+            observe::per_chain_linear(&self.client, &self.x, shape, &weights, 0, scale, offset)
+        }))
+    }
+
+    /// In data space: (std_a x_a + mean_a)(std_b x_b + mean_b) of the model-space states.
+    fn pair_products(&mut self, a: usize, b: usize) -> Option<Result<Vec<f64>, EngineError>> {
+        let affine = match &self.params.transform {
+            Some((mean, std)) => [(std[a], mean[a]), (std[b], mean[b])],
+            None => [(1.0, 0.0); 2],
+        };
+        Some(self.take_error().and_then(|()| {
+            let shape = (self.chains, self.visible);
+            let form = PairForm::Numeric(affine);
+            observe::pair_products(&self.client, &self.x, shape, (a, b), form)
         }))
     }
 

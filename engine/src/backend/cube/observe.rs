@@ -1,22 +1,29 @@
-//! Statistics for `observe`, computed on the device: per-chain linear statistics of
-//! real-valued states (fraction on, magnetization, Hamming distance to a reference and
-//! projections are all `scale * sum_i w_i x_i + offset`), the free energies of RBM
-//! visible states (the `energy` statistic, through `rbm::rbm_energy_kernel`; lattice and
-//! Potts energies come from their own kernels) and histograms of per-chain values.
+//! Statistics for `observe`, computed on the device, so that one value (or q counts) per
+//! chain crosses the bus instead of every state: per-chain linear statistics (fraction
+//! on, magnetization, Hamming distance to a reference and projections are all `scale *
+//! sum_i w_i x_i + offset`, with one-hot weights for Potts states), products of two units
+//! (the `correlation` statistic), counts per state (the Potts order parameter), the free
+//! energies of RBM visible states (the `energy` statistic, through
+//! `rbm::rbm_energy_kernel`; lattice and Potts energies come from their own kernels) and
+//! histograms of per-chain values.
 
 use cubecl::prelude::*;
 
-use super::device::{cube_dim, cubes_for, linear_pos, DeviceArray};
+use super::device::{cube_dim, cubes_for, linear_pos, DeviceArray, DeviceElem};
 use super::rbm;
 use crate::error::EngineError;
 
-/// Per row (one cube of 64 units each): out[row] = scale * sum_i weights[i] x[row, i] + offset.
+/// Per row (one cube of 64 units each): out[row] = scale * sum_i w_i(x[row, i]) + offset,
+/// with w_i(x) = weights[i] x for numeric states (`categories` = 0: 0/1, +-1, reals) and
+/// w_i(x) = weights[i * categories + x] for categorical states (one-hot weights).
 #[cube(launch)]
-pub fn linear_statistic_kernel(
-    x: &Array<f32>,
+#[allow(clippy::too_many_arguments)]
+pub fn linear_statistic_kernel<T: Numeric>(
+    x: &Array<T>,
     weights: &Array<f32>,
     out: &mut Array<f32>,
     width: u32,
+    categories: u32,
     scale: f32,
     offset: f32,
 ) {
@@ -26,7 +33,12 @@ pub fn linear_statistic_kernel(
     let mut sum = 0.0f32;
     let mut i = tid;
     while i < width {
-        sum += weights[i as usize] * x[(row * width + i) as usize];
+        let v = x[(row * width + i) as usize];
+        if categories == 0 {
+            sum += weights[i as usize] * f32::cast_from(v);
+        } else {
+            sum += weights[(i * categories + u32::cast_from(v)) as usize];
+        }
         i += 64;
     }
     partial[tid as usize] = sum;
@@ -41,6 +53,65 @@ pub fn linear_statistic_kernel(
     }
     if tid == 0 {
         out[row as usize] = scale * partial[0] + offset;
+    }
+}
+
+/// Per chain c (one unit each), of units a and b: out[c] = (scale_a x_a + shift_a)
+/// (scale_b x_b + shift_b) for numeric states, or 1 if x_a == x_b else 0 for categorical
+/// states (`categorical` = 1).
+#[cube(launch)]
+#[allow(clippy::too_many_arguments)]
+pub fn pair_product_kernel<T: Numeric>(
+    x: &Array<T>,
+    out: &mut Array<f32>,
+    chains: u32,
+    width: u32,
+    a: u32,
+    b: u32,
+    categorical: u32,
+    scale_a: f32,
+    shift_a: f32,
+    scale_b: f32,
+    shift_b: f32,
+) {
+    let c = linear_pos();
+    if c < chains {
+        let xa = x[(c * width + a) as usize];
+        let xb = x[(c * width + b) as usize];
+        if categorical == 1 {
+            let mut same = 0.0f32;
+            if xa == xb {
+                same = 1.0;
+            }
+            out[c as usize] = same;
+        } else {
+            out[c as usize] =
+                (scale_a * f32::cast_from(xa) + shift_a) * (scale_b * f32::cast_from(xb) + shift_b);
+        }
+    }
+}
+
+/// counts[c * q + s] = the number of units of chain c in state s (one unit per (chain,
+/// state) pair), for categorical states 0..q-1.
+#[cube(launch)]
+pub fn state_counts_kernel(
+    x: &Array<u32>,
+    counts: &mut Array<u32>,
+    chains: u32,
+    width: u32,
+    q: u32,
+) {
+    let k = linear_pos();
+    if k < chains * q {
+        let c = k / q;
+        let state = k % q;
+        let mut count = 0u32;
+        for i in 0..width {
+            if x[(c * width + i) as usize] == state {
+                count += 1;
+            }
+        }
+        counts[k as usize] = count;
     }
 }
 
@@ -73,47 +144,91 @@ pub fn histogram_kernel(
     }
 }
 
-/// out[i] = x[i] as f32: integer chain states (lattice spins) for the f32 reductions.
-#[cube(launch)]
-pub fn to_f32_kernel(x: &Array<i32>, out: &mut Array<f32>, len: u32) {
-    let i = linear_pos();
-    if i < len {
-        out[i as usize] = f32::cast_from(x[i as usize]);
-    }
-}
-
-/// Copies integer states into an f32 array of the same length.
-pub fn to_f32<R: Runtime>(client: &ComputeClient<R>, x: &DeviceArray<i32>, out: &DeviceArray<f32>) {
-    to_f32_kernel::launch::<R>(
-        client,
-        cubes_for(x.len),
-        cube_dim(),
-        x.arg(),
-        out.arg(),
-        x.len as u32,
-    );
-}
-
-/// Per chain, `scale * sum_i weights[i] x[chain, i] + offset` of f32 states (chains x
-/// width): the sums are reduced on the device in f32 (exact for 0/1 and +-1 states with
-/// integer weights up to 2^24 units) and only one value per chain is downloaded; scale
-/// and offset are applied in f64.
-pub fn per_chain_linear<R: Runtime>(
+/// Per chain, `scale * sum_i w_i(x[chain, i]) + offset` of states (chains x width; see
+/// [`linear_statistic_kernel`] for `categories`): the sums are reduced on the device in f32
+/// (exact for 0/1 and +-1 states, and for counts, with integer weights up to 2^24 units)
+/// and only one value per chain is downloaded; scale and offset are applied in f64.
+pub fn per_chain_linear<R: Runtime, T: DeviceElem + Numeric>(
     client: &ComputeClient<R>,
-    x: &DeviceArray<f32>,
+    x: &DeviceArray<T>,
     (chains, width): (usize, usize),
     weights: &[f32],
+    categories: usize,
     scale: f64,
     offset: f64,
 ) -> Result<Vec<f64>, EngineError> {
     let w = DeviceArray::upload(client, weights);
     let out = DeviceArray::<f32>::zeros(client, chains);
-    linear_statistic(client, x, &w, &out, chains, width, 1.0, 0.0);
+    linear_statistic(client, x, &w, &out, (chains, width), categories, 1.0, 0.0);
     Ok(out
         .download(client)?
         .iter()
         .map(|&s| scale * s as f64 + offset)
         .collect())
+}
+
+/// How [`pair_products`] reads the two units: categorical states compare, numeric ones
+/// multiply after an affine map per unit (`(scale, shift)` of a and of b; identity
+/// `(1, 0)` for states already in the model's encoding).
+pub enum PairForm {
+    Categorical,
+    Numeric([(f32, f32); 2]),
+}
+
+/// Per chain, the product of units a and b (or their agreement, see [`PairForm`]) of
+/// states (chains x width), computed on the device (f32: exact for 0/1 and +-1 states);
+/// one value per chain is downloaded.
+pub fn pair_products<R: Runtime, T: DeviceElem + Numeric>(
+    client: &ComputeClient<R>,
+    x: &DeviceArray<T>,
+    (chains, width): (usize, usize),
+    (a, b): (usize, usize),
+    form: PairForm,
+) -> Result<Vec<f64>, EngineError> {
+    let out = DeviceArray::<f32>::zeros(client, chains);
+    let (categorical, [(scale_a, shift_a), (scale_b, shift_b)]) = match form {
+        PairForm::Categorical => (1, [(1.0, 0.0); 2]),
+        PairForm::Numeric(affine) => (0, affine),
+    };
+    pair_product_kernel::launch::<T, R>(
+        client,
+        cubes_for(chains),
+        cube_dim(),
+        x.arg(),
+        out.arg(),
+        chains as u32,
+        width as u32,
+        a as u32,
+        b as u32,
+        categorical,
+        scale_a,
+        shift_a,
+        scale_b,
+        shift_b,
+    );
+    Ok(out.download(client)?.into_iter().map(f64::from).collect())
+}
+
+/// Per chain, the number of units in each state of categorical states 0..q-1 (chains x
+/// width): chains x q counts, chain-major, are downloaded instead of the states.
+pub fn state_counts<R: Runtime>(
+    client: &ComputeClient<R>,
+    x: &DeviceArray<u32>,
+    (chains, width): (usize, usize),
+    q: usize,
+) -> Result<Vec<u32>, EngineError> {
+    let counts = DeviceArray::<u32>::zeros(client, chains * q);
+    state_counts_kernel::launch::<R>(
+        client,
+        cubes_for(chains * q),
+        cube_dim(),
+        x.arg(),
+        counts.arg(),
+        chains as u32,
+        width as u32,
+        q as u32,
+    );
+    counts.download(client)
 }
 
 /// Per chain, the free energy of the visible state (`rbm::rbm_energy_kernel` with the
@@ -146,17 +261,17 @@ pub fn free_energies<R: Runtime>(
 
 /// Per-row linear statistic (see [`linear_statistic_kernel`]).
 #[allow(clippy::too_many_arguments)]
-pub fn linear_statistic<R: Runtime>(
+pub fn linear_statistic<R: Runtime, T: DeviceElem + Numeric>(
     client: &ComputeClient<R>,
-    x: &DeviceArray<f32>,
+    x: &DeviceArray<T>,
     weights: &DeviceArray<f32>,
     out: &DeviceArray<f32>,
-    rows: usize,
-    width: usize,
+    (rows, width): (usize, usize),
+    categories: usize,
     scale: f32,
     offset: f32,
 ) {
-    linear_statistic_kernel::launch::<R>(
+    linear_statistic_kernel::launch::<T, R>(
         client,
         CubeCount::Static(rows as u32, 1, 1),
         CubeDim::new_1d(64),
@@ -164,6 +279,7 @@ pub fn linear_statistic<R: Runtime>(
         weights.arg(),
         out.arg(),
         width as u32,
+        categories as u32,
         scale,
         offset,
     );

@@ -63,9 +63,11 @@ pub trait ModelChains: AnnealingPath {
         "cpu"
     }
     /// Per chain, `scale * sum_i weights[i] x_i + offset` of the current state (x in the
-    /// model's encoding: 0/1 or -1/+1), computed where the chains live; `None` where that
-    /// is not offered (then callers read the states). Device chains reduce on the device
-    /// and download one value per chain instead of every state.
+    /// model's encoding: 0/1, -1/+1 or real; for categorical states the weights are
+    /// one-hot, q per unit: `scale * sum_i weights[i * q + x_i] + offset`), computed where
+    /// the chains live; `None` where that is not offered (then callers read the states).
+    /// Device chains reduce on the device and download one value per chain instead of
+    /// every state.
     fn linear_statistics(
         &mut self,
         _weights: &[f32],
@@ -80,6 +82,17 @@ pub trait ModelChains: AnnealingPath {
     /// chains reduce on the device and download one value per chain instead of every
     /// state (in f32 there, so equal to the host's f64 value up to f32 rounding).
     fn energies(&mut self) -> Option<Result<Vec<f64>, EngineError>> {
+        None
+    }
+    /// Per chain, the product x_a x_b of two units of the current state in the model's
+    /// encoding (categorical states: 1 if the two units agree, else 0), computed where the
+    /// chains live; `None` where that is not offered (then callers read the states).
+    fn pair_products(&mut self, _a: usize, _b: usize) -> Option<Result<Vec<f64>, EngineError>> {
+        None
+    }
+    /// Categorical chains: per chain the number of units in each state (chains x q,
+    /// chain-major), counted where the chains live; `None` where that is not offered.
+    fn state_counts(&mut self) -> Option<Result<Vec<u32>, EngineError>> {
         None
     }
     /// One sweep over all units of every chain, leaving p_target^tau invariant.

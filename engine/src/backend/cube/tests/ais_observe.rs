@@ -397,8 +397,8 @@ fn observe_statistics_match_cpu() {
         &dx,
         &DeviceArray::upload(&client, &weights),
         &out,
-        rows,
-        width,
+        (rows, width),
+        0,
         1.0 / width as f32,
         offset,
     );

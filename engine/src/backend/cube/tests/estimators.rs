@@ -343,66 +343,6 @@ fn unsupported_requests_fall_back_with_a_note() {
     .is_err());
 }
 
-/// `observe`'s per-chain statistics reduced on the device equal the host definitions
-/// (`Statistic::value` on the downloaded states) for every statistic with a linear form, on
-/// RBM chains (0/1, 100 units: 37 chains) and lattice chains (+-1, 6 x 6: 5 chains) after a
-/// few sweeps. Counts are exact in f32 (< 2^24); the projection's f32 sum of 100 terms
-/// |w x| <= 1 errs by < 100 * 2^-24 * 100, so 1e-3 absolute.
-#[test]
-fn device_statistics_equal_the_host_definitions() {
-    use crate::observe::statistic::Statistic;
-    let client = client();
-    let seed = fresh_seed("device_statistics");
-    let p = random_rbm(100, 7, 0.4, seed);
-    let base = p.visible_bias.clone();
-    let rbm = CubeRbmChains::new(client.clone(), p, base, 37).unwrap();
-    let lattice = CubeLatticeChains::new(
-        client,
-        LatticeParams {
-            size: 6,
-            coupling: 0.3,
-            field: 0.2,
-        },
-        5,
-    )
-    .unwrap();
-    let mut all: Vec<Box<dyn ModelChains>> = vec![Box::new(rbm), Box::new(lattice)];
-    for chains in all.iter_mut() {
-        let mut rng = RngStream::new(seed, 9);
-        chains.draw_base(rng.next_key());
-        for _ in 0..3 {
-            chains.sweep(1.0, &mut rng);
-        }
-        let (n, k) = (chains.units(), chains.chains());
-        let mut states = vec![0.0f32; n * k];
-        chains.read_states(&mut states).unwrap();
-        let reference: Vec<f32> = states[..n].iter().rev().cloned().collect();
-        let weights: Vec<f32> = (0..n).map(|i| ((i * 37 % 17) as f32 - 8.0) / 8.0).collect();
-        for (name, tolerance) in [
-            ("fraction_on", 1e-12),
-            ("magnetization", 1e-12),
-            ("hamming_to", 1e-12),
-            ("projection", 1e-3),
-        ] {
-            let stat = Statistic::parse(name, &reference, &weights, &[], &**chains).unwrap();
-            let (w, scale, offset) = stat.as_linear(n, chains.encoding()).expect("linear");
-            let got = chains
-                .linear_statistics(&w, scale, offset)
-                .expect("device chains reduce on the device")
-                .unwrap();
-            assert_eq!(got.len(), k);
-            for (c, state) in states.chunks_exact(n).enumerate() {
-                let want = stat.value(state, &**chains);
-                assert!(
-                    (got[c] - want).abs() <= tolerance * (1.0 + want.abs()),
-                    "{name} chain {c}: device {} host {want}",
-                    got[c]
-                );
-            }
-        }
-    }
-}
-
 /// `train.ais_every` with a wgpu trainer runs the Bernoulli-RBM AIS chains on the device
 /// (`ais_on_device` = 1), and its log-likelihoods agree with the exact ones as on the cpu
 /// (within 3 standard errors + 0.01 nats: `heldout::tests::check_against_exact`).

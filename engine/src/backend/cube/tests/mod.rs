@@ -9,7 +9,7 @@
 
 mod ais_observe;
 mod backend;
-mod energies;
+mod device_statistics;
 mod estimators;
 mod gaussian_chains;
 mod lattice;

@@ -1,6 +1,8 @@
-//! The `energy` statistic on the device (`ModelChains::energies`): per chain equal to the
-//! host definition (`-log_target` of the downloaded state) for every device family, and
-//! `observe` using it, with the same per-draw values as the host path on the same draws.
+//! `observe`'s statistics computed on the device: the `energy` statistic
+//! (`ModelChains::energies`) per chain equal to the host definition (`-log_target` of the
+//! downloaded state) for every device family, and `observe` using the device path for
+//! every statistic (energies, linear forms, products of two units, counts per state), with
+//! the same per-draw values as the host path on the same draws.
 //!
 //! Tolerances, from f32 rounding (eps = 2^-24; a recursive f32 sum of m terms errs by at
 //! most (m - 1) eps sum |terms|):
@@ -231,24 +233,33 @@ fn device_energies_equal_the_host_definition() {
 }
 
 /// Device chains seen through a probe that counts what `observe` asks of them, keeps the
-/// states it reads, and can hide `energies` (so `observe` takes its host path).
+/// states it reads, and can hide the statistics computed on the device (so `observe`
+/// takes its host path).
 struct Probe<'a> {
     inner: &'a mut dyn ModelChains,
-    offer_energies: bool,
-    energy_calls: usize,
+    offer_device: bool,
+    device_calls: usize,
     state_reads: Cell<usize>,
     states: RefCell<Vec<Vec<f32>>>,
 }
 
 impl<'a> Probe<'a> {
-    fn new(inner: &'a mut dyn ModelChains, offer_energies: bool) -> Self {
+    fn new(inner: &'a mut dyn ModelChains, offer_device: bool) -> Self {
         Probe {
             inner,
-            offer_energies,
-            energy_calls: 0,
+            offer_device,
+            device_calls: 0,
             state_reads: Cell::new(0),
             states: RefCell::new(Vec::new()),
         }
+    }
+}
+
+impl Probe<'_> {
+    /// Counts a call of a device statistic; `None` when they are hidden.
+    fn device_call(&mut self) -> Option<()> {
+        self.device_calls += self.offer_device as usize;
+        self.offer_device.then_some(())
     }
 }
 
@@ -304,14 +315,20 @@ impl ModelChains for Probe<'_> {
         scale: f64,
         offset: f64,
     ) -> Option<Result<Vec<f64>, EngineError>> {
+        self.device_call()?;
         self.inner.linear_statistics(weights, scale, offset)
     }
     fn energies(&mut self) -> Option<Result<Vec<f64>, EngineError>> {
-        if !self.offer_energies {
-            return None;
-        }
-        self.energy_calls += 1;
+        self.device_call()?;
         self.inner.energies()
+    }
+    fn pair_products(&mut self, a: usize, b: usize) -> Option<Result<Vec<f64>, EngineError>> {
+        self.device_call()?;
+        self.inner.pair_products(a, b)
+    }
+    fn state_counts(&mut self) -> Option<Result<Vec<u32>, EngineError>> {
+        self.device_call()?;
+        self.inner.state_counts()
     }
     fn sweep(&mut self, tau: f64, rng: &mut RngStream) {
         self.inner.sweep(tau, rng)
@@ -359,7 +376,7 @@ fn observe_energy_on_the_device_equals_the_host_values() {
             )
             .unwrap();
             let states = probe.states.take();
-            (series, probe.energy_calls, probe.state_reads.get(), states)
+            (series, probe.device_calls, probe.state_reads.get(), states)
         };
         let (device, calls, reads, _) = run(true);
         assert_eq!((calls, reads), (draws, 0), "{}: device path", family.name());
@@ -403,7 +420,7 @@ fn observe_energy_on_the_device_equals_the_host_values() {
             &mut |_| {},
         )
         .unwrap();
-        assert_eq!(probe.energy_calls, draws, "{}", family.name());
+        assert_eq!(probe.device_calls, draws, "{}", family.name());
         let host_mean = host.iter().flatten().sum::<f64>() / (k * draws) as f64;
         assert!(
             (report.summary.mean - host_mean).abs() <= max_tol,
@@ -417,4 +434,111 @@ fn observe_energy_on_the_device_equals_the_host_values() {
         failed.is_empty(),
         "per-draw values beyond tolerance: {failed:?}"
     );
+}
+
+/// Allowed |device - host| of a statistic other than the energy on a (data-space) state:
+/// counts and products of 0/1, +-1 or categorical units are exact in f32 (1e-12 for the
+/// f64 scaling). The projection's f32 sum of n terms errs by at most n eps sum |w_i x_i|;
+/// Gaussian RBMs reduce model-space states x = (d - m) / s with weights w s (one rounding
+/// each) and the host rounds d = s x + m (two), so (n + 4) eps sum_i |w_i| (|d_i| +
+/// 2|m_i|) covers both (m = 0 without a transform; Potts weights w_i a round once).
+/// Products of two real units: each factor s x + m rounds twice and the product once:
+/// 8 eps (|d_a| + 2|m_a|) (|d_b| + 2|m_b|).
+fn statistic_tolerance(family: &Family, statistic: &Statistic, state: &[f32]) -> f64 {
+    let mean = |i: usize| match family {
+        Family::Gaussian(g) => g.transform.as_ref().map_or(0.0, |(m, _)| m[i].abs() as f64),
+        _ => 0.0,
+    };
+    let size = |i: usize| state[i].abs() as f64 + 2.0 * mean(i);
+    let n = state.len();
+    1e-12
+        + match statistic {
+            Statistic::Projection(w) => {
+                let sum: f64 = (0..n).map(|i| w[i].abs() as f64 * size(i)).sum();
+                (n + 4) as f64 * EPS * sum
+            }
+            Statistic::Correlation(a, b) if matches!(family, Family::Gaussian(_)) => {
+                8.0 * EPS * size(*a) * size(*b)
+            }
+            _ => 0.0,
+        }
+}
+
+/// Every statistic of `observe` other than the energy (which the tests above cover), on
+/// every device family of [`families`]: the per-draw series takes the device path (one
+/// device call per draw, no state download) and equals, draw by draw, the host path
+/// (`Statistic::value` of the downloaded states) on twin chains with the same seed, within
+/// [`statistic_tolerance`]. Statistics a family refuses (e.g. `fraction_on` of real
+/// units) are skipped; Potts chains take `magnetization` from counts per state and the
+/// rest from one-hot linear forms.
+#[test]
+fn observe_statistics_on_the_device_equal_the_host_values() {
+    let seed = fresh_seed("observe_statistics_device");
+    let mut failed = Vec::new();
+    for (family, k) in families(seed) {
+        let plan = ChainPlan {
+            samples: 3 * k,
+            burn_in: 1,
+            thin: 1,
+            chains: k,
+        };
+        let draws = plan.per_chain();
+        let mut chains = family.chains(k);
+        let n = chains.units();
+        let mut rng = RngStream::new(seed, 13);
+        chains.draw_base(rng.next_key());
+        chains.sweep(1.0, &mut rng);
+        let mut first = vec![0.0f32; n * k];
+        chains.read_states(&mut first).unwrap();
+        let reference: Vec<f32> = first[..n].iter().rev().cloned().collect();
+        let weights: Vec<f32> = (0..n).map(|i| ((i * 37 % 17) as f32 - 8.0) / 8.0).collect();
+        let units = [1u32, n as u32 - 2];
+        for name in [
+            "fraction_on",
+            "magnetization",
+            "hamming_to",
+            "projection",
+            "correlation",
+        ] {
+            let Ok(stat) = Statistic::parse(name, &reference, &weights, &units, &*chains) else {
+                assert!(matches!(family, Family::Gaussian(_)), "{name} refused");
+                continue;
+            };
+            let run = |offer: bool| {
+                let mut chains = family.chains(k);
+                let mut probe = Probe::new(&mut *chains, offer);
+                let mut rng = RngStream::new(seed, 14);
+                let series =
+                    statistic_series(&mut probe, &stat, &plan, &mut rng, &|| false, &mut |_| {})
+                        .unwrap();
+                let states = probe.states.take();
+                (series, probe.device_calls, probe.state_reads.get(), states)
+            };
+            let what = format!("{} {name}", family.name());
+            let (device, calls, reads, _) = run(true);
+            assert_eq!((calls, reads), (draws, 0), "{what}: device path");
+            let (host, calls, reads, states) = run(false);
+            assert_eq!((calls, reads), (0, draws), "{what}: host path");
+            let mut worst = (0, 0, 0.0f64);
+            for c in 0..k {
+                for d in 0..draws {
+                    let state = &states[d][c * n..(c + 1) * n];
+                    let tol = statistic_tolerance(&family, &stat, state);
+                    let ratio = (device[c][d] - host[c][d]).abs() / tol;
+                    if !(ratio <= worst.2) {
+                        worst = (c, d, ratio);
+                    }
+                }
+            }
+            let (c, d, ratio) = worst;
+            eprintln!(
+                "{what}: worst error / tolerance {ratio:.3} (chain {c} draw {d}: device {}, host {})",
+                device[c][d], host[c][d]
+            );
+            if !(ratio <= 1.0) {
+                failed.push(what);
+            }
+        }
+    }
+    assert!(failed.is_empty(), "beyond tolerance: {failed:?}");
 }
