@@ -8,6 +8,8 @@
 #                                              scikit-learn rows of $OUT/results.jsonl
 #   EBM=0 KEEP=1 ...                           re-times only scikit-learn
 #   SKLEARN_THREADS=n                          OpenBLAS threads for scikit-learn (default 1)
+#   INIT=zero|data                             our train.visible_bias_init (default zero,
+#                                              scikit-learn's start)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-bench/out}
@@ -15,6 +17,9 @@ VENV=${VENV:-bench/.venv}
 DIGITS_EPOCHS=${DIGITS_EPOCHS:-20}
 FASHION_EPOCHS=${FASHION_EPOCHS:-2}
 LR=${LR:-0.05}
+# Our visible biases start where scikit-learn's do (zero), so that both sides share every
+# setting; INIT=data measures our default start (the data's independent-pixel model).
+INIT=${INIT:-zero}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)   # cargo bench runs in engine/: use absolute paths
 if [ ! -x "$VENV/bin/python" ]; then
@@ -36,7 +41,7 @@ for data in ${DATASETS:-digits fashion}; do
     for batch in 10 100; do
       if [ "${EBM:-1}" = 1 ]; then
       ours=$(bench train --data "$OUT/${data}_train.npy" --heldout "$OUT/${data}_heldout.npy" \
-        --hidden $hidden --batch $batch --epochs $epochs --lr $LR --seed 1)
+        --hidden $hidden --batch $batch --epochs $epochs --lr $LR --seed 1 --init "$INIT")
       echo "${ours%\}}, \"data\": \"$data\"}" | tee -a "$OUT/results.jsonl"
       fi
       [ "${SKLEARN:-1}" = 1 ] || continue

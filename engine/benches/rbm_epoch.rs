@@ -3,6 +3,7 @@
 //!
 //! Subcommands (arguments after `cargo bench -p ebm-engine --bench rbm_epoch --`):
 //!   train --data D.npy --heldout H.npy --hidden N --batch B --epochs E --lr R --seed S
+//!         [--init data|zero]   (`train.visible_bias_init`; scikit-learn starts at zero)
 //!         prints one JSON line: seconds per epoch (training only), the nominal GEMM
 //!         FLOP rate of the training loop, and held-out log-likelihood (exact when the
 //!         hidden layer is enumerable) and pseudo-log-likelihood.
@@ -104,7 +105,8 @@ fn main() {
                 ..Default::default()
             };
             // scikit-learn's BernoulliRBM: PCD with one Gibbs step, as many persistent
-            // chains as the batch size, plain SGD (no momentum, no weight decay).
+            // chains as the batch size, plain SGD (no momentum, no weight decay); its
+            // visible biases start at zero (`--init zero`; ours default to `data`).
             let train = TrainSpec {
                 method: "pcd".into(),
                 k: Some(1),
@@ -113,6 +115,7 @@ fn main() {
                 batch_size: Some(batch),
                 learning_rate: Some(get("lr").parse().unwrap()),
                 momentum: Some(0.0),
+                visible_bias_init: a.get("init").cloned().unwrap_or_default(),
                 ..Default::default()
             };
             let (rows, visible) = (data.rows, data.cols);

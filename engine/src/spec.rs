@@ -134,6 +134,9 @@ pub struct TrainSpec {
     pub adam_eps: Option<f64>,
     /// pt: Gibbs steps between swap attempts (default 1).
     pub pt_swap_every: Option<u32>,
+    /// RBMs: where the visible biases start: data (default) | zero.
+    #[serde(default)]
+    pub visible_bias_init: String,
 }
 
 /// The shape of a data set, for validation without the values.
@@ -158,6 +161,18 @@ pub enum Method {
 pub enum OptimizerKind {
     Sgd,
     Adam,
+}
+
+/// Where an RBM's visible biases start.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VisibleBiasInit {
+    /// The independent-unit model of the data: Bernoulli units at the log-odds of each
+    /// column's mean (Hinton's guide), Gaussian units at the column means.
+    #[default]
+    Data,
+    /// Zero, as scikit-learn's BernoulliRBM starts.
+    Zero,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -193,6 +208,9 @@ pub struct TrainSettings {
     pub pt_swap_every: usize,
     /// potts: "" (the family's default) | gibbs | metropolis; checked by the family.
     pub sampler: String,
+    /// RBMs (others refuse a value in the spec); absent in settings stored before it existed.
+    #[serde(default)]
+    pub visible_bias_init: VisibleBiasInit,
 }
 
 impl TrainSettings {
@@ -397,6 +415,14 @@ impl TrainSpec {
             }
         }
         self.resolve_ais()?;
+        let visible_bias_init = match self.visible_bias_init.trim() {
+            "" | "data" => VisibleBiasInit::Data,
+            "zero" => VisibleBiasInit::Zero,
+            other => return Err(EngineError::invalid(format!(
+                "train.visible_bias_init must be \"data\" (the data's independent-unit model, the \
+                     default) or \"zero\", got {other:?}"
+            ))),
+        };
         Ok(TrainSettings {
             method,
             k,
@@ -419,6 +445,7 @@ impl TrainSpec {
             adam_eps,
             pt_swap_every,
             sampler: self.sampler.trim().to_string(),
+            visible_bias_init,
         })
     }
 }
@@ -662,6 +689,12 @@ mod tests {
                 &train(|t| t.sampler = "wolff".into()),
                 d,
                 "train.sampler",
+            );
+            refused(
+                &m,
+                &train(|t| t.visible_bias_init = "zero".into()),
+                d,
+                "train.visible_bias_init",
             );
             refused(&m, &train(|t| t.method = "pt".into()), d, "train.betas");
             let with = |change: fn(&mut ModelSpec)| {

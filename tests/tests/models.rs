@@ -374,7 +374,7 @@ learning_rate = 0.01
             )),
         ),
         (
-            "bernoulli rbm cd-2 sgd, l1, linear schedule, centering",
+            "bernoulli rbm cd-2 sgd, l1, linear schedule, centering, zero visible biases",
             parse(&format!(
                 r#"kind = "train"
 seed = 9
@@ -395,6 +395,7 @@ l1 = 0.0001
 lr_schedule = "linear"
 lr_final = 0.01
 centering = true
+visible_bias_init = "zero"
 "#,
                 digits.id
             )),
@@ -585,6 +586,7 @@ chains = 4
     file.tensor("W", &[64, 8]);
     let spec = file.train_spec();
     assert_eq!(spec["centering"], true);
+    assert_eq!(spec["visible_bias_init"], "zero");
     assert_eq!(spec["k"], 2);
 
     let what = "bernoulli rbm pt";
@@ -813,6 +815,16 @@ async fn bad_combinations_are_refused_naming_the_field() {
             "centering on lattice",
             ising("", "centering = true"),
             "train.centering",
+        ),
+        (
+            "visible_bias_init on potts",
+            potts("", "visible_bias_init = \"zero\""),
+            "train.visible_bias_init",
+        ),
+        (
+            "an unknown visible_bias_init",
+            rbm("", "visible_bias_init = \"ones\""),
+            "train.visible_bias_init",
         ),
         (
             "centering on a gaussian rbm",

@@ -72,6 +72,11 @@ pub fn lattice_settings(train: &TrainSpec, rows: usize) -> Result<TrainSettings>
             "train.centering applies to bernoulli_rbm, not lattice_ising: remove it",
         ));
     }
+    if !train.visible_bias_init.trim().is_empty() {
+        return Err(EngineError::invalid(
+            "train.visible_bias_init applies to RBMs, not lattice_ising: remove it",
+        ));
+    }
     let mut spec = train.clone();
     spec.k = spec.k.or(Some(10));
     spec.chains = spec.chains.or(Some(100));

@@ -159,6 +159,11 @@ pub fn potts_settings(train: &TrainSpec, rows: usize) -> Result<TrainSettings> {
             "train.centering applies to bernoulli_rbm, not potts: remove it",
         ));
     }
+    if !train.visible_bias_init.trim().is_empty() {
+        return Err(EngineError::invalid(
+            "train.visible_bias_init applies to RBMs, not potts: remove it",
+        ));
+    }
     let mut spec = train.clone();
     spec.chains = spec.chains.or(Some(1000));
     spec.k = spec.k.or(Some(10));

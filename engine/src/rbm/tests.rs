@@ -167,6 +167,44 @@ fn params(trainer: &Trainer) -> RbmModel {
     crate::model_file::rbm_from_bytes(&trainer.model_file().unwrap()).unwrap()
 }
 
+/// `train.visible_bias_init`: "data" (the default) starts the visible biases at the
+/// log-odds of each pixel's training mean, clamped to [0.01, 0.99] (the independent-pixel
+/// model); "zero" at 0, as scikit-learn does; anything else is refused, naming the field.
+#[test]
+fn visible_biases_start_where_the_spec_says() {
+    let data = small_digits(50);
+    let start = |init: &str| {
+        let train = TrainSpec {
+            epochs: Some(1),
+            visible_bias_init: init.into(),
+            ..Default::default()
+        };
+        let trainer = Trainer::new(&rbm_spec(3), &train, 1, data.clone(), BackendKind::Cpu);
+        trainer.map(|t| params(&t).b)
+    };
+    let cols = data.cols;
+    for init in ["", "data"] {
+        let b = start(init).unwrap();
+        for (j, &bj) in b.iter().enumerate() {
+            let mean =
+                (0..data.rows).map(|r| data.row(r)[j] as f64).sum::<f64>() / data.rows as f64;
+            let p = mean.clamp(0.01, 0.99);
+            assert!(
+                (bj as f64 - (p / (1.0 - p)).ln()).abs() < 1e-5,
+                "{init:?} column {j}"
+            );
+        }
+        assert_eq!(b.len(), cols);
+    }
+    assert!(start("zero").unwrap().iter().all(|&b| b == 0.0));
+    match start("ones") {
+        Err(EngineError::InvalidInput(m)) => {
+            assert!(m.contains("train.visible_bias_init"), "{m}")
+        }
+        other => panic!("expected a refusal, got {:?}", other.map(|_| ())),
+    }
+}
+
 /// 10 epochs straight and 5 + checkpoint + resume + 5 give bit-identical parameters, for
 /// every method and both optimizers; a stop in the middle of an epoch resumes exactly too.
 #[test]

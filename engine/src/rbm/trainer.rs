@@ -16,6 +16,7 @@ use crate::error::{EngineError, Result};
 use crate::rng::{permutation, streams, RngKey, RngStream};
 use crate::spec::{
     validation_rows, Method, ModelSpec, ModelType, OptimizerKind, TrainSettings, TrainSpec,
+    VisibleBiasInit,
 };
 use crate::tempering::{ParallelTempering, TemperedChains};
 use crate::train::{EpochReport, FamilyTrainer};
@@ -158,6 +159,9 @@ impl<B: Backend> RbmTrainer<B> {
         };
         let b: Vec<f32> = (0..nv)
             .map(|j| {
+                if settings.visible_bias_init == VisibleBiasInit::Zero {
+                    return 0.0;
+                }
                 let m = column_mean(j);
                 match units {
                     // Hinton's guide: b_i = ln(p_i / (1 - p_i)) of the data's mean activation

@@ -56,6 +56,7 @@ pub fn train_spec(config: &v1::TrainConfig) -> TrainSpec {
         adam_beta2: config.adam_beta2,
         adam_eps: config.adam_eps,
         pt_swap_every: config.pt_swap_every,
+        visible_bias_init: config.visible_bias_init.clone(),
     }
 }
 
