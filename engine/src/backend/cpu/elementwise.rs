@@ -3,7 +3,8 @@
 //! branch-free exp for the sigmoid, and the Bernoulli comparison. On x86-64 the same code is
 //! compiled for AVX2+FMA and for AVX-512 (chosen at run time); elsewhere it runs as portable
 //! code. The results equal the scalar definitions in `crate::rng` draw for draw (uniforms
-//! bit-exactly; the sigmoid within 2 ulp of `1 / (1 + exp(-x))`).
+//! bit-exactly; the sigmoid within 2 ulp of `1 / (1 + exp(-x))` above x = -60, and floored
+//! at sigmoid(-60) below, see [`fast_sigmoid`]).
 
 use crate::rng::block::{self, Isa};
 use crate::rng::RngKey;
@@ -29,9 +30,18 @@ fn fast_exp(x: f32) -> f32 {
     p * f32::from_bits(biased << 23)
 }
 
+/// Where the sigmoid stops falling: sigmoid(-60) = 8.8e-27.
+const SIGMOID_FLOOR_AT: f32 = -60.0;
+
+/// 1 / (1 + exp(-x)), floored at sigmoid(-60) = 8.8e-27: far below what a 24-bit uniform
+/// can tell from 0, and far above the subnormal range (< 1.2e-38), into which products of
+/// smaller probabilities (e.g. the gradient's scale / batch x h) would fall. Intel CPUs
+/// take a microcode assist on every subnormal operand or result: without the floor a
+/// 784 x 20 RBM epoch at batch 10 ran 4x slower on a Xeon (1.86 s vs 0.42 s with
+/// flush-to-zero); AMD CPUs barely slow down, which is why it went unseen.
 #[inline(always)]
 pub fn fast_sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + fast_exp(-x))
+    1.0 / (1.0 + fast_exp(-x.max(SIGMOID_FLOOR_AT)))
 }
 
 /// probs[j] = sigmoid(beta * (pre[j] + bias[j])); if `states`, states[j] = (u_j < probs[j])
@@ -125,20 +135,22 @@ mod tests {
     #[test]
     fn fast_sigmoid_is_accurate() {
         let mut worst = 0.0f64;
-        // relative error over x in [-80, 80]; further out only the absolute error matters
+        // relative error over x in [-60, 80]; further out only the absolute error matters
         // (a 24-bit uniform cannot tell probabilities below 2^-24 apart)
-        for k in -32000..=32000 {
+        for k in -24000..=32000 {
             let x = k as f32 * 0.0025;
             let want = 1.0 / (1.0 + (-(x as f64)).exp());
             worst = worst.max(((fast_sigmoid(x) as f64) - want).abs() / want);
         }
         for x in [-87.0f32, -90.0, -200.0, 85.0, 100.0] {
             let want = 1.0 / (1.0 + (-(x as f64)).exp());
-            assert!(((fast_sigmoid(x) as f64) - want).abs() < 1e-30, "x = {x}");
+            assert!(((fast_sigmoid(x) as f64) - want).abs() < 1e-26, "x = {x}");
         }
         assert!(worst < 1e-6, "relative error {worst}");
-        assert_eq!(fast_sigmoid(-1000.0), fast_sigmoid(-200.0));
-        assert!(fast_sigmoid(1000.0) == 1.0 && fast_sigmoid(-1000.0) >= 0.0);
+        assert_eq!(fast_sigmoid(-1000.0), fast_sigmoid(-60.0));
+        assert!(fast_sigmoid(1000.0) == 1.0);
+        // never subnormal: the floor is a normal number
+        assert!(fast_sigmoid(-1000.0) > 1e-27 && fast_sigmoid(-1000.0).is_normal());
     }
 
     #[test]
