@@ -64,7 +64,12 @@ def report(results_path, gemm_path, md_path):
         "",
         "Produced by `bench/rbm_vs_sklearn.sh` (both sides in one run, same machine, same data and",
         "settings: PCD with one Gibbs step, persistent chains = batch size, plain SGD, same learning",
-        "rate and epochs; scikit-learn gets float32 input). Held-out metrics are computed by the same",
+        "rate and epochs; scikit-learn gets float32 input). Visible biases start "
+        + ("at zero on both sides (our `train.visible_bias_init = \"zero\"`, scikit-learn's start)."
+           if os.environ.get("INIT", "zero") == "zero" else
+           "at the data's log-odds on our side (`train.visible_bias_init = \"data\"`, our default) "
+           "and at zero on scikit-learn's."),
+        "Held-out metrics are computed by the same",
         "code for both models: exact log-likelihood by enumerating the 20 hidden units, and the",
         "pseudo-log-likelihood (every unit flipped) on up to 1000 held-out rows.",
         "",

@@ -53,5 +53,5 @@ for data in ${DATASETS:-digits fashion}; do
     done
   done
 done
-"$VENV/bin/python" bench/rbm_bench.py report "$OUT/results.jsonl" "$OUT/gemm.json" docs/benchmarks.md
+INIT=$INIT "$VENV/bin/python" bench/rbm_bench.py report "$OUT/results.jsonl" "$OUT/gemm.json" docs/benchmarks.md
 echo "wrote docs/benchmarks.md"

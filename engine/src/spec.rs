@@ -418,10 +418,12 @@ impl TrainSpec {
         let visible_bias_init = match self.visible_bias_init.trim() {
             "" | "data" => VisibleBiasInit::Data,
             "zero" => VisibleBiasInit::Zero,
-            other => return Err(EngineError::invalid(format!(
-                "train.visible_bias_init must be \"data\" (the data's independent-unit model, the \
-                     default) or \"zero\", got {other:?}"
-            ))),
+            other => {
+                return Err(EngineError::invalid(format!(
+                    "train.visible_bias_init must be \"data\" (the data's independent-unit \
+                     model, the default) or \"zero\", got {other:?}"
+                )))
+            }
         };
         Ok(TrainSettings {
             method,

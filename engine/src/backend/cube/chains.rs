@@ -576,34 +576,20 @@ impl<R: CubeRuntime> ModelChains for CubeLatticeChains<R> {
         scale: f64,
         offset: f64,
     ) -> Option<Result<Vec<f64>, EngineError>> {
-        if let Some(e) = self.error.take() {
-            return Some(Err(e));
-        }
         let shape = (self.chains, self.params.sites());
-        Some(observe::per_chain_linear(
-            &self.client,
-            &self.spins,
-            shape,
-            weights,
-            0,
-            scale,
-            offset,
-        ))
+        let (client, spins) = (&self.client, &self.spins);
+        unless_failed(&mut self.error, || {
+            observe::per_chain_linear(client, spins, shape, weights, 0, scale, offset)
+        })
     }
 
     fn pair_products(&mut self, a: usize, b: usize) -> Option<Result<Vec<f64>, EngineError>> {
-        if let Some(e) = self.error.take() {
-            return Some(Err(e));
-        }
         let shape = (self.chains, self.params.sites());
+        let (client, spins) = (&self.client, &self.spins);
         let identity = PairForm::Numeric([(1.0, 0.0); 2]);
-        Some(observe::pair_products(
-            &self.client,
-            &self.spins,
-            shape,
-            (a, b),
-            identity,
-        ))
+        unless_failed(&mut self.error, || {
+            observe::pair_products(client, spins, shape, (a, b), identity)
+        })
     }
 
     /// E(s) = -(J B(s) + h M(s)): the bond and spin sums are exact integers on the device
@@ -831,47 +817,27 @@ impl<R: CubeRuntime> ModelChains for CubePottsChains<R> {
         scale: f64,
         offset: f64,
     ) -> Option<Result<Vec<f64>, EngineError>> {
-        if let Some(e) = self.error.take() {
-            return Some(Err(e));
-        }
         let (shape, q) = ((self.chains, self.sites), self.q);
-        Some(observe::per_chain_linear(
-            &self.client,
-            &self.states,
-            shape,
-            weights,
-            q,
-            scale,
-            offset,
-        ))
+        let (client, states) = (&self.client, &self.states);
+        unless_failed(&mut self.error, || {
+            observe::per_chain_linear(client, states, shape, weights, q, scale, offset)
+        })
     }
 
     fn pair_products(&mut self, a: usize, b: usize) -> Option<Result<Vec<f64>, EngineError>> {
-        if let Some(e) = self.error.take() {
-            return Some(Err(e));
-        }
         let shape = (self.chains, self.sites);
-        let form = PairForm::Categorical;
-        Some(observe::pair_products(
-            &self.client,
-            &self.states,
-            shape,
-            (a, b),
-            form,
-        ))
+        let (client, states) = (&self.client, &self.states);
+        unless_failed(&mut self.error, || {
+            observe::pair_products(client, states, shape, (a, b), PairForm::Categorical)
+        })
     }
 
     fn state_counts(&mut self) -> Option<Result<Vec<u32>, EngineError>> {
-        if let Some(e) = self.error.take() {
-            return Some(Err(e));
-        }
-        let shape = (self.chains, self.sites);
-        Some(observe::state_counts(
-            &self.client,
-            &self.states,
-            shape,
-            self.q,
-        ))
+        let (shape, q) = ((self.chains, self.sites), self.q);
+        let (client, states) = (&self.client, &self.states);
+        unless_failed(&mut self.error, || {
+            observe::state_counts(client, states, shape, q)
+        })
     }
 
     /// E(s) = -sum_i h_i(s_i) - sum_{i<j} J_ij(s_i, s_j): the AIS energy kernel with the
@@ -954,6 +920,18 @@ impl<R: CubeRuntime> ModelChains for CubePottsChains<R> {
     fn polish(&self, state: &mut [f32]) {
         self.host.polish(state)
     }
+}
+
+/// A statistic computed on the device, or the error an earlier state write left (the
+/// per-chain writes of `ModelChains` cannot return one).
+fn unless_failed<T>(
+    error: &mut Option<EngineError>,
+    compute: impl FnOnce() -> Result<T, EngineError>,
+) -> Option<Result<T, EngineError>> {
+    Some(match error.take() {
+        Some(e) => Err(e),
+        None => compute(),
+    })
 }
 
 /// Spin encoding of a host state value (+1 for positive, else -1).
