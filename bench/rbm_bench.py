@@ -68,7 +68,10 @@ def report(results_path, gemm_path, md_path):
         + ("at zero on both sides (our `train.visible_bias_init = \"zero\"`, scikit-learn's start)."
            if os.environ.get("INIT", "zero") == "zero" else
            "at the data's log-odds on our side (`train.visible_bias_init = \"data\"`, our default) "
-           "and at zero on scikit-learn's."),
+           "and at zero on scikit-learn's.")
+        + (" Both sides visit the rows in the data's order every epoch (our `train.shuffle = false`)."
+           if os.environ.get("SHUFFLE", "false") == "false" else
+           " We visit the rows in a new random order every epoch (our default), scikit-learn in the data's order."),
         "Held-out metrics are computed by the same",
         "code for both models: exact log-likelihood by enumerating the 20 hidden units, and the",
         "pseudo-log-likelihood (every unit flipped) on up to 1000 held-out rows.",

@@ -5,7 +5,7 @@
 # row of the main benchmark is not enough to call one side better: the spread between seeds
 # is tens of nats. Prints one line per (batch, epochs, side, seed) and a mean +- standard
 # error per (batch, epochs, side).
-#   bench/rbm_ll_seeds.sh     (env: BATCHES="10 100" EPOCHS="2 10" SEEDS="1 2 3 4" LR=0.05 INIT=zero
+#   bench/rbm_ll_seeds.sh     (env: BATCHES="10 100" EPOCHS="2 10" SEEDS="1 2 3 4" LR=0.05 INIT=zero SHUFFLE=false
 #                              VENV, OUT as in bench/rbm_vs_sklearn.sh, which prepares OUT)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +13,7 @@ OUT=${OUT:-bench/out}
 VENV=${VENV:-bench/.venv}
 LR=${LR:-0.05}
 INIT=${INIT:-zero}   # our train.visible_bias_init: zero (scikit-learn's start) or data
+SHUFFLE=${SHUFFLE:-false}   # our train.shuffle: false (scikit-learn's order) or true
 OUT=$(cd "$OUT" && pwd)
 [ -f "$OUT/fashion_train.npy" ] || { echo "run bench/rbm_vs_sklearn.sh first (it prepares $OUT)"; exit 1; }
 bench() { cargo bench -q -p ebm-engine --bench rbm_epoch -- "$@"; }
@@ -22,7 +23,7 @@ for b in ${BATCHES:-10 100}; do
   for e in ${EPOCHS:-2 10}; do
     for s in ${SEEDS:-1 2 3 4}; do
       ours=$(bench train --data "$OUT/fashion_train.npy" --heldout "$OUT/fashion_heldout.npy" \
-        --hidden 20 --batch "$b" --epochs "$e" --lr "$LR" --seed "$s" --init "$INIT" | ll)
+        --hidden 20 --batch "$b" --epochs "$e" --lr "$LR" --seed "$s" --init "$INIT" --shuffle "$SHUFFLE" | ll)
       sk=$(OPENBLAS_NUM_THREADS=1 "$VENV/bin/python" bench/rbm_bench.py sklearn "$OUT" fashion 20 "$b" "$e" "$LR" "$s")
       params=$(echo "$sk" | "$VENV/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["params"])')
       theirs=$(bench eval --params "$params" --heldout "$OUT/fashion_heldout.npy" | ll)

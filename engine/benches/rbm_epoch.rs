@@ -4,6 +4,7 @@
 //! Subcommands (arguments after `cargo bench -p ebm-engine --bench rbm_epoch --`):
 //!   train --data D.npy --heldout H.npy --hidden N --batch B --epochs E --lr R --seed S
 //!         [--init data|zero]   (`train.visible_bias_init`; scikit-learn starts at zero)
+//!         [--shuffle true|false]   (`train.shuffle`; scikit-learn keeps the data's order)
 //!         prints one JSON line: seconds per epoch (training only), the nominal GEMM
 //!         FLOP rate of the training loop, and held-out log-likelihood (exact when the
 //!         hidden layer is enumerable) and pseudo-log-likelihood.
@@ -106,7 +107,8 @@ fn main() {
             };
             // scikit-learn's BernoulliRBM: PCD with one Gibbs step, as many persistent
             // chains as the batch size, plain SGD (no momentum, no weight decay); its
-            // visible biases start at zero (`--init zero`; ours default to `data`).
+            // visible biases start at zero (`--init zero`; ours default to `data`) and it
+            // visits the rows in the data's order every epoch (`--shuffle false`).
             let train = TrainSpec {
                 method: "pcd".into(),
                 k: Some(1),
@@ -116,6 +118,7 @@ fn main() {
                 learning_rate: Some(get("lr").parse().unwrap()),
                 momentum: Some(0.0),
                 visible_bias_init: a.get("init").cloned().unwrap_or_default(),
+                shuffle: a.get("shuffle").map(|s| s == "true"),
                 ..Default::default()
             };
             let (rows, visible) = (data.rows, data.cols);

@@ -137,6 +137,10 @@ pub struct TrainSpec {
     /// RBMs: where the visible biases start: data (default) | zero.
     #[serde(default)]
     pub visible_bias_init: String,
+    /// RBMs: visit the training rows in a new random order every epoch (default true);
+    /// false keeps the data's own order.
+    #[serde(default)]
+    pub shuffle: Option<bool>,
 }
 
 /// The shape of a data set, for validation without the values.
@@ -211,6 +215,13 @@ pub struct TrainSettings {
     /// RBMs (others refuse a value in the spec); absent in settings stored before it existed.
     #[serde(default)]
     pub visible_bias_init: VisibleBiasInit,
+    /// RBMs: a new random row order every epoch (true unless the spec says false).
+    #[serde(default = "shuffle_by_default")]
+    pub shuffle: bool,
+}
+
+fn shuffle_by_default() -> bool {
+    true
 }
 
 impl TrainSettings {
@@ -448,6 +459,7 @@ impl TrainSpec {
             pt_swap_every,
             sampler: self.sampler.trim().to_string(),
             visible_bias_init,
+            shuffle: self.shuffle.unwrap_or(true),
         })
     }
 }
@@ -698,6 +710,7 @@ mod tests {
                 d,
                 "train.visible_bias_init",
             );
+            refused(&m, &train(|t| t.shuffle = Some(false)), d, "train.shuffle");
             refused(&m, &train(|t| t.method = "pt".into()), d, "train.betas");
             let with = |change: fn(&mut ModelSpec)| {
                 let mut m = m.clone();

@@ -374,7 +374,7 @@ learning_rate = 0.01
             )),
         ),
         (
-            "bernoulli rbm cd-2 sgd, l1, linear schedule, centering, zero visible biases",
+            "bernoulli rbm cd-2 sgd, l1, linear schedule, centering, zero visible biases, data order",
             parse(&format!(
                 r#"kind = "train"
 seed = 9
@@ -396,6 +396,7 @@ lr_schedule = "linear"
 lr_final = 0.01
 centering = true
 visible_bias_init = "zero"
+shuffle = false
 "#,
                 digits.id
             )),
@@ -587,6 +588,7 @@ chains = 4
     let spec = file.train_spec();
     assert_eq!(spec["centering"], true);
     assert_eq!(spec["visible_bias_init"], "zero");
+    assert_eq!(spec["shuffle"], false);
     assert_eq!(spec["k"], 2);
 
     let what = "bernoulli rbm pt";
@@ -820,6 +822,11 @@ async fn bad_combinations_are_refused_naming_the_field() {
             "visible_bias_init on potts",
             potts("", "visible_bias_init = \"zero\""),
             "train.visible_bias_init",
+        ),
+        (
+            "shuffle on lattice",
+            ising("", "shuffle = false"),
+            "train.shuffle",
         ),
         (
             "an unknown visible_bias_init",

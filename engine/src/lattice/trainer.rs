@@ -77,6 +77,11 @@ pub fn lattice_settings(train: &TrainSpec, rows: usize) -> Result<TrainSettings>
             "train.visible_bias_init applies to RBMs, not lattice_ising: remove it",
         ));
     }
+    if train.shuffle.is_some() {
+        return Err(EngineError::invalid(
+            "train.shuffle applies to RBMs, not lattice_ising: every update uses all the data (remove it)",
+        ));
+    }
     let mut spec = train.clone();
     spec.k = spec.k.or(Some(10));
     spec.chains = spec.chains.or(Some(100));

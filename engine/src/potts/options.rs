@@ -164,6 +164,11 @@ pub fn potts_settings(train: &TrainSpec, rows: usize) -> Result<TrainSettings> {
             "train.visible_bias_init applies to RBMs, not potts: remove it",
         ));
     }
+    if train.shuffle.is_some() {
+        return Err(EngineError::invalid(
+            "train.shuffle applies to RBMs, not potts: every update uses all the data (remove it)",
+        ));
+    }
     let mut spec = train.clone();
     spec.chains = spec.chains.or(Some(1000));
     spec.k = spec.k.or(Some(10));

@@ -205,6 +205,45 @@ fn visible_biases_start_where_the_spec_says() {
     }
 }
 
+/// `train.shuffle = false` visits the training rows in the data's order every epoch, also
+/// after a seeded validation split; the default draws a new permutation per epoch.
+#[test]
+fn without_shuffling_epochs_keep_the_data_order() {
+    use super::trainer::{epoch_order, RbmTrainer};
+    assert_eq!(epoch_order(5, false, 3, 7), vec![0, 1, 2, 3, 4]);
+    let (first, second) = (epoch_order(50, true, 3, 0), epoch_order(50, true, 3, 1));
+    assert_ne!(first, second);
+    let mut sorted = first.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, (0..50).collect::<Vec<u32>>());
+
+    // 60 distinct rows: row r holds the 6 bits of r
+    let bits: Vec<f32> = (0..60 * 6)
+        .map(|k| ((k / 6) >> (k % 6) & 1) as f32)
+        .collect();
+    let data = Dataset::from_values(60, 6, bits).unwrap();
+    let kept = |shuffle: Option<bool>| {
+        let train = TrainSpec {
+            validation_fraction: Some(0.25),
+            shuffle,
+            ..Default::default()
+        };
+        let trainer =
+            RbmTrainer::new(CpuBackend::new(), &rbm_spec(3), &train, 4, data.clone()).unwrap();
+        // the data row each training row came from
+        trainer
+            .train_rows
+            .chunks_exact(data.cols)
+            .map(|row| (0..data.rows).position(|r| data.row(r) == row).unwrap())
+            .collect::<Vec<usize>>()
+    };
+    let in_order = kept(Some(false));
+    assert_eq!(in_order.len(), 45);
+    assert!(in_order.windows(2).all(|w| w[0] < w[1]), "{in_order:?}");
+    let shuffled = kept(None);
+    assert!(shuffled.windows(2).any(|w| w[0] > w[1]), "{shuffled:?}");
+}
+
 /// 10 epochs straight and 5 + checkpoint + resume + 5 give bit-identical parameters, for
 /// every method and both optimizers; a stop in the middle of an epoch resumes exactly too.
 #[test]

@@ -3,8 +3,9 @@
 //! epoch metrics; exact checkpoints (`super::checkpoint`).
 //!
 //! The data set is uploaded once; each minibatch is gathered on the device by a
-//! permutation drawn from (seed, ORDER, epoch), so a checkpoint only records the epoch,
-//! the minibatch index and the RNG counters. Epochs drop the last incomplete minibatch.
+//! permutation drawn from (seed, ORDER, epoch) (in the data's order with `shuffle =
+//! false`), so a checkpoint only records the epoch, the minibatch index and the RNG
+//! counters. Epochs drop the last incomplete minibatch.
 
 use super::{exact, RbmModel, Standardization};
 use crate::backend::cpu::{CpuBackend, CpuMatrix};
@@ -139,7 +140,12 @@ impl<B: Backend> RbmTrainer<B> {
         let (mut train_rows, mut valid_rows) = if n_valid == 0 {
             (data.values.clone(), Vec::new())
         } else {
-            (pick(&order[..n_train]), pick(&order[n_train..]))
+            let mut train_idx = order[..n_train].to_vec();
+            if !settings.shuffle {
+                // without shuffling, the training rows keep the data's order
+                train_idx.sort_unstable();
+            }
+            (pick(&train_idx), pick(&order[n_train..]))
         };
         drop(data);
         let standardize = units == VisibleUnits::Gaussian && model.standardize.unwrap_or(true);
@@ -702,10 +708,8 @@ impl<B: Backend> EpochSteps for RbmTrainer<B> {
     ) -> Result<Option<f64>> {
         let n_batches = self.batches_per_epoch();
         let bs = self.settings.batch_size;
-        let order = permutation(
-            self.train_rows.len() / self.visible,
-            RngKey::new(self.seed, streams::ORDER, self.epoch as u64),
-        );
+        let rows = self.train_rows.len() / self.visible;
+        let order = epoch_order(rows, self.settings.shuffle, self.seed, self.epoch);
         let first_batch = self.batch_in_epoch;
         let total = (self.settings.epochs * n_batches) as f64;
         let mut last_report = -1.0f64;
@@ -772,5 +776,16 @@ impl<B: Backend> FamilyTrainer for RbmTrainer<B> {
             self.backend.kind().name(),
         );
         crate::model_file::rbm_to_bytes(&model, &meta)
+    }
+}
+
+/// The order in which an epoch visits the training rows: a permutation drawn from (seed,
+/// ORDER, epoch), or the rows' own order (the data's, as scikit-learn's BernoulliRBM visits
+/// them) without shuffling.
+pub(super) fn epoch_order(rows: usize, shuffle: bool, seed: u64, epoch: usize) -> Vec<u32> {
+    if shuffle {
+        permutation(rows, RngKey::new(seed, streams::ORDER, epoch as u64))
+    } else {
+        (0..rows as u32).collect()
     }
 }

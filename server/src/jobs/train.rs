@@ -57,6 +57,7 @@ pub fn train_spec(config: &v1::TrainConfig) -> TrainSpec {
         adam_eps: config.adam_eps,
         pt_swap_every: config.pt_swap_every,
         visible_bias_init: config.visible_bias_init.clone(),
+        shuffle: config.shuffle,
     }
 }
 
