@@ -464,6 +464,25 @@ impl TrainSpec {
     }
 }
 
+/// Refuses the RBM-only training options for a full-batch family (`potts`,
+/// `lattice_ising`), naming the field: centering is an RBM gradient, and the visible-bias
+/// start and the row order mean nothing where every update uses all the data.
+pub fn refuse_rbm_options(train: &TrainSpec, family: &str) -> Result<(), EngineError> {
+    let refused = if train.centering.is_some() {
+        format!("train.centering applies to bernoulli_rbm, not {family}: remove it")
+    } else if !train.visible_bias_init.trim().is_empty() {
+        format!("train.visible_bias_init applies to RBMs, not {family}: remove it")
+    } else if train.shuffle.is_some() {
+        format!(
+            "train.shuffle applies to RBMs, not {family}: every update uses all the data \
+             (remove it)"
+        )
+    } else {
+        return Ok(());
+    };
+    Err(EngineError::invalid(refused))
+}
+
 /// AIS during training, resolved: every `every` epochs (and after the last one), forward
 /// AIS with `chains` chains over `betas` annealing steps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -12,7 +12,7 @@ use crate::data::{Dataset, ValueKind};
 use crate::error::{EngineError, Result};
 use crate::potts::step::{apply, Rule};
 use crate::rng::{streams, RngKey, RngStream};
-use crate::spec::{DataShape, Method, ModelSpec, TrainSettings, TrainSpec};
+use crate::spec::{refuse_rbm_options, DataShape, Method, ModelSpec, TrainSettings, TrainSpec};
 use crate::tempering::{ParallelTempering, TemperedChains};
 use crate::tensors::{TensorReader, TensorWriter};
 use crate::train::{EpochReport, FamilyTrainer};
@@ -67,21 +67,7 @@ pub fn lattice_settings(train: &TrainSpec, rows: usize) -> Result<TrainSettings>
              remove train.batch_size"
         )));
     }
-    if train.centering.is_some() {
-        return Err(EngineError::invalid(
-            "train.centering applies to bernoulli_rbm, not lattice_ising: remove it",
-        ));
-    }
-    if !train.visible_bias_init.trim().is_empty() {
-        return Err(EngineError::invalid(
-            "train.visible_bias_init applies to RBMs, not lattice_ising: remove it",
-        ));
-    }
-    if train.shuffle.is_some() {
-        return Err(EngineError::invalid(
-            "train.shuffle applies to RBMs, not lattice_ising: every update uses all the data (remove it)",
-        ));
-    }
+    refuse_rbm_options(train, "lattice_ising")?;
     let mut spec = train.clone();
     spec.k = spec.k.or(Some(10));
     spec.chains = spec.chains.or(Some(100));

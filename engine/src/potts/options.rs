@@ -9,7 +9,7 @@ use crate::error::{EngineError, Result};
 use crate::potts::data::{resolve_q, states_of};
 use crate::potts::sweep::PottsUpdate;
 use crate::potts::MAX_Q;
-use crate::spec::{DataShape, ModelSpec, TrainSettings, TrainSpec};
+use crate::spec::{refuse_rbm_options, DataShape, ModelSpec, TrainSettings, TrainSpec};
 
 /// Potts-specific options of the model spec, resolved.
 #[derive(Clone, Debug, PartialEq)]
@@ -154,21 +154,7 @@ pub fn potts_settings(train: &TrainSpec, rows: usize) -> Result<TrainSettings> {
              remove train.batch_size"
         )));
     }
-    if train.centering.is_some() {
-        return Err(EngineError::invalid(
-            "train.centering applies to bernoulli_rbm, not potts: remove it",
-        ));
-    }
-    if !train.visible_bias_init.trim().is_empty() {
-        return Err(EngineError::invalid(
-            "train.visible_bias_init applies to RBMs, not potts: remove it",
-        ));
-    }
-    if train.shuffle.is_some() {
-        return Err(EngineError::invalid(
-            "train.shuffle applies to RBMs, not potts: every update uses all the data (remove it)",
-        ));
-    }
+    refuse_rbm_options(train, "potts")?;
     let mut spec = train.clone();
     spec.chains = spec.chains.or(Some(1000));
     spec.k = spec.k.or(Some(10));

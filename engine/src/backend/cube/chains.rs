@@ -382,8 +382,7 @@ impl<R: CubeRuntime> ModelChains for CubeRbmChains<R> {
     fn pair_products(&mut self, a: usize, b: usize) -> Option<Result<Vec<f64>, EngineError>> {
         Some(self.take_error().and_then(|()| {
             let shape = (self.chains, self.visible);
-            let identity = PairForm::Numeric([(1.0, 0.0); 2]);
-            observe::pair_products(&self.client, &self.v, shape, (a, b), identity)
+            observe::pair_products(&self.client, &self.v, shape, (a, b), PairForm::IDENTITY)
         }))
     }
 
@@ -586,9 +585,8 @@ impl<R: CubeRuntime> ModelChains for CubeLatticeChains<R> {
     fn pair_products(&mut self, a: usize, b: usize) -> Option<Result<Vec<f64>, EngineError>> {
         let shape = (self.chains, self.params.sites());
         let (client, spins) = (&self.client, &self.spins);
-        let identity = PairForm::Numeric([(1.0, 0.0); 2]);
         unless_failed(&mut self.error, || {
-            observe::pair_products(client, spins, shape, (a, b), identity)
+            observe::pair_products(client, spins, shape, (a, b), PairForm::IDENTITY)
         })
     }
 

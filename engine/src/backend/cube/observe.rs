@@ -175,6 +175,11 @@ pub enum PairForm {
     Numeric([(f32, f32); 2]),
 }
 
+impl PairForm {
+    /// Numeric states already in the model's encoding.
+    pub const IDENTITY: PairForm = PairForm::Numeric([(1.0, 0.0); 2]);
+}
+
 /// Per chain, the product of units a and b (or their agreement, see [`PairForm`]) of
 /// states (chains x width), computed on the device (f32: exact for 0/1 and +-1 states);
 /// one value per chain is downloaded.
