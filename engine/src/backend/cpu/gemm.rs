@@ -2,11 +2,14 @@
 //! where the CPU has it), split over the CPU team ([`super::team`]) by rows or columns of
 //! the output when the product is big enough to pay for it.
 
-use super::team;
+use super::{small_gemm, team};
 use gemm::Parallelism;
 
 /// Multiply-adds below which a product runs on the calling thread (a few microseconds).
-const PARALLEL_MACS: usize = 1 << 18;
+/// The products of a batch-10 update of a 64 x 500 RBM (320k) stay on one thread: split
+/// over two they timed faster alone (4 vs 7 us) but the epoch slower (12-14 ms vs 9.5 ms on
+/// the 2-core AMD VM), the helper's hand-offs costing more than the halves save.
+const PARALLEL_MACS: usize = 1 << 19;
 
 /// A row-major matrix view, optionally read transposed.
 #[derive(Clone, Copy)]
@@ -68,7 +71,8 @@ pub fn matmul(dst: &mut [f32], a: View<'_>, b: View<'_>, scale: f32, accumulate:
     }
     let (a_rs, a_cs) = a.strides();
     let (b_rs, b_cs) = b.strides();
-    // One gemm call on the output block rows r0..r1, columns c0..c1.
+    // One product on the output block rows r0..r1, columns c0..c1: our small-dimension
+    // kernels where they apply (a small batch), else the gemm crate.
     let dst_ptr = dst.as_mut_ptr() as usize;
     let block = |(r0, r1): (usize, usize), (c0, c1): (usize, usize)| {
         if r1 <= r0 || c1 <= c0 {
@@ -78,18 +82,35 @@ pub fn matmul(dst: &mut [f32], a: View<'_>, b: View<'_>, scale: f32, accumulate:
         // given and dst holds m x n row-major; the block is inside all three, and blocks
         // of one call are disjoint, so nothing else writes these dst elements.
         unsafe {
+            let out = (dst_ptr as *mut f32).add(r0 * n + c0);
+            let a_block = small_gemm::Strided {
+                ptr: a.data.as_ptr().offset(r0 as isize * a_rs),
+                rs: a_rs,
+                cs: a_cs,
+            };
+            let b_block = small_gemm::Strided {
+                ptr: b.data.as_ptr().offset(c0 as isize * b_cs),
+                rs: b_rs,
+                cs: b_cs,
+            };
+            if small_gemm::handles(r1 - r0, k, a_block, b_block) {
+                let dst = small_gemm::Output { ptr: out, rs: n };
+                let shape = (r1 - r0, k, c1 - c0);
+                small_gemm::product(shape, dst, accumulate, a_block, b_block, scale);
+                return;
+            }
             gemm::gemm(
                 r1 - r0,
                 c1 - c0,
                 k,
-                (dst_ptr as *mut f32).add(r0 * n + c0),
+                out,
                 1,
                 n as isize,
                 accumulate,
-                a.data.as_ptr().offset(r0 as isize * a_rs),
+                a_block.ptr,
                 a_cs,
                 a_rs,
-                b.data.as_ptr().offset(c0 as isize * b_cs),
+                b_block.ptr,
                 b_cs,
                 b_rs,
                 1.0,

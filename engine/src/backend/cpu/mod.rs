@@ -6,6 +6,7 @@
 pub mod binary;
 pub mod elementwise;
 pub mod gemm;
+pub mod small_gemm;
 pub mod team;
 
 use self::gemm::{matmul, View};
