@@ -12,6 +12,8 @@
 #                                              scikit-learn's start)
 #   SHUFFLE=false|true                         our train.shuffle (default false, scikit-
 #                                              learn's order)
+#   AIS=chains,betas|0                         forward AIS for the held-out LL (default
+#                                              100,10000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-bench/out}
@@ -25,6 +27,9 @@ LR=${LR:-0.05}
 # order every epoch).
 INIT=${INIT:-zero}
 SHUFFLE=${SHUFFLE:-false}
+# Held-out log-likelihood by forward AIS for both sides (CHAINS,BETAS; 0 skips it): the
+# only LL of the 500-hidden rows, and beside the exact one a check of AIS on the others.
+AIS=${AIS:-100,10000}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)   # cargo bench runs in engine/: use absolute paths
 if [ ! -x "$VENV/bin/python" ]; then
@@ -46,14 +51,14 @@ for data in ${DATASETS:-digits fashion}; do
     for batch in 10 100; do
       if [ "${EBM:-1}" = 1 ]; then
       ours=$(bench train --data "$OUT/${data}_train.npy" --heldout "$OUT/${data}_heldout.npy" \
-        --hidden $hidden --batch $batch --epochs $epochs --lr $LR --seed 1 --init "$INIT" --shuffle "$SHUFFLE")
+        --hidden $hidden --batch $batch --epochs $epochs --lr $LR --seed 1 --init "$INIT" --shuffle "$SHUFFLE" --ais "$AIS")
       echo "${ours%\}}, \"data\": \"$data\"}" | tee -a "$OUT/results.jsonl"
       fi
       [ "${SKLEARN:-1}" = 1 ] || continue
       # OpenBLAS threads: on a small shared machine one thread is often much faster
       sk=$(OPENBLAS_NUM_THREADS=${SKLEARN_THREADS:-1} OMP_NUM_THREADS=${SKLEARN_THREADS:-1} "$VENV/bin/python" bench/rbm_bench.py sklearn "$OUT" $data $hidden $batch $epochs $LR 1)
       params=$(echo "$sk" | "$VENV/bin/python" -c 'import json,sys; print(json.load(sys.stdin)["params"])')
-      metrics=$(bench eval --params "$params" --heldout "$OUT/${data}_heldout.npy")
+      metrics=$(bench eval --params "$params" --data "$OUT/${data}_train.npy" --heldout "$OUT/${data}_heldout.npy" --ais "$AIS")
       echo "${sk%\}}, ${metrics#\{}" | sed "s/}\$/, \"data\": \"$data\"}/" | tee -a "$OUT/results.jsonl"
     done
   done

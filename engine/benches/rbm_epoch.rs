@@ -8,22 +8,30 @@
 //!         prints one JSON line: seconds per epoch (training only), the nominal GEMM
 //!         FLOP rate of the training loop, and held-out log-likelihood (exact when the
 //!         hidden layer is enumerable) and pseudo-log-likelihood.
-//!   eval  --params DIR --heldout H.npy    (DIR holds W.npy [visible, hidden], b.npy, c.npy)
-//!         the same held-out metrics for parameters trained elsewhere (scikit-learn).
+//!   eval  --params DIR --data D.npy --heldout H.npy
+//!         (DIR holds W.npy [visible, hidden], b.npy, c.npy) the same held-out metrics for
+//!         parameters trained elsewhere (scikit-learn); D gives the AIS base rates.
 //!   gemm  prints the machine's single-precision GEMM rate (best of several runs).
 //!   products --visible V --hidden H --batch B [--density D]
 //!         times the three products of a PCD update (v W, h W^T, v^T h) as dense GEMM and
 //!         in the binary-operand form (`backend::cpu::binary`), on random {0, 1} operands.
+//!
+//! The held-out log-likelihood is also estimated by forward AIS (the only value where the
+//! hidden layer is too wide to enumerate; beside the exact one, a check of AIS): the evaluation the service runs for `train.ais_every`
+//! (`estimate::heldout::HeldOutAis`: base-rate model of the training rows, the default
+//! schedule), with the same seed and settings for both sides. `--ais CHAINS,BETAS`
+//! (default 100,10000; `0` skips it) sets its size.
 
 use ebm_engine::backend::cpu::gemm::{matmul, View};
 use ebm_engine::backend::{BackendKind, VisibleUnits};
 use ebm_engine::data::{parse_dataset, DataFormat, Dataset, ParseLimits};
+use ebm_engine::estimate::heldout::HeldOutAis;
 use ebm_engine::rbm::{exact, RbmModel};
-use ebm_engine::spec::{ModelSpec, TrainSpec};
+use ebm_engine::spec::{AisSettings, ModelSpec, TrainSpec};
 use ebm_engine::train::Trainer;
 use ndarray::Array1;
 use ndarray_npy::ReadNpyExt;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
 fn args() -> (String, HashMap<String, String>) {
@@ -52,10 +60,12 @@ fn load(path: &str) -> Dataset {
     parse_dataset(DataFormat::Npy, &bytes, &limits).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
-/// Held-out metrics shared by both sides: exact log-likelihood when enumerable (the
-/// hidden layer of 20 units here), and the pseudo-log-likelihood on up to 1000 rows.
-fn heldout_metrics(model: &RbmModel, heldout: &Dataset) -> String {
-    let ll = match exact::enumeration_plan(model) {
+/// Held-out metrics shared by both sides: the log-likelihood, exact when the hidden layer
+/// is enumerable (20 units here), and by AIS (`ais`) for every model, so that the rows
+/// with an exact value show how close AIS comes; and the pseudo-log-likelihood on up to
+/// 1000 rows.
+fn heldout_metrics(model: &RbmModel, heldout: &Dataset, ais: Option<&HeldOutAis>) -> String {
+    let exact_ll = match exact::enumeration_plan(model) {
         Some((_, cost)) if cost <= 1 << 31 => {
             let log_z = exact::log_partition(model).expect("log Z");
             format!(
@@ -65,9 +75,55 @@ fn heldout_metrics(model: &RbmModel, heldout: &Dataset) -> String {
         }
         _ => "null".into(),
     };
+    let ais_ll = ais.map_or(String::new(), |ais| ais_heldout(model, heldout, ais));
     let rows = heldout.rows.min(1000) * heldout.cols;
     let pll = model.pseudo_log_likelihood(&heldout.values[..rows]);
-    format!("\"heldout_log_likelihood\": {ll}, \"heldout_pseudo_log_likelihood\": {pll:.4}")
+    format!(
+        "\"heldout_log_likelihood\": {exact_ll}, {ais_ll}\"heldout_pseudo_log_likelihood\": {pll:.4}"
+    )
+}
+
+/// AIS settings from `--ais CHAINS,BETAS` (default 100 chains x 10000 steps); `0` turns
+/// it off. The held-out evaluator is built on the
+/// training rows (base rates), with no validation share of its own.
+fn ais_evaluator(a: &HashMap<String, String>, data: &Dataset) -> Option<HeldOutAis> {
+    let spec = a.get("ais").map_or("100,10000", String::as_str);
+    if spec == "0" {
+        return None;
+    }
+    let (chains, betas) = spec
+        .split_once(',')
+        .and_then(|(c, b)| Some((c.parse().ok()?, b.parse().ok()?)))
+        .unwrap_or_else(|| panic!("--ais wants CHAINS,BETAS or 0, got {spec:?}"));
+    let settings = AisSettings {
+        every: 1,
+        chains,
+        betas,
+    };
+    Some(
+        HeldOutAis::new(
+            settings,
+            VisibleUnits::Bernoulli,
+            data,
+            1,
+            0.0,
+            BackendKind::Cpu,
+        )
+        .expect("AIS evaluator"),
+    )
+}
+
+/// JSON fields of a forward-AIS estimate of the held-out log-likelihood: the value, its
+/// standard error (that of ln Z: the data term is exact), the effective sample size of
+/// the weights and the seconds it took.
+fn ais_heldout(model: &RbmModel, heldout: &Dataset, ais: &HeldOutAis) -> String {
+    let mut m = BTreeMap::new();
+    ais.evaluate(model, 1, &|| false, &mut m).expect("AIS");
+    let ll = model.average_log_likelihood(&heldout.values, m["ais_log_z"]);
+    format!(
+        "\"heldout_ais_log_likelihood\": {ll:.4}, \"heldout_ais_stderr\": {:.4}, \"ais_ess\": {:.1}, \"ais_seconds\": {:.1}, ",
+        m["ais_log_z_stderr"], m["ais_ess"], m["ais_seconds"]
+    )
 }
 
 fn gemm_rate() -> f64 {
@@ -122,6 +178,7 @@ fn main() {
                 ..Default::default()
             };
             let (rows, visible) = (data.rows, data.cols);
+            let ais = ais_evaluator(&a, &data);
             let seed: u64 = a.get("seed").map_or(1, |s| s.parse().unwrap());
             let mut trainer = Trainer::new(&model, &train, seed, data, BackendKind::Cpu).unwrap();
             let mut train_seconds = Vec::new();
@@ -167,7 +224,7 @@ fn main() {
                 "{{\"impl\": \"ebm\", \"rows\": {rows}, \"visible\": {visible}, \"hidden\": {hidden}, \"batch\": {batch}, \
                  \"epochs\": {epochs}, \"seconds_per_epoch\": {per_epoch:.4}, \"cpu_seconds_per_epoch\": {cpu_per_epoch:.3}, \"train_gflops\": {:.2}, \"threads\": {threads}, {}}}",
                 flops / 1e9,
-                heldout_metrics(&m, &heldout)
+                heldout_metrics(&m, &heldout, ais.as_ref())
             );
         }
         "eval" => {
@@ -195,7 +252,8 @@ fn main() {
                 model.visible * model.hidden,
                 "W must be [visible, hidden] (flattened)"
             );
-            println!("{{{}}}", heldout_metrics(&model, &heldout));
+            let ais = ais_evaluator(&a, &load(&get("data")));
+            println!("{{{}}}", heldout_metrics(&model, &heldout, ais.as_ref()));
         }
         "products" => {
             let num = |k: &str| get(k).parse::<usize>().unwrap();
