@@ -7,6 +7,7 @@ pub mod checkpoint;
 pub mod exact;
 pub mod trainer;
 
+use crate::backend::cpu::elementwise::{fast_softplus, softplus_change};
 use crate::backend::VisibleUnits;
 use crate::data::{Dataset, ValueKind};
 use crate::error::{EngineError, Result};
@@ -85,15 +86,6 @@ pub struct RbmModel {
 /// ln(1 + e^x), stable for large |x|.
 #[inline(always)]
 pub fn softplus(x: f64) -> f64 {
-    if x > 0.0 {
-        x + (-x).exp().ln_1p()
-    } else {
-        x.exp().ln_1p()
-    }
-}
-
-#[inline(always)]
-fn softplus32(x: f32) -> f32 {
     if x > 0.0 {
         x + (-x).exp().ln_1p()
     } else {
@@ -193,15 +185,13 @@ impl RbmModel {
             .par_chunks(self.visible)
             .map(|v| {
                 let a: Vec<f32> = self.hidden_input(v).iter().map(|&x| x as f32).collect();
-                let base: Vec<f32> = a.iter().map(|&x| softplus32(x)).collect();
+                let base: Vec<f32> = a.iter().map(|&x| fast_softplus(x)).collect();
                 let mut sum = 0.0f64;
                 for (i, &vi) in v.iter().enumerate() {
                     let s = 1.0 - 2.0 * vi; // +1 turns a unit on, -1 turns it off
                     let row = &self.w[i * nh..(i + 1) * nh];
-                    let mut delta = -(self.b[i] * s) as f64; // F(v') - F(v)
-                    for j in 0..nh {
-                        delta -= (softplus32(a[j] + s * row[j]) - base[j]) as f64;
-                    }
+                    // F(v') - F(v)
+                    let delta = -(self.b[i] * s) as f64 - softplus_change(&a, &base, row, s);
                     // ln p(v_i | rest) = ln sigmoid(F(v') - F(v)) = -softplus(F(v) - F(v'))
                     sum -= softplus(-delta);
                 }
