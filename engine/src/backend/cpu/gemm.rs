@@ -93,7 +93,7 @@ pub fn matmul(dst: &mut [f32], a: View<'_>, b: View<'_>, scale: f32, accumulate:
                 rs: b_rs,
                 cs: b_cs,
             };
-            if small_gemm::handles(r1 - r0, k, a_block, b_block) {
+            if small_gemm::handles((r1 - r0, k, c1 - c0), a_block, b_block) {
                 let dst = small_gemm::Output { ptr: out, rs: n };
                 let shape = (r1 - r0, k, c1 - c0);
                 small_gemm::product(shape, dst, accumulate, a_block, b_block, scale);
