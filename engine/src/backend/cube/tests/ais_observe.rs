@@ -158,7 +158,7 @@ fn exact_rbm(w: &[f32], b: &[f32], c: &[f32]) -> (f64, Vec<f64>) {
 #[test]
 fn rbm_gibbs_chains_match_exact_marginals() {
     let client = client();
-    let seed = fresh_seed("rbm_exact");
+    let seed = test_seed("rbm_exact");
     let (visible, hidden, chains) = (8usize, 5usize, 1024usize);
     let w = random_vec(seed, 60, visible * hidden, -1.5, 1.5);
     let b = random_vec(seed, 61, visible, -1.0, 1.0);
@@ -256,7 +256,7 @@ fn ais_run(
 #[test]
 fn rbm_ais_matches_exact_log_z() {
     let client = client();
-    let seed = fresh_seed("rbm_ais");
+    let seed = test_seed("rbm_ais");
     let (visible, hidden, chains) = (10usize, 6usize, 513usize);
     let w = random_vec(seed, 70, visible * hidden, -1.0, 1.0);
     let b = random_vec(seed, 71, visible, -1.0, 1.0);
@@ -363,7 +363,7 @@ fn rbm_ais_matches_exact_log_z() {
 #[test]
 fn logsumexp_matches_f64() {
     let client = client();
-    let seed = fresh_seed("logsumexp");
+    let seed = test_seed("logsumexp");
     let x = random_vec(seed, 80, 1001, -60.0, 40.0);
     let (lse, ess) = ais::logsumexp(&client, &DeviceArray::upload(&client, &x)).unwrap();
     let max = x.iter().cloned().fold(f32::MIN, f32::max) as f64;
@@ -383,7 +383,7 @@ fn logsumexp_matches_f64() {
 #[test]
 fn observe_statistics_match_cpu() {
     let client = client();
-    let seed = fresh_seed("observe");
+    let seed = test_seed("observe");
     let (rows, width) = (300usize, 83usize);
     let x = random_bits(seed, 90, rows * width);
     let reference = random_bits(seed, 91, width);

@@ -192,7 +192,7 @@ fn families(seed: u64) -> Vec<(Family, usize)> {
 /// the tolerances of the module docs, for every family and size of [`families`].
 #[test]
 fn device_energies_equal_the_host_definition() {
-    let seed = fresh_seed("device_energies");
+    let seed = test_seed("device_energies");
     let mut failed = Vec::new();
     for (family, k) in families(seed) {
         let mut chains = family.chains(k);
@@ -352,7 +352,7 @@ impl ModelChains for Probe<'_> {
 /// `observe_chains` reports the mean of those host values (to the largest tolerance).
 #[test]
 fn observe_energy_on_the_device_equals_the_host_values() {
-    let seed = fresh_seed("observe_energy_device");
+    let seed = test_seed("observe_energy_device");
     let mut failed = Vec::new();
     for (family, k) in families(seed) {
         let plan = ChainPlan {
@@ -473,7 +473,7 @@ fn statistic_tolerance(family: &Family, statistic: &Statistic, state: &[f32]) ->
 /// rest from one-hot linear forms.
 #[test]
 fn observe_statistics_on_the_device_equal_the_host_values() {
-    let seed = fresh_seed("observe_statistics_device");
+    let seed = test_seed("observe_statistics_device");
     let mut failed = Vec::new();
     for (family, k) in families(seed) {
         let plan = ChainPlan {

@@ -78,7 +78,7 @@ fn assert_agree(what: &str, a: (f64, f64), b: (f64, f64)) {
 #[test]
 fn device_rbm_chains_step_with_the_cpu_chains() {
     let client = client();
-    let seed = fresh_seed("rbm_lockstep");
+    let seed = test_seed("rbm_lockstep");
     let p = random_rbm(12, 6, 0.5, seed);
     let base: Vec<f32> = p.visible_bias.iter().map(|b| 0.5 * b).collect();
     let chains = 64;
@@ -125,7 +125,7 @@ fn device_rbm_chains_step_with_the_cpu_chains() {
 /// of the CPU run with the same seed.
 #[test]
 fn rbm_ais_and_reverse_ais_run_on_the_device() {
-    let seed = fresh_seed("rbm_ais_device");
+    let seed = test_seed("rbm_ais_device");
     let p = random_rbm(12, 6, 0.5, seed);
     let file = rbm_file(&p);
     let exact = estimate(&file, &spec("exact", 1, 1, 0), BackendKind::Cpu, seed).log_z;
@@ -160,7 +160,7 @@ fn rbm_ais_and_reverse_ais_run_on_the_device() {
 /// Swendsen-Wang: a different transition, so an independent estimate).
 #[test]
 fn lattice_ais_runs_on_the_device() {
-    let seed = fresh_seed("lattice_ais_device");
+    let seed = test_seed("lattice_ais_device");
     for (coupling, field) in [(0.35f32, 0.1f32), (0.6, 0.0)] {
         let file = lattice_file(4, coupling, field);
         let (exact, _, _) = exact_4x4(1.0, coupling as f64, field as f64);
@@ -191,7 +191,7 @@ fn potts_file(p: &crate::estimate::chains::potts::PottsParams) -> Vec<u8> {
 /// chains x 500 steps) within 3 se of exact enumeration and of the CPU chains.
 #[test]
 fn potts_ais_runs_on_the_device() {
-    let seed = fresh_seed("potts_ais_device");
+    let seed = test_seed("potts_ais_device");
     let p = random_potts(5, 3, 0.7, seed);
     let file = potts_file(&p);
     let exact = estimate(&file, &spec("exact", 1, 1, 0), BackendKind::Cpu, seed).log_z;
@@ -215,7 +215,7 @@ fn potts_ais_runs_on_the_device() {
 /// MAP statistic exactly 0, no note.
 #[test]
 fn sample_and_observe_run_on_the_device() {
-    let seed = fresh_seed("sample_observe_device");
+    let seed = test_seed("sample_observe_device");
     let (coupling, field) = (0.35f32, 0.1f32);
     let (chains, per_chain) = (64usize, 40usize);
     let (matrix, notes) = run_sample(
@@ -304,7 +304,7 @@ fn sample_and_observe_run_on_the_device() {
 /// an odd lattice (the checkerboard needs even L), and `exact` (enumeration in f64).
 #[test]
 fn unsupported_requests_fall_back_with_a_note() {
-    let seed = fresh_seed("fallback");
+    let seed = test_seed("fallback");
     let odd = estimate(
         &lattice_file(5, 0.3, 0.0),
         &spec("ais", 8, 20, 0),
@@ -366,7 +366,7 @@ fn training_ais_runs_on_the_device() {
         ais_betas: Some(2000),
         ..Default::default()
     };
-    let seed = fresh_seed("training_ais_device");
+    let seed = test_seed("training_ais_device");
     let mut t = Trainer::new(&model, &train, seed, digits(400), BackendKind::Wgpu).unwrap();
     let mut last = None;
     while !t.is_finished() {

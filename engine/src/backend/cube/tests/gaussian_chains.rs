@@ -125,7 +125,7 @@ fn mean_se(values: &[f64]) -> (f64, f64) {
 #[test]
 fn device_gaussian_chains_step_with_the_cpu_chains() {
     let client = client();
-    let seed = fresh_seed("gaussian_lockstep");
+    let seed = test_seed("gaussian_lockstep");
     let p = gaussian(random_rbm(7, 5, 0.5, seed), true);
     let chains = 45;
     let mut cpu = GaussianRbmChains::new(p.clone(), chains).unwrap();
@@ -200,7 +200,7 @@ fn estimate(file: &[u8], spec: &EstimateSpec, backend: BackendKind, seed: u64) -
 /// `GaussianRbmParams::exact_log_z` and of the CPU run with the same seed.
 #[test]
 fn gaussian_ais_runs_on_the_device() {
-    let seed = fresh_seed("gaussian_ais_device");
+    let seed = test_seed("gaussian_ais_device");
     for transform in [false, true] {
         let p = gaussian(random_rbm(5, 4, 0.6, seed ^ transform as u64), transform);
         let file = gaussian_file(&p);
@@ -272,7 +272,7 @@ fn gaussian_ais_runs_on_the_device() {
 /// sqrt(ESS) of exact, no fallback note.
 #[test]
 fn gaussian_moments_on_the_device_match_the_exact_mixture() {
-    let seed = fresh_seed("gaussian_moments_device");
+    let seed = test_seed("gaussian_moments_device");
     let p = gaussian(random_rbm(5, 4, 0.9, 17), true);
     let file = gaussian_file(&p);
     let (m1, m2, cross) = exact_moments(&p);
@@ -375,7 +375,7 @@ fn gaussian_moments_on_the_device_match_the_exact_mixture() {
 fn gaussian_device_statistics_equal_the_host_definition() {
     use crate::observe::statistic::Statistic;
     let client = client();
-    let seed = fresh_seed("gaussian_statistics");
+    let seed = test_seed("gaussian_statistics");
     let p = gaussian(random_rbm(6, 3, 0.5, seed), true);
     let mut chains = CubeGaussianRbmChains::new(client, p, 23).unwrap();
     let mut rng = RngStream::new(seed, 9);
@@ -424,7 +424,7 @@ fn gaussian_device_statistics_equal_the_host_definition() {
 /// fallback note carries.
 #[test]
 fn gaussian_rbm_is_placed_on_the_device() {
-    let seed = fresh_seed("gaussian_placement");
+    let seed = test_seed("gaussian_placement");
     let p = gaussian(random_rbm(5, 4, 0.5, seed), true);
     let (chains, note) = place_chains(
         &LoadedModel::GaussianRbm(p.clone()),

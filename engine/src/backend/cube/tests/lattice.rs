@@ -19,7 +19,7 @@ fn random_spins(seed: u64, stream: u32, len: usize) -> Vec<i32> {
 #[test]
 fn checkerboard_and_sums_match_cpu() {
     let client = client();
-    let seed = fresh_seed("checkerboard");
+    let seed = test_seed("checkerboard");
     for (case, (size, betas)) in [(6usize, vec![0.3f32, 0.44, 0.7]), (10, vec![0.5])]
         .into_iter()
         .enumerate()
@@ -122,7 +122,7 @@ pub(super) fn exact_4x4(beta: f64, coupling: f64, field: f64) -> (f64, f64, f64)
 #[test]
 fn lattice_chains_match_exact_enumeration() {
     let client = client();
-    let seed = fresh_seed("lattice_exact");
+    let seed = test_seed("lattice_exact");
     let (size, chains, beta, coupling, field) = (4usize, 512usize, 0.35f32, 1.0f32, 0.1f32);
     let spins = DeviceArray::upload(&client, &random_spins(seed, 0, chains * size * size));
     let betas = DeviceArray::upload(&client, &vec![beta; chains]);
@@ -189,7 +189,7 @@ fn lattice_chains_match_exact_enumeration() {
 #[test]
 fn lattice_ais_matches_exact_log_z() {
     let client = client();
-    let seed = fresh_seed("lattice_ais");
+    let seed = test_seed("lattice_ais");
     let (size, chains, coupling, field, target) = (4usize, 1024usize, 1.0f32, 0.05f32, 0.4f64);
     let steps = 400u64;
     let spins = DeviceArray::upload(&client, &random_spins(seed, 1, chains * size * size));

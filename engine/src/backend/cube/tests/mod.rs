@@ -28,17 +28,27 @@ pub fn client() -> ComputeClient<TestRuntime> {
     TestRuntime::shared_client().expect("a wgpu device (install mesa-vulkan-drivers)")
 }
 
-/// A fresh seed per test run, printed so a failure can be replayed.
-pub fn fresh_seed(test: &str) -> u64 {
-    let seed = std::env::var("EBM_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(1)
-        });
+/// The seed of a test's random inputs, printed so a failure can be replayed: by default a
+/// fixed one per test (a hash of its name), so that CI runs the same draws every time;
+/// `EBM_TEST_SEED=<n>` replays seed n, `EBM_TEST_SEED=fresh` draws one from the clock (to
+/// explore new inputs). Fixed by default because the statistical checks (3 standard errors)
+/// miss now and then by design, and a CI run once failed on a clock seed where reverse AIS
+/// landed 4.2 delta-method standard errors from the exact ln Z (25 other seeds: none
+/// beyond 3; the delta method understates the tails of AIS weights).
+pub fn test_seed(test: &str) -> u64 {
+    let seed = match std::env::var("EBM_TEST_SEED").ok().as_deref() {
+        Some("fresh") => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1),
+        Some(n) => n
+            .parse()
+            .unwrap_or_else(|_| panic!("EBM_TEST_SEED must be a number or \"fresh\", got {n:?}")),
+        // FNV-1a of the test's name
+        None => test.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+        }),
+    };
     eprintln!("{test}: EBM_TEST_SEED={seed}");
     seed
 }

@@ -95,7 +95,7 @@ fn sweep_twin(
 #[test]
 fn potts_sweep_and_energy_match_cpu() {
     let client = client();
-    let seed = fresh_seed("potts_sweep");
+    let seed = test_seed("potts_sweep");
     for (sites, q) in [(5usize, 3usize), (6, 21)] {
         let (j, h) = random_potts(seed, sites, q, 0.8);
         let betas: Vec<f32> = (0..7).map(|c| 0.4 + 0.15 * c as f32).collect();
@@ -146,7 +146,7 @@ fn potts_sweep_and_energy_match_cpu() {
 #[test]
 fn potts_chains_match_exact_marginals() {
     let client = client();
-    let seed = fresh_seed("potts_exact");
+    let seed = test_seed("potts_exact");
     let (sites, q, chains) = (5usize, 3usize, 1024usize);
     let (j, h) = random_potts(seed, sites, q, 0.7);
     let mut exact = vec![0.0f64; sites * q];
@@ -215,7 +215,7 @@ fn potts_chains_match_exact_marginals() {
 #[test]
 fn tempering_swaps_match_cpu() {
     let client = client();
-    let seed = fresh_seed("tempering");
+    let seed = test_seed("tempering");
     let (ladders, rungs) = (3usize, 5usize);
     let chains = ladders * rungs;
     let ladder_betas: Vec<f32> = (0..rungs).map(|r| 1.0 - 0.2 * r as f32).collect();

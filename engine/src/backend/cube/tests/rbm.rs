@@ -33,7 +33,7 @@ fn sigmoid64(x: f64) -> f64 {
 #[test]
 fn philox_matches_cpu_bit_for_bit() {
     let client = client();
-    let seed = fresh_seed("philox");
+    let seed = test_seed("philox");
     let key = RngKey::new(seed, 7, (seed >> 3) ^ 0x1_0000_0001);
     let n = 1000usize;
     let words = DeviceArray::<u32>::zeros(&client, 4 * n);
@@ -115,7 +115,7 @@ fn matmul_ref(
 #[test]
 fn matmul_matches_reference() {
     let client = client();
-    let seed = fresh_seed("matmul");
+    let seed = test_seed("matmul");
     let cases = [
         (70, 37, 131, Layout::Plain, 1.0, 0.0, true),
         (1, 45, 23, Layout::Plain, 1.0, 0.0, true),
@@ -158,7 +158,7 @@ fn matmul_matches_reference() {
 #[test]
 fn hidden_half_step_matches_cpu() {
     let client = client();
-    let seed = fresh_seed("hidden_half_step");
+    let seed = test_seed("hidden_half_step");
     let (visible, hidden) = (45usize, 23usize);
     let w = random_vec(seed, 0, visible * hidden, -0.8, 0.8);
     let c = random_vec(seed, 1, hidden, -1.0, 1.0);
@@ -216,7 +216,7 @@ fn hidden_half_step_matches_cpu() {
 #[test]
 fn gaussian_half_step_matches_cpu() {
     let client = client();
-    let seed = fresh_seed("gaussian_half_step");
+    let seed = test_seed("gaussian_half_step");
     let (visible, hidden, chains) = (29usize, 11usize, 263usize);
     let w = random_vec(seed, 0, visible * hidden, -0.5, 0.5);
     let b = random_vec(seed, 1, visible, -1.0, 1.0);
@@ -277,7 +277,7 @@ fn gaussian_half_step_matches_cpu() {
 #[test]
 fn gradient_and_update_match_cpu() {
     let client = client();
-    let seed = fresh_seed("gradient_and_update");
+    let seed = test_seed("gradient_and_update");
     let (visible, hidden, batch, model) = (37usize, 19usize, 10usize, 301usize);
     let vd = random_bits(seed, 0, batch * visible);
     let pd = random_vec(seed, 1, batch * hidden, 0.0, 1.0);
