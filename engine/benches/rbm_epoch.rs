@@ -17,10 +17,11 @@
 //!         in the binary-operand form (`backend::cpu::binary`), on random {0, 1} operands.
 //!
 //! The held-out log-likelihood is also estimated by forward AIS (the only value where the
-//! hidden layer is too wide to enumerate; beside the exact one, a check of AIS): the evaluation the service runs for `train.ais_every`
-//! (`estimate::heldout::HeldOutAis`: base-rate model of the training rows, the default
-//! schedule), with the same seed and settings for both sides. `--ais CHAINS,BETAS`
-//! (default 100,10000; `0` skips it) sets its size.
+//! hidden layer is too wide to enumerate; beside the exact one, a check of AIS): the
+//! evaluation the service runs for `train.ais_every` (`estimate::heldout::HeldOutAis`:
+//! base-rate model of the training rows, the default schedule), with the same seed and
+//! settings for both sides. `--ais CHAINS,BETAS` (default 100,10000; `0` skips it) sets its
+//! size.
 
 use ebm_engine::backend::cpu::gemm::{matmul, View};
 use ebm_engine::backend::{BackendKind, VisibleUnits};
@@ -84,8 +85,8 @@ fn heldout_metrics(model: &RbmModel, heldout: &Dataset, ais: Option<&HeldOutAis>
 }
 
 /// AIS settings from `--ais CHAINS,BETAS` (default 100 chains x 10000 steps); `0` turns
-/// it off. The held-out evaluator is built on the
-/// training rows (base rates), with no validation share of its own.
+/// it off. The evaluator is built on the training rows (base rates), with no validation
+/// share of its own.
 fn ais_evaluator(a: &HashMap<String, String>, data: &Dataset) -> Option<HeldOutAis> {
     let spec = a.get("ais").map_or("100,10000", String::as_str);
     if spec == "0" {

@@ -93,15 +93,15 @@ pub fn matmul(dst: &mut [f32], a: View<'_>, b: View<'_>, scale: f32, accumulate:
                 rs: b_rs,
                 cs: b_cs,
             };
-            if small_gemm::handles((r1 - r0, k, c1 - c0), a_block, b_block) {
+            let shape = (r1 - r0, k, c1 - c0);
+            if small_gemm::handles(shape, a_block, b_block) {
                 let dst = small_gemm::Output { ptr: out, rs: n };
-                let shape = (r1 - r0, k, c1 - c0);
                 small_gemm::product(shape, dst, accumulate, a_block, b_block, scale);
                 return;
             }
             gemm::gemm(
-                r1 - r0,
-                c1 - c0,
+                shape.0,
+                shape.2,
                 k,
                 out,
                 1,
