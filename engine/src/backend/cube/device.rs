@@ -153,6 +153,24 @@ pub fn cubes_for(threads: usize) -> CubeCount {
     }
 }
 
+/// Cube count for one cube per row, spread over two axes past the per-axis limit (100,000
+/// observe chains are allowed). Kernels recover the row with `row_pos` and bound it.
+pub fn one_cube_per_row(rows: usize) -> CubeCount {
+    let axis = MAX_CUBES_PER_AXIS as usize;
+    CubeCount::Static(
+        rows.clamp(1, axis) as u32,
+        rows.div_ceil(axis).max(1) as u32,
+        1,
+    )
+}
+
+/// The row of a cube launched with [`one_cube_per_row`] (may pass the row count on the
+/// last line of cubes).
+#[cube]
+pub fn row_pos() -> u32 {
+    CUBE_POS_Y * CUBE_COUNT_X + CUBE_POS_X
+}
+
 /// One-dimensional cube of `CUBE_THREADS`.
 pub fn cube_dim() -> CubeDim {
     CubeDim::new_1d(CUBE_THREADS)

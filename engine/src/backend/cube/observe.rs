@@ -9,11 +9,13 @@
 
 use cubecl::prelude::*;
 
-use super::device::{cube_dim, cubes_for, linear_pos, DeviceArray, DeviceElem};
+use super::device::{
+    cube_dim, cubes_for, linear_pos, one_cube_per_row, row_pos, DeviceArray, DeviceElem,
+};
 use super::rbm;
 use crate::error::EngineError;
 
-/// Per row (one cube of 64 units each): out[row] = scale * sum_i w_i(x[row, i]) + offset,
+/// Per row (one cube of 64 units each, launched by `one_cube_per_row`): out[row] = scale * sum_i w_i(x[row, i]) + offset,
 /// with w_i(x) = weights[i] x for numeric states (`categories` = 0: 0/1, +-1, reals) and
 /// w_i(x) = weights[i * categories + x] for categorical states (one-hot weights).
 #[cube(launch)]
@@ -22,16 +24,22 @@ pub fn linear_statistic_kernel<T: Numeric>(
     x: &Array<T>,
     weights: &Array<f32>,
     out: &mut Array<f32>,
+    rows: u32,
     width: u32,
     categories: u32,
     scale: f32,
     offset: f32,
 ) {
     let mut partial = SharedMemory::<f32>::new(64usize);
-    let row = CUBE_POS_X;
+    // Rows past the end (last line of a two-axis grid) add nothing and write nothing; they
+    // still take part in the cube's syncs.
+    let row = row_pos();
     let tid = UNIT_POS_X;
     let mut sum = 0.0f32;
     let mut i = tid;
+    if row >= rows {
+        i = width;
+    }
     while i < width {
         let v = x[(row * width + i) as usize];
         if categories == 0 {
@@ -51,7 +59,7 @@ pub fn linear_statistic_kernel<T: Numeric>(
         sync_cube();
         stride /= 2;
     }
-    if tid == 0 {
+    if tid == 0 && row < rows {
         out[row as usize] = scale * partial[0] + offset;
     }
 }
@@ -278,11 +286,12 @@ pub fn linear_statistic<R: Runtime, T: DeviceElem + Numeric>(
 ) {
     linear_statistic_kernel::launch::<T, R>(
         client,
-        CubeCount::Static(rows as u32, 1, 1),
+        one_cube_per_row(rows),
         CubeDim::new_1d(64),
         x.arg(),
         weights.arg(),
         out.arg(),
+        rows as u32,
         width as u32,
         categories as u32,
         scale,

@@ -8,7 +8,7 @@
 use cubecl::prelude::*;
 
 use super::ais::softplus;
-use super::device::{cube_dim, cubes_for, linear_pos, DeviceArray};
+use super::device::{cube_dim, cubes_for, linear_pos, one_cube_per_row, row_pos, DeviceArray};
 use super::philox::{key_launch, normal, uniform, PhiloxKey};
 use crate::error::EngineError;
 use crate::rng::RngKey;
@@ -438,7 +438,7 @@ pub fn rbm_energy_kernel(
     summed_out: u32,
 ) {
     let mut partial = SharedMemory::<f32>::new(64usize);
-    let row = CUBE_POS_Y * CUBE_COUNT_X + CUBE_POS_X;
+    let row = row_pos();
     let tid = UNIT_POS_X;
     let mut e = 0.0f32;
     if row < rows {
@@ -536,12 +536,9 @@ pub fn energies<R: Runtime>(
     hidden_width: usize,
     visible_width: usize,
 ) {
-    // One cube per row, over two axes past the per-axis limit.
-    const AXIS: usize = 65_535;
-    let (x, y) = (rows.min(AXIS), rows.div_ceil(AXIS));
     rbm_energy_kernel::launch::<R>(
         client,
-        CubeCount::Static(x as u32, y as u32, 1),
+        one_cube_per_row(rows),
         CubeDim::new_1d(64),
         pre.arg(),
         hidden.unwrap_or(pre).arg(),

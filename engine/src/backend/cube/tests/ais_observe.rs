@@ -378,6 +378,54 @@ fn logsumexp_matches_f64() {
     assert!((ess - s1 * s1 / s2).abs() < 1e-4 * ess);
 }
 
+/// More chains than one grid axis holds (65,535 cubes; observe allows 100,000 chains):
+/// every row gets its own value, categorical (one-hot weights) and numeric alike. Sums of
+/// at most 7 small integers are exact in f32.
+#[test]
+fn linear_statistics_cover_more_rows_than_one_grid_axis() {
+    let client = client();
+    let seed = test_seed("linear_rows");
+    let (rows, width, q) = (65_536 + 3001, 7usize, 3usize);
+    let bits = random_bits(seed, 93, rows * width);
+    let states: Vec<u32> = random_vec(seed, 94, rows * width, 0.0, q as f32)
+        .iter()
+        .map(|&u| (u as u32).min(q as u32 - 1))
+        .collect();
+    let weights: Vec<f32> = (0..width).map(|i| i as f32 - 3.0).collect();
+    let one_hot: Vec<f32> = (0..width * q).map(|k| (k % q) as f32).collect();
+    let numeric = observe::per_chain_linear(
+        &client,
+        &DeviceArray::upload(&client, &bits),
+        (rows, width),
+        &weights,
+        0,
+        0.5,
+        1.0,
+    )
+    .unwrap();
+    let categorical = observe::per_chain_linear(
+        &client,
+        &DeviceArray::upload(&client, &states),
+        (rows, width),
+        &one_hot,
+        q,
+        1.0,
+        0.0,
+    )
+    .unwrap();
+    for r in 0..rows {
+        let row = r * width..(r + 1) * width;
+        let want: f64 = bits[row.clone()]
+            .iter()
+            .zip(&weights)
+            .map(|(&x, &w)| (x * w) as f64)
+            .sum();
+        assert_eq!(numeric[r], 0.5 * want + 1.0, "numeric row {r}");
+        let want: u32 = states[row].iter().sum();
+        assert_eq!(categorical[r], want as f64, "categorical row {r}");
+    }
+}
+
 /// Linear statistics (fraction on; Hamming distance to a reference) per row, and a
 /// histogram with values outside the range clamped into the end bins.
 #[test]
