@@ -104,6 +104,15 @@ pub struct Offsets<'a, M> {
     pub lambda: &'a M,
 }
 
+/// One set of visible rows for [`Backend::sample_hidden_pair`]: its hidden probabilities,
+/// and its states when `states` is given, as [`Backend::sample_hidden`] computes them.
+pub struct HiddenPass<'a, M> {
+    pub visible: &'a M,
+    pub key: RngKey,
+    pub probs: &'a mut M,
+    pub states: Option<&'a mut M>,
+}
+
 /// One optimizer step's rule, applied elementwise by `apply_update`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct UpdateRule {
@@ -156,6 +165,22 @@ pub trait Backend: Send + Sync + 'static {
         probs: &mut Self::Matrix,
         states: Option<&mut Self::Matrix>,
     ) -> Result<()>;
+
+    /// [`Backend::sample_hidden`] at beta = 1 for two sets of visible rows (the data and the
+    /// persistent chains of a PCD update), with the same results as calling it for `first`
+    /// then `second`, which is the default. A backend may run both as one product over the
+    /// stacked rows, so that W is read (and packed) once.
+    fn sample_hidden_pair(
+        &self,
+        params: &RbmTensors<Self::Matrix>,
+        first: HiddenPass<'_, Self::Matrix>,
+        second: HiddenPass<'_, Self::Matrix>,
+    ) -> Result<()> {
+        for pass in [first, second] {
+            self.sample_hidden(params, pass.visible, 1.0, pass.key, pass.probs, pass.states)?;
+        }
+        Ok(())
+    }
 
     /// Visible units given hidden, at inverse temperature `beta`: Bernoulli
     /// `means = sigmoid(beta * (b + W h))`, `states = (uniform(key, r * visible + i) < means)`;

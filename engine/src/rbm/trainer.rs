@@ -10,7 +10,7 @@
 use super::{exact, RbmModel, Standardization};
 use crate::backend::cpu::{CpuBackend, CpuMatrix};
 use crate::backend::{
-    Backend, Offsets, OptimizerRule, RbmGradient, RbmTensors, UpdateRule, VisibleUnits,
+    Backend, HiddenPass, Offsets, OptimizerRule, RbmGradient, RbmTensors, UpdateRule, VisibleUnits,
 };
 use crate::data::Dataset;
 use crate::error::{EngineError, Result};
@@ -440,15 +440,16 @@ impl<B: Backend> RbmTrainer<B> {
                 )?;
             }
             Method::Pcd | Method::Pt => {
-                be.sample_hidden(
-                    &self.params,
-                    &batch.v,
-                    1.0,
-                    self.rng_hidden.next_key(),
-                    &mut batch.hp,
-                    None,
-                )?;
+                let positive_key = self.rng_hidden.next_key();
                 if let Some(pt) = self.tempering.as_mut() {
+                    be.sample_hidden(
+                        &self.params,
+                        &batch.v,
+                        1.0,
+                        positive_key,
+                        &mut batch.hp,
+                        None,
+                    )?;
                     let mut replicas = Replicas {
                         backend: be,
                         params: &self.params,
@@ -481,9 +482,12 @@ impl<B: Backend> RbmTrainer<B> {
                     // The chains' persistent state is their hidden sample (as in scikit-
                     // learn's BernoulliRBM): each step draws v from h, then h from v, and
                     // the hidden probabilities of the last step serve both the gradient and
-                    // the next state, so PCD-k costs 2k products instead of 2k + 1.
+                    // the next state, so PCD-k costs 2k products instead of 2k + 1. The
+                    // data's hidden probabilities come with the chains' first step, in one
+                    // pair (one product over the stacked rows on the CPU); the random keys
+                    // are drawn in the same order as one call after the other.
                     let set = &mut self.chains[0];
-                    for _ in 0..k {
+                    for step in 0..k {
                         be.sample_visible(
                             &self.params,
                             &set.hs,
@@ -492,14 +496,30 @@ impl<B: Backend> RbmTrainer<B> {
                             &mut set.vm,
                             &mut set.v,
                         )?;
-                        be.sample_hidden(
-                            &self.params,
-                            &set.v,
-                            1.0,
-                            self.rng_hidden.next_key(),
-                            &mut set.hp,
-                            Some(&mut set.hs),
-                        )?;
+                        let chains = HiddenPass {
+                            visible: &set.v,
+                            key: self.rng_hidden.next_key(),
+                            probs: &mut set.hp,
+                            states: Some(&mut set.hs),
+                        };
+                        if step == 0 {
+                            let data = HiddenPass {
+                                visible: &batch.v,
+                                key: positive_key,
+                                probs: &mut batch.hp,
+                                states: None,
+                            };
+                            be.sample_hidden_pair(&self.params, data, chains)?;
+                        } else {
+                            be.sample_hidden(
+                                &self.params,
+                                chains.visible,
+                                1.0,
+                                chains.key,
+                                chains.probs,
+                                chains.states,
+                            )?;
+                        }
                     }
                 }
                 let model_chains = self

@@ -125,10 +125,13 @@ pub fn matmul(dst: &mut [f32], a: View<'_>, b: View<'_>, scale: f32, accumulate:
     let parts = team::size();
     if m * n * k < PARALLEL_MACS || parts < 2 {
         block((0, m), (0, n));
-    } else if m >= 16 * parts || m >= n {
+    } else if m >= n {
         // rows of the output (aligned to the micro-kernel height)
         team::split(parts, &|p| block(team::part_range(m, parts, p, 8), (0, n)));
     } else {
+        // columns: each member packs only its half of the wide operand b. Split by rows,
+        // both packed all of W for 100 x 500 x 784 (h W^T): 581 us against 425 us
+        // (`rbm_epoch products`, Xeon VM).
         team::split(parts, &|p| block((0, m), team::part_range(n, parts, p, 16)));
     }
 }

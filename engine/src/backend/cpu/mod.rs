@@ -12,7 +12,8 @@ pub mod team;
 use self::gemm::{matmul, View};
 use self::team::row_blocks;
 use super::{
-    Backend, BackendKind, Offsets, OptimizerRule, RbmGradient, RbmTensors, UpdateRule, VisibleUnits,
+    Backend, BackendKind, HiddenPass, Offsets, OptimizerRule, RbmGradient, RbmTensors, UpdateRule,
+    VisibleUnits,
 };
 use crate::error::{EngineError, Result};
 use crate::rng::RngKey;
@@ -144,6 +145,42 @@ fn column_means(m: &CpuMatrix) -> Vec<f64> {
     sums
 }
 
+/// Rows of each set from which [`CpuBackend::sample_hidden_pair`] stacks the two products
+/// (below it the small-batch kernels take each product alone).
+const STACKED_MIN_ROWS: usize = 32;
+
+thread_local! {
+    /// Stacked visible rows and their products for `sample_hidden_pair`, reused per thread.
+    static STACKED: std::cell::RefCell<(Vec<f32>, Vec<f32>)> = Default::default();
+}
+
+/// Hidden probabilities (and states, when given) from the products `x W` held in `probs`:
+/// `probs = sigmoid(beta (x W + c))`, `states = uniform(key, r * hidden + j) < probs`.
+fn hidden_from_inputs(
+    c: &[f32],
+    beta: f32,
+    key: RngKey,
+    probs: &mut CpuMatrix,
+    states: Option<&mut CpuMatrix>,
+) -> Result<()> {
+    let nh = probs.cols;
+    match states {
+        Some(states) => {
+            check_shape("hidden states", states, probs.rows, nh)?;
+            for_row_pairs(&mut probs.data, &mut states.data, nh, |r, p_row, s_row| {
+                let first = (r * nh) as u32;
+                elementwise::bernoulli_row(p_row, c, beta, &key, first, Some(s_row))
+            });
+        }
+        None => for_row_blocks(&mut probs.data, nh, |_, block| {
+            block
+                .chunks_mut(nh.max(1))
+                .for_each(|p_row| elementwise::bernoulli_row(p_row, c, beta, &key, 0, None))
+        }),
+    }
+    Ok(())
+}
+
 /// The CPU backend (stateless: threads come from rayon's global pool).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct CpuBackend;
@@ -268,22 +305,50 @@ impl Backend for CpuBackend {
             matmul(&mut probs.data, x.view(), params.w.view(), 1.0, false);
         }
         binary::give_back(act);
-        let c = &params.c.data;
-        match states {
-            Some(states) => {
-                check_shape("hidden states", states, n, nh)?;
-                for_row_pairs(&mut probs.data, &mut states.data, nh, |r, p_row, s_row| {
-                    let first = (r * nh) as u32;
-                    elementwise::bernoulli_row(p_row, c, beta, &key, first, Some(s_row))
-                });
+        hidden_from_inputs(&params.c.data, beta, key, probs, states)
+    }
+
+    /// One product over the stacked rows of both sets: the `gemm` crate then packs W once
+    /// and runs taller tiles. 784 x 500 with 100 + 100 rows: 685 us against 2 x 455 us
+    /// (`rbm_epoch products`, Xeon VM). Smaller sets go one by one (to the small-batch
+    /// kernels), as do binary-path products.
+    fn sample_hidden_pair(
+        &self,
+        params: &RbmTensors<CpuMatrix>,
+        first: HiddenPass<'_, CpuMatrix>,
+        second: HiddenPass<'_, CpuMatrix>,
+    ) -> Result<()> {
+        let (nv, nh) = (params.w.rows, params.w.cols);
+        let (na, nb) = (first.visible.rows, second.visible.rows);
+        if na.min(nb) < STACKED_MIN_ROWS || binary::enabled() {
+            for pass in [first, second] {
+                self.sample_hidden(params, pass.visible, 1.0, pass.key, pass.probs, pass.states)?;
             }
-            None => for_row_blocks(&mut probs.data, nh, |_, block| {
-                block
-                    .chunks_mut(nh.max(1))
-                    .for_each(|p_row| elementwise::bernoulli_row(p_row, c, beta, &key, 0, None))
-            }),
+            return Ok(());
         }
-        Ok(())
+        for (pass, rows) in [(&first, na), (&second, nb)] {
+            check_shape("visible", pass.visible, rows, nv)?;
+            check_shape("hidden probabilities", pass.probs, rows, nh)?;
+        }
+        let (xa, xb) = (
+            self.scaled_visible(params, first.visible),
+            self.scaled_visible(params, second.visible),
+        );
+        STACKED.with(|scratch| {
+            let (inputs, products) = &mut *scratch.borrow_mut();
+            inputs.clear();
+            inputs.extend_from_slice(&xa.data);
+            inputs.extend_from_slice(&xb.data);
+            products.resize((na + nb) * nh, 0.0);
+            let stacked = View::new(inputs, na + nb, nv);
+            matmul(products, stacked, params.w.view(), 1.0, false);
+            let (pa, pb) = products.split_at(na * nh);
+            first.probs.data.copy_from_slice(pa);
+            second.probs.data.copy_from_slice(pb);
+        });
+        let c = &params.c.data;
+        hidden_from_inputs(c, 1.0, first.key, first.probs, first.states)?;
+        hidden_from_inputs(c, 1.0, second.key, second.probs, second.states)
     }
 
     fn sample_visible(
