@@ -113,6 +113,17 @@ pub struct HiddenPass<'a, M> {
     pub states: Option<&'a mut M>,
 }
 
+impl<M> HiddenPass<'_, M> {
+    /// This set alone through [`Backend::sample_hidden`] at beta = 1.
+    pub fn sample_alone<B: Backend<Matrix = M> + ?Sized>(
+        self,
+        backend: &B,
+        params: &RbmTensors<M>,
+    ) -> Result<()> {
+        backend.sample_hidden(params, self.visible, 1.0, self.key, self.probs, self.states)
+    }
+}
+
 /// One optimizer step's rule, applied elementwise by `apply_update`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct UpdateRule {
@@ -176,10 +187,8 @@ pub trait Backend: Send + Sync + 'static {
         first: HiddenPass<'_, Self::Matrix>,
         second: HiddenPass<'_, Self::Matrix>,
     ) -> Result<()> {
-        for pass in [first, second] {
-            self.sample_hidden(params, pass.visible, 1.0, pass.key, pass.probs, pass.states)?;
-        }
-        Ok(())
+        first.sample_alone(self, params)?;
+        second.sample_alone(self, params)
     }
 
     /// Visible units given hidden, at inverse temperature `beta`: Bernoulli

@@ -511,14 +511,7 @@ impl<B: Backend> RbmTrainer<B> {
                             };
                             be.sample_hidden_pair(&self.params, data, chains)?;
                         } else {
-                            be.sample_hidden(
-                                &self.params,
-                                chains.visible,
-                                1.0,
-                                chains.key,
-                                chains.probs,
-                                chains.states,
-                            )?;
+                            chains.sample_alone(be, &self.params)?;
                         }
                     }
                 }

@@ -321,10 +321,8 @@ impl Backend for CpuBackend {
         let (nv, nh) = (params.w.rows, params.w.cols);
         let (na, nb) = (first.visible.rows, second.visible.rows);
         if na.min(nb) < STACKED_MIN_ROWS || binary::enabled() {
-            for pass in [first, second] {
-                self.sample_hidden(params, pass.visible, 1.0, pass.key, pass.probs, pass.states)?;
-            }
-            return Ok(());
+            first.sample_alone(self, params)?;
+            return second.sample_alone(self, params);
         }
         for (pass, rows) in [(&first, na), (&second, nb)] {
             check_shape("visible", pass.visible, rows, nv)?;

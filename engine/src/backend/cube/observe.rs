@@ -15,9 +15,10 @@ use super::device::{
 use super::rbm;
 use crate::error::EngineError;
 
-/// Per row (one cube of 64 units each, launched by `one_cube_per_row`): out[row] = scale * sum_i w_i(x[row, i]) + offset,
-/// with w_i(x) = weights[i] x for numeric states (`categories` = 0: 0/1, +-1, reals) and
-/// w_i(x) = weights[i * categories + x] for categorical states (one-hot weights).
+/// Per row (one cube of 64 units each, launched by `one_cube_per_row`):
+/// out[row] = scale * sum_i w_i(x[row, i]) + offset, with w_i(x) = weights[i] x for numeric
+/// states (`categories` = 0: 0/1, +-1, reals) and w_i(x) = weights[i * categories + x] for
+/// categorical states (one-hot weights).
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
 pub fn linear_statistic_kernel<T: Numeric>(
