@@ -219,6 +219,26 @@ pub trait Backend: Send + Sync + 'static {
         grad: &mut RbmGradient<Self::Matrix>,
     ) -> Result<()>;
 
+    /// [`Backend::gradient`] without offsets, with a plain SGD step of the weights folded in
+    /// (no momentum, no decay): `W += weight_rate * dW`, `grad.w` left as it was, b and c
+    /// (and log sigma) given their gradients. Returns false, having done nothing, where the
+    /// backend has no fused form (the default): the caller then takes the two steps. The CPU
+    /// adds the gradient's two products straight into W, which saves writing a W-sized
+    /// gradient and reading it back (784 x 500: ~0.1 ms of a 2.6 ms update).
+    #[allow(clippy::too_many_arguments)]
+    fn gradient_with_weight_step(
+        &self,
+        _params: &mut RbmTensors<Self::Matrix>,
+        _pos_v: &Self::Matrix,
+        _pos_h: &Self::Matrix,
+        _neg_v: &Self::Matrix,
+        _neg_h: &Self::Matrix,
+        _weight_rate: f32,
+        _grad: &mut RbmGradient<Self::Matrix>,
+    ) -> Result<bool> {
+        Ok(false)
+    }
+
     /// One optimizer step on one tensor: `param` ascends `grad` (minus decay when `decay`).
     /// `state` holds the velocity (sgd: 1 tensor) or the moments (adam: 2 tensors).
     fn apply_update(

@@ -175,6 +175,63 @@ fn hidden_pair_matches_one_call_per_set() {
     assert!(err.to_string().contains("visible is 40x69"), "{err}");
 }
 
+/// The gradient with the weights' SGD step folded in moves W as the gradient followed by
+/// the step does (to f32 rounding), gives b and c the same gradients, and leaves the W
+/// gradient alone; learned sigma is left to the two-step form.
+#[test]
+fn weight_step_folded_into_the_gradient_matches_the_two_steps() {
+    let be = CpuBackend::new();
+    let (nv, nh, rate) = (70, 90, 0.3f32);
+    for (units, rows) in [
+        (VisibleUnits::Bernoulli, (40, 33)),
+        (VisibleUnits::Gaussian, (12, 64)),
+    ] {
+        let mut m = random_model(nv, nh, 0.5, rows.0 as u64);
+        if units == VisibleUnits::Gaussian {
+            m.units = units;
+            m.sigma = Some((0..nv).map(|i| 0.5 + (i % 7) as f32 * 0.2).collect());
+        }
+        let key = RngKey::new(9, 4, 2);
+        let random = |n: usize, at: u32| -> Vec<f32> {
+            (0..n).map(|i| key.uniform(at + i as u32)).collect()
+        };
+        let up = |rows, cols, at| be.upload(rows, cols, &random(rows * cols, at)).unwrap();
+        let (pv, ph) = (up(rows.0, nv, 0), up(rows.0, nh, 1 << 20));
+        let (nv_, nh_) = (up(rows.1, nv, 2 << 20), up(rows.1, nh, 3 << 20));
+        let gradient = || RbmGradient {
+            w: be.zeros(nv, nh).unwrap(),
+            b: be.zeros(1, nv).unwrap(),
+            c: be.zeros(1, nh).unwrap(),
+            log_sigma: None,
+        };
+        let mut two_steps = gradient();
+        let p = tensors(&be, &m);
+        be.gradient(&p, &pv, &ph, &nv_, &nh_, None, &mut two_steps)
+            .unwrap();
+        let mut fused = gradient();
+        fused.w.data.fill(7.0);
+        let mut stepped = tensors(&be, &m);
+        let done = be
+            .gradient_with_weight_step(&mut stepped, &pv, &ph, &nv_, &nh_, rate, &mut fused)
+            .unwrap();
+        assert!(done, "{units:?}");
+        assert!(fused.w.data.iter().all(|&g| g == 7.0), "W gradient written");
+        assert_eq!(fused.b.data, two_steps.b.data);
+        assert_eq!(fused.c.data, two_steps.c.data);
+        for (k, got) in stepped.w.data.iter().enumerate() {
+            let want = m.w[k] as f64 + rate as f64 * two_steps.w.data[k] as f64;
+            assert!((*got as f64 - want).abs() < 1e-5, "{units:?} W[{k}]");
+        }
+        // learned sigma needs the W gradient's companion terms: not fused
+        fused.log_sigma = Some(be.zeros(1, nv).unwrap());
+        let mut untouched = tensors(&be, &m);
+        let done = be
+            .gradient_with_weight_step(&mut untouched, &pv, &ph, &nv_, &nh_, rate, &mut fused)
+            .unwrap();
+        assert!(!done && untouched.w.data == m.w);
+    }
+}
+
 /// The fused CPU ops against plain f64 formulas on random inputs.
 #[test]
 fn cpu_ops_match_reference_formulas() {

@@ -389,6 +389,8 @@ impl<B: Backend> RbmTrainer<B> {
         let k = self.settings.k;
         let batch = &mut self.batch;
         be.gather_rows(&self.data, rows, &mut batch.v)?;
+        // whether the gradient step already moved W (see `gradient_with_weight_step`)
+        let mut weights_stepped = false;
         match self.settings.method {
             Method::Cd => {
                 // positive phase, then k Gibbs steps starting at the data
@@ -523,15 +525,35 @@ impl<B: Backend> RbmTrainer<B> {
                     .offsets
                     .as_ref()
                     .map(|(mu, lambda)| Offsets { mu, lambda });
-                be.gradient(
-                    &self.params,
-                    &batch.v,
-                    &batch.hp,
-                    &model_chains.v,
-                    &model_chains.hp,
-                    offsets,
-                    &mut self.grad,
-                )?;
+                // plain SGD (scikit-learn's rule): the weights' step may be folded into the
+                // gradient's products
+                let s = &self.settings;
+                let plain_sgd = s.optimizer == OptimizerKind::Sgd
+                    && s.momentum == 0.0
+                    && s.l1 == 0.0
+                    && s.l2 == 0.0;
+                weights_stepped = plain_sgd
+                    && offsets.is_none()
+                    && be.gradient_with_weight_step(
+                        &mut self.params,
+                        &batch.v,
+                        &batch.hp,
+                        &model_chains.v,
+                        &model_chains.hp,
+                        learning_rate as f32,
+                        &mut self.grad,
+                    )?;
+                if !weights_stepped {
+                    be.gradient(
+                        &self.params,
+                        &batch.v,
+                        &batch.hp,
+                        &model_chains.v,
+                        &model_chains.hp,
+                        offsets,
+                        &mut self.grad,
+                    )?;
+                }
             }
         }
         self.updates += 1;
@@ -554,7 +576,9 @@ impl<B: Backend> RbmTrainer<B> {
             l2: s.l2 as f32,
         };
         let [sw, sb, sc] = &mut self.opt_state;
-        be.apply_update(&mut self.params.w, &self.grad.w, sw, &rule, true)?;
+        if !weights_stepped {
+            be.apply_update(&mut self.params.w, &self.grad.w, sw, &rule, true)?;
+        }
         be.apply_update(&mut self.params.b, &self.grad.b, sb, &rule, false)?;
         be.apply_update(&mut self.params.c, &self.grad.c, sc, &rule, false)?;
         if let (Some(learned), Some(g)) = (self.sigma.as_mut(), self.grad.log_sigma.as_ref()) {

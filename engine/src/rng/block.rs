@@ -50,13 +50,31 @@ pub unsafe fn words<const ISA: Isa>(key: &RngKey, block: u32) -> [[u32; 16]; 4] 
     #[cfg(target_arch = "x86_64")]
     {
         if ISA == AVX512 {
-            return philox16_avx512(key, first);
+            let [words] = philox16_avx512::<1>(key, first);
+            return words;
         }
         if ISA == AVX2 {
             return philox16_avx2(key, first);
         }
     }
     philox16(key, first)
+}
+
+/// The words of four consecutive blocks, `block .. block + 4` ([`words`] of each): with
+/// AVX-512 the four are computed side by side, so their rounds (each waits on the last
+/// one's multiplies) overlap.
+///
+/// # Safety
+/// As [`words`].
+#[inline(always)]
+pub unsafe fn words_x4<const ISA: Isa>(key: &RngKey, block: u32) -> [[[u32; 16]; 4]; 4] {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if ISA == AVX512 {
+            return philox16_avx512::<4>(key, block.wrapping_mul(16));
+        }
+    }
+    std::array::from_fn(|b| words::<ISA>(key, block.wrapping_add(b as u32)))
 }
 
 /// Portable Philox-4x32-10 of elements `first .. first + 16`.
@@ -140,11 +158,13 @@ unsafe fn philox16_avx2(key: &RngKey, first: u32) -> [[u32; 16]; 4] {
     out
 }
 
-/// `philox16` in AVX-512: the same even/odd products and masked blends, 16 lanes at once.
+/// `philox16` in AVX-512 for `N` consecutive blocks (elements `first .. first + 16 N`):
+/// the same even/odd products and masked blends, 16 lanes per vector, the `N` blocks'
+/// rounds interleaved.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[inline]
-unsafe fn philox16_avx512(key: &RngKey, first: u32) -> [[u32; 16]; 4] {
+unsafe fn philox16_avx512<const N: usize>(key: &RngKey, first: u32) -> [[[u32; 16]; 4]; N] {
     use std::arch::x86_64::*;
     #[target_feature(enable = "avx512f")]
     #[inline]
@@ -161,10 +181,11 @@ unsafe fn philox16_avx512(key: &RngKey, first: u32) -> [[u32; 16]; 4] {
         _mm512_set1_epi32(x as i32)
     }
     let lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    let mut c0 = _mm512_add_epi32(set(first), lanes);
-    let mut c1 = set(key.step as u32);
-    let mut c2 = set((key.step >> 32) as u32);
-    let mut c3 = set(key.stream);
+    let mut c0: [__m512i; N] =
+        std::array::from_fn(|b| _mm512_add_epi32(set(first.wrapping_add(16 * b as u32)), lanes));
+    let mut c1 = [set(key.step as u32); N];
+    let mut c2 = [set((key.step >> 32) as u32); N];
+    let mut c3 = [set(key.stream); N];
     let (m0, m1) = (set(PHILOX_M0), set(PHILOX_M1));
     let (mut k0, mut k1) = (key.seed as u32, (key.seed >> 32) as u32);
     for round in 0..10 {
@@ -172,16 +193,20 @@ unsafe fn philox16_avx512(key: &RngKey, first: u32) -> [[u32; 16]; 4] {
             k0 = k0.wrapping_add(PHILOX_W0);
             k1 = k1.wrapping_add(PHILOX_W1);
         }
-        let (hi0, lo0) = mul_hi_lo(c0, m0);
-        let (hi1, lo1) = mul_hi_lo(c2, m1);
-        c0 = _mm512_xor_si512(_mm512_xor_si512(hi1, c1), set(k0));
-        c2 = _mm512_xor_si512(_mm512_xor_si512(hi0, c3), set(k1));
-        c1 = lo1;
-        c3 = lo0;
+        for b in 0..N {
+            let (hi0, lo0) = mul_hi_lo(c0[b], m0);
+            let (hi1, lo1) = mul_hi_lo(c2[b], m1);
+            c0[b] = _mm512_xor_si512(_mm512_xor_si512(hi1, c1[b]), set(k0));
+            c2[b] = _mm512_xor_si512(_mm512_xor_si512(hi0, c3[b]), set(k1));
+            c1[b] = lo1;
+            c3[b] = lo0;
+        }
     }
-    let mut out = [[0u32; 16]; 4];
-    for (o, c) in out.iter_mut().zip([c0, c1, c2, c3]) {
-        _mm512_storeu_si512(o.as_mut_ptr() as *mut __m512i, c);
+    let mut out = [[[0u32; 16]; 4]; N];
+    for (b, block) in out.iter_mut().enumerate() {
+        for (o, c) in block.iter_mut().zip([c0[b], c1[b], c2[b], c3[b]]) {
+            _mm512_storeu_si512(o.as_mut_ptr() as *mut __m512i, c);
+        }
     }
     out
 }
@@ -222,6 +247,15 @@ mod tests {
                 }
                 if detect() >= AVX512 {
                     check(words::<AVX512>(&key, block), block);
+                }
+                for (b, words) in words_x4::<PORTABLE>(&key, block).into_iter().enumerate() {
+                    check(words, block.wrapping_add(b as u32));
+                }
+                if detect() >= AVX512 {
+                    let four = words_x4::<AVX512>(&key, block);
+                    for (b, words) in four.into_iter().enumerate() {
+                        check(words, block.wrapping_add(b as u32));
+                    }
                 }
             }
         }

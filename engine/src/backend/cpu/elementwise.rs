@@ -228,10 +228,13 @@ fn softplus_change_body(pre: &[f32], base: &[f32], w: &[f32], shift: f32) -> f64
     lanes.iter().map(|&x| x as f64).sum::<f64>() + tail
 }
 
-/// probs[j] = sigmoid(beta * (pre[j] + bias[j])); if `states`, states[j] = (u_j < probs[j])
-/// with u_j = `key.uniform(first_index + j)`.
+/// Over whole rows of `bias.len()` values: probs = sigmoid(beta * (pre + bias)); if
+/// `states`, states[j] = (u_j < probs[j]) with u_j = `key.uniform(first_index + j)`, j
+/// counting through the rows. One pass over many rows draws each block of 64 uniforms once
+/// (rows of 20 hidden units cut one in three places) and four blocks at a time, so the
+/// Philox rounds of independent blocks overlap instead of waiting on one another.
 #[inline(always)]
-fn bernoulli_row_body<const ISA: Isa>(
+fn bernoulli_rows_body<const ISA: Isa>(
     pre_then_probs: &mut [f32],
     bias: &[f32],
     beta: f32,
@@ -239,35 +242,50 @@ fn bernoulli_row_body<const ISA: Isa>(
     first_index: u32,
     states: Option<&mut [f32]>,
 ) {
-    for (p, b) in pre_then_probs.iter_mut().zip(bias) {
-        *p = fast_sigmoid(beta * (*p + *b));
+    for row in pre_then_probs.chunks_mut(bias.len().max(1)) {
+        for (p, b) in row.iter_mut().zip(bias) {
+            *p = fast_sigmoid(beta * (*p + *b));
+        }
     }
     let Some(states) = states else { return };
     let n = pre_then_probs.len().min(states.len());
+    let draw = |states: &mut [f32], probs: &[f32], words: &[u32]| {
+        for ((s, p), w) in states.iter_mut().zip(probs).zip(words) {
+            let u = (w >> 8) as f32 * (1.0 / 16_777_216.0);
+            *s = if u < *p { 1.0 } else { 0.0 };
+        }
+    };
     let mut j = 0;
     while j < n {
         let index = first_index.wrapping_add(j as u32);
         let offset = (index % 64) as usize;
-        // SAFETY: ISA is only set by the callers below, compiled for (and detected to
-        // have) that instruction set.
-        let words = unsafe { block::words::<ISA>(key, index / 64) };
-        let words = words.as_flattened();
-        let take = (64 - offset).min(n - j);
-        for ((s, p), w) in states[j..j + take]
-            .iter_mut()
-            .zip(&pre_then_probs[j..j + take])
-            .zip(&words[offset..offset + take])
-        {
-            let u = (w >> 8) as f32 * (1.0 / 16_777_216.0);
-            *s = if u < *p { 1.0 } else { 0.0 };
+        if offset == 0 && n - j >= 256 {
+            // SAFETY: ISA is only set by the callers below, compiled for (and detected to
+            // have) that instruction set.
+            let words = unsafe { block::words_x4::<ISA>(key, index / 64) };
+            draw(
+                &mut states[j..j + 256],
+                &pre_then_probs[j..j + 256],
+                words.as_flattened().as_flattened(),
+            );
+            j += 256;
+            continue;
         }
+        // SAFETY: as above.
+        let words = unsafe { block::words::<ISA>(key, index / 64) };
+        let take = (64 - offset).min(n - j);
+        draw(
+            &mut states[j..j + take],
+            &pre_then_probs[j..j + take],
+            &words.as_flattened()[offset..offset + take],
+        );
         j += take;
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn bernoulli_row_avx2(
+unsafe fn bernoulli_rows_avx2(
     pre_then_probs: &mut [f32],
     bias: &[f32],
     beta: f32,
@@ -275,12 +293,12 @@ unsafe fn bernoulli_row_avx2(
     first_index: u32,
     states: Option<&mut [f32]>,
 ) {
-    bernoulli_row_body::<{ block::AVX2 }>(pre_then_probs, bias, beta, key, first_index, states)
+    bernoulli_rows_body::<{ block::AVX2 }>(pre_then_probs, bias, beta, key, first_index, states)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
-unsafe fn bernoulli_row_avx512(
+unsafe fn bernoulli_rows_avx512(
     pre_then_probs: &mut [f32],
     bias: &[f32],
     beta: f32,
@@ -288,12 +306,13 @@ unsafe fn bernoulli_row_avx512(
     first_index: u32,
     states: Option<&mut [f32]>,
 ) {
-    bernoulli_row_body::<{ block::AVX512 }>(pre_then_probs, bias, beta, key, first_index, states)
+    bernoulli_rows_body::<{ block::AVX512 }>(pre_then_probs, bias, beta, key, first_index, states)
 }
 
-/// One row of a Bernoulli layer: sigmoid of the pre-activations (in place) and, if
-/// `states` is given, the Bernoulli draws.
-pub fn bernoulli_row(
+/// Rows of a Bernoulli layer (`pre_then_probs` holds whole rows of `bias.len()` values):
+/// the sigmoid of the pre-activations (in place) and, if `states` is given, the Bernoulli
+/// draws of uniforms `first_index ..` in row-major order.
+pub fn bernoulli_rows(
     pre_then_probs: &mut [f32],
     bias: &[f32],
     beta: f32,
@@ -305,10 +324,10 @@ pub fn bernoulli_row(
     // SAFETY: each variant runs only where `detect` found its instruction set.
     match block::detect() {
         #[cfg(target_arch = "x86_64")]
-        block::AVX512 => unsafe { bernoulli_row_avx512(p, b, beta, key, f, states) },
+        block::AVX512 => unsafe { bernoulli_rows_avx512(p, b, beta, key, f, states) },
         #[cfg(target_arch = "x86_64")]
-        block::AVX2 => unsafe { bernoulli_row_avx2(p, b, beta, key, f, states) },
-        _ => bernoulli_row_body::<{ block::PORTABLE }>(p, b, beta, key, f, states),
+        block::AVX2 => unsafe { bernoulli_rows_avx2(p, b, beta, key, f, states) },
+        _ => bernoulli_rows_body::<{ block::PORTABLE }>(p, b, beta, key, f, states),
     }
 }
 
@@ -436,14 +455,24 @@ mod tests {
     fn rows_match_the_scalar_definition() {
         let key = RngKey::new(3, 3, 9);
         // rows that start inside a block of 64 uniforms, span several, and end inside one
-        for (n, first) in [(37usize, 100u32), (200, 0), (1, 63), (130, 64 * 5 + 17)] {
-            let pre: Vec<f32> = (0..n).map(|i| (i as f32 - 18.0) * 0.3).collect();
-            let bias: Vec<f32> = (0..n).map(|i| (i % 5) as f32 * 0.1).collect();
+        // one row or several (20 columns: rows cut blocks; 640 values: four-block runs
+        // after an unaligned start and a short tail)
+        for (n, cols, first) in [
+            (37usize, 37usize, 100u32),
+            (200, 200, 0),
+            (1, 1, 63),
+            (130, 130, 64 * 5 + 17),
+            (2000, 20, 0),
+            (640, 20, 64 * 9 + 40),
+            (1280, 64, 64 * 3),
+        ] {
+            let pre: Vec<f32> = (0..n).map(|i| ((i % 97) as f32 - 18.0) * 0.3).collect();
+            let bias: Vec<f32> = (0..cols).map(|i| (i % 5) as f32 * 0.1).collect();
             let mut probs = pre.clone();
             let mut states = vec![0.0; n];
-            bernoulli_row(&mut probs, &bias, 0.8, &key, first, Some(&mut states));
+            bernoulli_rows(&mut probs, &bias, 0.8, &key, first, Some(&mut states));
             for j in 0..n {
-                let p = 1.0 / (1.0 + (-(0.8 * (pre[j] + bias[j]) as f64)).exp());
+                let p = 1.0 / (1.0 + (-(0.8 * (pre[j] + bias[j % cols]) as f64)).exp());
                 assert!((probs[j] as f64 - p).abs() < 1e-6);
                 let on = key.uniform(first + j as u32) < probs[j];
                 assert_eq!(states[j], on as u8 as f32, "n {n} first {first} j {j}");

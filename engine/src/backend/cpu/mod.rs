@@ -79,29 +79,23 @@ fn vectorised<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
-/// `f(r, a_row, b_row)` over the rows of two matrices with `cols` columns, spread over the
-/// CPU team when the work pays.
-fn for_row_pairs(
+/// `f(first_row, a_rows, b_rows)` over blocks of whole rows of two matrices with `cols`
+/// columns (the same rows of each), one block per team member when the work pays.
+fn for_row_block_pairs(
     a: &mut [f32],
     b: &mut [f32],
     cols: usize,
     f: impl Fn(usize, &mut [f32], &mut [f32]) + Sync + Send,
 ) {
-    let cols = cols.max(1);
-    let rows = |first: usize, x: &mut [f32], y: &mut [f32]| {
-        for (r, (xr, yr)) in x.chunks_mut(cols).zip(y.chunks_mut(cols)).enumerate() {
-            f(first + r, xr, yr);
-        }
-    };
     if parallel(a.len()) {
         let (ba, bb) = (row_blocks(a, cols), row_blocks(b, cols));
         team::split(ba.len(), &|p| {
             let (mut x, mut y) = (ba[p].lock().unwrap(), bb[p].lock().unwrap());
             let first = x.0;
-            rows(first, x.1, y.1);
+            f(first, x.1, y.1);
         });
     } else {
-        rows(0, a, b);
+        f(0, a, b);
     }
 }
 
@@ -167,18 +161,74 @@ fn hidden_from_inputs(
     match states {
         Some(states) => {
             check_shape("hidden states", states, probs.rows, nh)?;
-            for_row_pairs(&mut probs.data, &mut states.data, nh, |r, p_row, s_row| {
-                let first = (r * nh) as u32;
-                elementwise::bernoulli_row(p_row, c, beta, &key, first, Some(s_row))
+            for_row_block_pairs(&mut probs.data, &mut states.data, nh, |r, p, s| {
+                elementwise::bernoulli_rows(p, c, beta, &key, (r * nh) as u32, Some(s))
             });
         }
         None => for_row_blocks(&mut probs.data, nh, |_, block| {
-            block
-                .chunks_mut(nh.max(1))
-                .for_each(|p_row| elementwise::bernoulli_row(p_row, c, beta, &key, 0, None))
+            elementwise::bernoulli_rows(block, c, beta, &key, 0, None)
         }),
     }
     Ok(())
+}
+
+/// The shapes [`Backend::gradient`] needs: both sets' visible and hidden rows agree
+/// with W.
+fn check_gradient_shapes(
+    params: &RbmTensors<CpuMatrix>,
+    pos_v: &CpuMatrix,
+    pos_h: &CpuMatrix,
+    neg_v: &CpuMatrix,
+    neg_h: &CpuMatrix,
+) -> Result<()> {
+    let (nv, nh) = (params.w.rows, params.w.cols);
+    check_shape("positive hidden", pos_h, pos_v.rows, nh)?;
+    check_shape("negative hidden", neg_h, neg_v.rows, nh)?;
+    check_shape("positive visible", pos_v, pos_v.rows, nv)?;
+    check_shape("negative visible", neg_v, neg_v.rows, nv)
+}
+
+/// The bias gradients of [`Backend::gradient`] (before any centering): b from the
+/// difference `dx` of the scaled visible means, c from the hidden means.
+fn bias_gradients(
+    params: &RbmTensors<CpuMatrix>,
+    dx: &[f64],
+    pos_h: &CpuMatrix,
+    neg_h: &CpuMatrix,
+    grad: &mut RbmGradient<CpuMatrix>,
+) -> Result<()> {
+    match params.units {
+        VisibleUnits::Bernoulli => {
+            for (g, d) in grad.b.data.iter_mut().zip(dx) {
+                *g = *d as f32;
+            }
+        }
+        VisibleUnits::Gaussian => {
+            // d/db_i = <(v_i - b_i) / sigma_i^2> differences = <x_i>/sigma_i differences.
+            let sigma = &params
+                .sigma
+                .as_ref()
+                .ok_or_else(|| EngineError::Internal("no sigma".into()))?
+                .data;
+            for ((g, d), s) in grad.b.data.iter_mut().zip(dx).zip(sigma) {
+                *g = (*d / *s as f64) as f32;
+            }
+        }
+    }
+    let dh = column_means(pos_h).into_iter().zip(column_means(neg_h));
+    for (g, (a, b)) in grad.c.data.iter_mut().zip(dh) {
+        *g = (a - b) as f32;
+    }
+    Ok(())
+}
+
+/// Column means of `pos` minus those of `neg`.
+fn column_mean_difference(pos: &CpuMatrix, neg: &CpuMatrix) -> Vec<f64> {
+    column_means(pos)
+        .iter()
+        .zip(column_means(neg))
+        .map(|(a, b)| a - b)
+        .collect()
 }
 
 /// The CPU backend (stateless: threads come from rayon's global pool).
@@ -383,9 +433,8 @@ impl Backend for CpuBackend {
         let b = &params.b.data;
         match params.units {
             VisibleUnits::Bernoulli => {
-                for_row_pairs(&mut means.data, &mut states.data, nv, |r, m_row, s_row| {
-                    let first = (r * nv) as u32;
-                    elementwise::bernoulli_row(m_row, b, beta, &key, first, Some(s_row))
+                for_row_block_pairs(&mut means.data, &mut states.data, nv, |r, m, s| {
+                    elementwise::bernoulli_rows(m, b, beta, &key, (r * nv) as u32, Some(s))
                 })
             }
             VisibleUnits::Gaussian => {
@@ -395,12 +444,15 @@ impl Backend for CpuBackend {
                     .ok_or_else(|| EngineError::Internal("Gaussian RBM without sigma".into()))?
                     .data;
                 let noise_scale = 1.0 / beta.sqrt();
-                for_row_pairs(&mut means.data, &mut states.data, nv, |r, m_row, s_row| {
-                    let base = (r * nv) as u32;
-                    for i in 0..nv {
-                        let mean = b[i] + sigma[i] * m_row[i];
-                        m_row[i] = mean;
-                        s_row[i] = mean + sigma[i] * noise_scale * key.normal(base + i as u32);
+                for_row_block_pairs(&mut means.data, &mut states.data, nv, |first, m, s| {
+                    let rows = m.chunks_mut(nv.max(1)).zip(s.chunks_mut(nv.max(1)));
+                    for (r, (m_row, s_row)) in rows.enumerate() {
+                        let base = ((first + r) * nv) as u32;
+                        for i in 0..nv {
+                            let mean = b[i] + sigma[i] * m_row[i];
+                            m_row[i] = mean;
+                            s_row[i] = mean + sigma[i] * noise_scale * key.normal(base + i as u32);
+                        }
                     }
                 })
             }
@@ -419,11 +471,8 @@ impl Backend for CpuBackend {
         grad: &mut RbmGradient<CpuMatrix>,
     ) -> Result<()> {
         let (nv, nh) = (params.w.rows, params.w.cols);
-        check_shape("positive hidden", pos_h, pos_v.rows, nh)?;
-        check_shape("negative hidden", neg_h, neg_v.rows, nh)?;
+        check_gradient_shapes(params, pos_v, pos_h, neg_v, neg_h)?;
         check_shape("W gradient", &grad.w, nv, nh)?;
-        check_shape("positive visible", pos_v, pos_v.rows, nv)?;
-        check_shape("negative visible", neg_v, neg_v.rows, nv)?;
         let (np, nn) = (pos_v.rows as f32, neg_v.rows as f32);
         let pos_x = self.scaled_visible(params, pos_v);
         let neg_x = self.scaled_visible(params, neg_v);
@@ -462,41 +511,13 @@ impl Backend for CpuBackend {
                 -1.0 / nn,
                 true,
             );
-            column_means(&pos_x)
-                .iter()
-                .zip(column_means(&neg_x))
-                .map(|(a, b)| a - b)
-                .collect()
+            column_mean_difference(&pos_x, &neg_x)
         };
         binary::give_back(pos_act);
         binary::give_back(neg_act);
-        let dh: Vec<f64> = column_means(pos_h)
-            .iter()
-            .zip(column_means(neg_h))
-            .map(|(a, b)| a - b)
-            .collect();
-        match params.units {
-            VisibleUnits::Bernoulli => {
-                for (g, d) in grad.b.data.iter_mut().zip(&dx) {
-                    *g = *d as f32;
-                }
-            }
-            VisibleUnits::Gaussian => {
-                // d/db_i = <(v_i - b_i) / sigma_i^2> differences = <x_i>/sigma_i differences.
-                let sigma = &params
-                    .sigma
-                    .as_ref()
-                    .ok_or_else(|| EngineError::Internal("no sigma".into()))?
-                    .data;
-                for ((g, d), s) in grad.b.data.iter_mut().zip(&dx).zip(sigma) {
-                    *g = (*d / *s as f64) as f32;
-                }
-            }
-        }
-        for (g, d) in grad.c.data.iter_mut().zip(&dh) {
-            *g = *d as f32;
-        }
+        bias_gradients(params, &dx, pos_h, neg_h, grad)?;
         if let Some(Offsets { mu, lambda }) = offsets {
+            let dh = column_mean_difference(pos_h, neg_h);
             // Centered gradient mapped to plain parameters (see `Offsets`):
             // gW = dW - mu dh^T - dx lambda^T; gb = dx - gW lambda; gc = dh - gW^T mu.
             let (mu, lambda) = (&mu.data, &lambda.data);
@@ -556,6 +577,33 @@ impl Backend for CpuBackend {
             }
         }
         Ok(())
+    }
+
+    /// The gradient's products added straight into W, each scaled by the rate over its
+    /// rows (the binary path and learned sigma keep the two-step form).
+    fn gradient_with_weight_step(
+        &self,
+        params: &mut RbmTensors<CpuMatrix>,
+        pos_v: &CpuMatrix,
+        pos_h: &CpuMatrix,
+        neg_v: &CpuMatrix,
+        neg_h: &CpuMatrix,
+        weight_rate: f32,
+        grad: &mut RbmGradient<CpuMatrix>,
+    ) -> Result<bool> {
+        if binary::enabled() || grad.log_sigma.is_some() {
+            return Ok(false);
+        }
+        check_gradient_shapes(params, pos_v, pos_h, neg_v, neg_h)?;
+        let (np, nn) = (pos_v.rows as f32, neg_v.rows as f32);
+        let pos_x = self.scaled_visible(params, pos_v);
+        let neg_x = self.scaled_visible(params, neg_v);
+        let w = &mut params.w.data;
+        matmul(w, pos_x.view().t(), pos_h.view(), weight_rate / np, true);
+        matmul(w, neg_x.view().t(), neg_h.view(), -weight_rate / nn, true);
+        let dx = column_mean_difference(&pos_x, &neg_x);
+        bias_gradients(params, &dx, pos_h, neg_h, grad)?;
+        Ok(true)
     }
 
     fn apply_update(
