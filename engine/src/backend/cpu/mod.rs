@@ -231,6 +231,63 @@ fn column_mean_difference(pos: &CpuMatrix, neg: &CpuMatrix) -> Vec<f64> {
         .collect()
 }
 
+/// Both sets' hidden probabilities (and states) from their rows of the stacked products
+/// `products` (set rows from `offset`), in one step over the team: each member copies its
+/// block of each set's rows out and runs the sigmoid and draws on it while it is in its
+/// cache (a separate copy on one thread took 40 us of a 784 x 500 batch-100 pair).
+fn hidden_from_stacked(
+    products: &[f32],
+    c: &[f32],
+    passes: [(usize, HiddenPass<'_, CpuMatrix>); 2],
+) -> Result<()> {
+    type Blocks<'a> = Vec<std::sync::Mutex<(usize, &'a mut [f32])>>;
+    struct Set<'a> {
+        offset: usize,
+        key: RngKey,
+        probs: Blocks<'a>,
+        states: Option<Blocks<'a>>,
+    }
+    let nh = c.len();
+    let mut sets = Vec::with_capacity(2);
+    for (offset, pass) in passes {
+        let rows = pass.probs.rows;
+        if let Some(states) = &pass.states {
+            check_shape("hidden states", states, rows, nh)?;
+        }
+        if products.len() < (offset + rows) * nh {
+            return Err(EngineError::Internal("stacked products too short".into()));
+        }
+        sets.push(Set {
+            offset,
+            key: pass.key,
+            probs: row_blocks(&mut pass.probs.data, nh),
+            states: pass.states.map(|s| row_blocks(&mut s.data, nh)),
+        });
+    }
+    let parts = sets.iter().map(|s| s.probs.len()).max().unwrap_or(0);
+    let member = |p: usize| {
+        for set in &sets {
+            let Some(block) = set.probs.get(p) else {
+                continue;
+            };
+            let mut block = block.lock().unwrap();
+            let first = block.0;
+            let probs = &mut *block.1;
+            let from = (set.offset + first) * nh;
+            probs.copy_from_slice(&products[from..from + probs.len()]);
+            let mut states = set.states.as_ref().map(|s| s[p].lock().unwrap());
+            let states = states.as_mut().map(|s| &mut *s.1);
+            elementwise::bernoulli_rows(probs, c, 1.0, &set.key, (first * nh) as u32, states);
+        }
+    };
+    if parallel(products.len()) {
+        team::split(parts, &member);
+    } else {
+        (0..parts).for_each(member);
+    }
+    Ok(())
+}
+
 /// The CPU backend (stateless: threads come from rayon's global pool).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct CpuBackend;
@@ -393,13 +450,8 @@ impl Backend for CpuBackend {
             products.resize((na + nb) * nh, 0.0);
             let stacked = View::new(inputs, na + nb, nv);
             matmul(products, stacked, params.w.view(), 1.0, false);
-            let (pa, pb) = products.split_at(na * nh);
-            first.probs.data.copy_from_slice(pa);
-            second.probs.data.copy_from_slice(pb);
-        });
-        let c = &params.c.data;
-        hidden_from_inputs(c, 1.0, first.key, first.probs, first.states)?;
-        hidden_from_inputs(c, 1.0, second.key, second.probs, second.states)
+            hidden_from_stacked(products, &params.c.data, [(0, first), (na, second)])
+        })
     }
 
     fn sample_visible(
