@@ -226,7 +226,7 @@ fn main() {
             let m = ebm_engine::model_file::rbm_from_bytes(&trainer.model_file().unwrap()).unwrap();
             println!(
                 "{{\"impl\": \"ebm\", \"rows\": {rows}, \"visible\": {visible}, \"hidden\": {hidden}, \"batch\": {batch}, \
-                 \"epochs\": {epochs}, \"seconds_per_epoch\": {per_epoch:.4}, \"wall_seconds_per_epoch\": {:.4}, \"cpu_seconds_per_epoch\": {cpu_per_epoch:.3}, \"train_gflops\": {:.2}, \"threads\": {threads}, {}}}",
+                 \"epochs\": {epochs}, \"seconds_per_epoch\": {per_epoch:.6}, \"wall_seconds_per_epoch\": {:.4}, \"cpu_seconds_per_epoch\": {cpu_per_epoch:.3}, \"train_gflops\": {:.2}, \"threads\": {threads}, {}}}",
                 epoch_wall / train_seconds.len() as f64,
                 flops / 1e9,
                 heldout_metrics(&m, &heldout, ais.as_ref())
