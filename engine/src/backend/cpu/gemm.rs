@@ -11,6 +11,12 @@ use gemm::Parallelism;
 /// the 2-core AMD VM), the helper's hand-offs costing more than the halves save.
 const PARALLEL_MACS: usize = 1 << 19;
 
+/// Row blocks per team member of a product split by rows, taken by whichever member is
+/// free (`team::split`): a member slowed down (a busy virtual CPU) no longer holds up
+/// the other. Each block packs all of `b` again, which for the row-split RBM products
+/// (the gradient, `b` = 100 x 500 hidden units) costs little.
+const ROW_CHUNKS_PER_MEMBER: usize = 2;
+
 /// A row-major matrix view, optionally read transposed.
 #[derive(Clone, Copy)]
 pub struct View<'a> {
@@ -127,7 +133,10 @@ pub fn matmul(dst: &mut [f32], a: View<'_>, b: View<'_>, scale: f32, accumulate:
         block((0, m), (0, n));
     } else if m >= n {
         // rows of the output (aligned to the micro-kernel height)
-        team::split(parts, &|p| block(team::part_range(m, parts, p, 8), (0, n)));
+        let chunks = ROW_CHUNKS_PER_MEMBER * parts;
+        team::split(chunks, &|p| {
+            block(team::part_range(m, chunks, p, 8), (0, n))
+        });
     } else {
         // columns: each member packs only its half of the wide operand b. Split by rows,
         // both packed all of W for 100 x 500 x 784 (h W^T): 581 us against 425 us

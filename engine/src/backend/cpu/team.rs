@@ -125,11 +125,25 @@ pub fn split(parts: usize, body: &(dyn Fn(usize) + Sync)) {
         (0..parts).for_each(body);
         return;
     };
+    // More parts than members: every member takes the next part left until none are
+    // (a member that finishes early takes more instead of waiting for a slow one).
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let take_parts = |_: usize| loop {
+        let p = next.fetch_add(1, SeqCst);
+        if p >= parts {
+            break;
+        }
+        body(p);
+    };
+    let dynamic = parts > team.slots.len() + 1;
+    let body: &(dyn Fn(usize) + Sync) = if dynamic { &take_parts } else { body };
     // SAFETY (lifetime): `split` does not return before every posted part is DONE, so the
-    // borrowed body outlives every use the helpers make of it.
+    // borrowed body (or the wrapper, which borrows it) outlives every use the helpers make
+    // of it.
     let body_ptr: *const (dyn Fn(usize) + Sync) = unsafe {
         std::mem::transmute::<&(dyn Fn(usize) + Sync), &'static (dyn Fn(usize) + Sync)>(body)
     };
+    let parts = if dynamic { team.slots.len() + 1 } else { parts };
     let posted = team.slots.len().min(parts - 1);
     for (k, (slot, thread)) in team.slots.iter().take(posted).enumerate() {
         // SAFETY: the slot is IDLE (we hold the team), so its helper does not read it.
