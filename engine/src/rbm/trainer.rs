@@ -389,8 +389,6 @@ impl<B: Backend> RbmTrainer<B> {
         let k = self.settings.k;
         let batch = &mut self.batch;
         be.gather_rows(&self.data, rows, &mut batch.v)?;
-        // whether the gradient step already moved W (see `gradient_with_weight_step`)
-        let mut weights_stepped = false;
         match self.settings.method {
             Method::Cd => {
                 // positive phase, then k Gibbs steps starting at the data
@@ -427,19 +425,6 @@ impl<B: Backend> RbmTrainer<B> {
                         states,
                     )?;
                 }
-                let offsets = self
-                    .offsets
-                    .as_ref()
-                    .map(|(mu, lambda)| Offsets { mu, lambda });
-                be.gradient(
-                    &self.params,
-                    &batch.v,
-                    &batch.hp,
-                    &neg.v,
-                    &neg.hp,
-                    offsets,
-                    &mut self.grad,
-                )?;
             }
             Method::Pcd | Method::Pt => {
                 let positive_key = self.rng_hidden.next_key();
@@ -517,44 +502,43 @@ impl<B: Backend> RbmTrainer<B> {
                         }
                     }
                 }
-                let model_chains = self
-                    .chains
-                    .last()
-                    .ok_or_else(|| EngineError::Internal("no chains".into()))?;
-                let offsets = self
-                    .offsets
-                    .as_ref()
-                    .map(|(mu, lambda)| Offsets { mu, lambda });
-                // plain SGD (scikit-learn's rule): the weights' step may be folded into the
-                // gradient's products
-                let s = &self.settings;
-                let plain_sgd = s.optimizer == OptimizerKind::Sgd
-                    && s.momentum == 0.0
-                    && s.l1 == 0.0
-                    && s.l2 == 0.0;
-                weights_stepped = plain_sgd
-                    && offsets.is_none()
-                    && be.gradient_with_weight_step(
-                        &mut self.params,
-                        &batch.v,
-                        &batch.hp,
-                        &model_chains.v,
-                        &model_chains.hp,
-                        learning_rate as f32,
-                        &mut self.grad,
-                    )?;
-                if !weights_stepped {
-                    be.gradient(
-                        &self.params,
-                        &batch.v,
-                        &batch.hp,
-                        &model_chains.v,
-                        &model_chains.hp,
-                        offsets,
-                        &mut self.grad,
-                    )?;
-                }
             }
+        }
+        // The gradient from the data and the model's chains (cd's one set of negative
+        // chains; the last, beta = 1, set for pcd and pt). With plain SGD (scikit-learn's
+        // rule) the weights' step may be folded into the gradient's products.
+        let model_chains = self
+            .chains
+            .last()
+            .ok_or_else(|| EngineError::Internal("no chains".into()))?;
+        let offsets = self
+            .offsets
+            .as_ref()
+            .map(|(mu, lambda)| Offsets { mu, lambda });
+        let s = &self.settings;
+        let plain_sgd =
+            s.optimizer == OptimizerKind::Sgd && s.momentum == 0.0 && s.l1 == 0.0 && s.l2 == 0.0;
+        let weights_stepped = plain_sgd
+            && offsets.is_none()
+            && be.gradient_with_weight_step(
+                &mut self.params,
+                &batch.v,
+                &batch.hp,
+                &model_chains.v,
+                &model_chains.hp,
+                learning_rate as f32,
+                &mut self.grad,
+            )?;
+        if !weights_stepped {
+            be.gradient(
+                &self.params,
+                &batch.v,
+                &batch.hp,
+                &model_chains.v,
+                &model_chains.hp,
+                offsets,
+                &mut self.grad,
+            )?;
         }
         self.updates += 1;
         let s = &self.settings;

@@ -25,11 +25,11 @@ const IDLE: u32 = 0;
 const POSTED: u32 = 1;
 const DONE: u32 = 2;
 
-/// A part of a step: `(*body)(part)`, with `body` borrowed from the caller's stack.
+/// A helper's share of a step: `(*body)(0)` takes parts until none are left, with `body`
+/// borrowed from the caller's stack.
 #[derive(Clone, Copy)]
 struct Task {
     body: *const (dyn Fn(usize) + Sync),
-    part: usize,
 }
 
 struct Slot {
@@ -86,7 +86,7 @@ fn helper(slot: &Slot) {
             // body it points to is alive and nobody else touches the cells meanwhile.
             unsafe {
                 let task = (*slot.task.get()).expect("a posted slot has a task");
-                let result = catch_unwind(AssertUnwindSafe(|| (*task.body)(task.part)));
+                let result = catch_unwind(AssertUnwindSafe(|| (*task.body)(0)));
                 *slot.panic.get() = result.err();
             }
             slot.state.store(DONE, SeqCst);
@@ -106,9 +106,9 @@ fn helper(slot: &Slot) {
     }
 }
 
-/// Runs `body(0) .. body(parts - 1)`, spread over the team when it is free (part 0 and any
-/// parts beyond the helpers on the calling thread), and returns when all have finished. A
-/// panic in a part is re-raised here after the others finish.
+/// Runs `body(0) .. body(parts - 1)`, spread over the team when it is free (the caller and
+/// up to `parts - 1` helpers each take the next part left until none are), and returns
+/// when all have finished. A panic in a part is re-raised here after the others finish.
 pub fn split(parts: usize, body: &(dyn Fn(usize) + Sync)) {
     let team = team();
     let guard = if parts > 1 && !team.slots.is_empty() {
@@ -125,8 +125,8 @@ pub fn split(parts: usize, body: &(dyn Fn(usize) + Sync)) {
         (0..parts).for_each(body);
         return;
     };
-    // More parts than members: every member takes the next part left until none are
-    // (a member that finishes early takes more instead of waiting for a slow one).
+    // Every member takes the next part left until none are: with more parts than members,
+    // one that finishes early takes more instead of waiting for a slow one.
     let next = std::sync::atomic::AtomicUsize::new(0);
     let take_parts = |_: usize| loop {
         let p = next.fetch_add(1, SeqCst);
@@ -135,33 +135,22 @@ pub fn split(parts: usize, body: &(dyn Fn(usize) + Sync)) {
         }
         body(p);
     };
-    let dynamic = parts > team.slots.len() + 1;
-    let body: &(dyn Fn(usize) + Sync) = if dynamic { &take_parts } else { body };
-    // SAFETY (lifetime): `split` does not return before every posted part is DONE, so the
-    // borrowed body (or the wrapper, which borrows it) outlives every use the helpers make
-    // of it.
+    let take_parts: &(dyn Fn(usize) + Sync) = &take_parts;
+    // SAFETY (lifetime): `split` does not return before every posted helper is DONE, so
+    // the wrapper (and the body it borrows) outlives every use the helpers make of it.
     let body_ptr: *const (dyn Fn(usize) + Sync) = unsafe {
-        std::mem::transmute::<&(dyn Fn(usize) + Sync), &'static (dyn Fn(usize) + Sync)>(body)
+        std::mem::transmute::<&(dyn Fn(usize) + Sync), &'static (dyn Fn(usize) + Sync)>(take_parts)
     };
-    let parts = if dynamic { team.slots.len() + 1 } else { parts };
     let posted = team.slots.len().min(parts - 1);
-    for (k, (slot, thread)) in team.slots.iter().take(posted).enumerate() {
+    for (slot, thread) in team.slots.iter().take(posted) {
         // SAFETY: the slot is IDLE (we hold the team), so its helper does not read it.
-        unsafe {
-            *slot.task.get() = Some(Task {
-                body: body_ptr,
-                part: k + 1,
-            })
-        };
+        unsafe { *slot.task.get() = Some(Task { body: body_ptr }) };
         slot.state.store(POSTED, SeqCst);
         if slot.sleeping.load(SeqCst) {
             thread.unpark();
         }
     }
-    let mine = catch_unwind(AssertUnwindSafe(|| {
-        body(0);
-        (posted + 1..parts).for_each(body);
-    }));
+    let mine = catch_unwind(AssertUnwindSafe(|| take_parts(0)));
     let mut helper_panic = None;
     for (slot, _) in team.slots.iter().take(posted) {
         while slot.state.load(SeqCst) != DONE {
