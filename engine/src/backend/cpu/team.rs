@@ -245,16 +245,28 @@ mod tests {
         });
         assert_eq!(hits.load(SeqCst), 4);
         // and still spreads work (the lock a panic poisoned is taken over): some part runs
-        // on another thread, unless a concurrent test holds the team
+        // on another thread. Each part waits (up to 100 ms) for the other to start, so the
+        // caller cannot take both before a helper wakes; a try where a concurrent test
+        // holds the team runs both parts here, one after the other, and another try follows
+        // (empty parts on a loaded 2-core machine let the caller take both every time)
         if size() > 1 {
             let caller = std::thread::current().id();
             let elsewhere = AtomicUsize::new(0);
-            for _ in 0..100 {
+            for _ in 0..50 {
+                let started = AtomicUsize::new(0);
                 split(2, &|_| {
+                    started.fetch_add(1, SeqCst);
+                    let wait = std::time::Instant::now();
+                    while started.load(SeqCst) < 2 && wait.elapsed().as_millis() < 100 {
+                        std::hint::spin_loop();
+                    }
                     if std::thread::current().id() != caller {
                         elsewhere.fetch_add(1, SeqCst);
                     }
                 });
+                if elsewhere.load(SeqCst) > 0 {
+                    break;
+                }
             }
             assert!(
                 elsewhere.load(SeqCst) > 0,
