@@ -228,6 +228,10 @@ fn softplus_change_body(pre: &[f32], base: &[f32], w: &[f32], shift: f32) -> f64
     lanes.iter().map(|&x| x as f64).sum::<f64>() + tail
 }
 
+/// Row widths up to which [`bernoulli_rows`] takes the sigmoid eight rows at a time when
+/// the width is not a multiple of 8 (wider rows' scalar tails are a small share).
+const GROUPED_MAX_COLS: usize = 64;
+
 /// Over whole rows of `bias.len()` values: probs = sigmoid(beta * (pre + bias)); if
 /// `states`, states[j] = (u_j < probs[j]) with u_j = `key.uniform(first_index + j)`, j
 /// counting through the rows. One pass over many rows draws each block of 64 uniforms once
@@ -242,10 +246,31 @@ fn bernoulli_rows_body<const ISA: Isa>(
     first_index: u32,
     states: Option<&mut [f32]>,
 ) {
-    for row in pre_then_probs.chunks_mut(bias.len().max(1)) {
-        for (p, b) in row.iter_mut().zip(bias) {
-            *p = fast_sigmoid(beta * (*p + *b));
+    let sigmoid_rows = |rows: &mut [f32], bias: &[f32]| {
+        for row in rows.chunks_mut(bias.len().max(1)) {
+            for (p, b) in row.iter_mut().zip(bias) {
+                *p = fast_sigmoid(beta * (*p + *b));
+            }
         }
+    };
+    let cols = bias.len();
+    if !cols.is_multiple_of(8) && cols <= GROUPED_MAX_COLS {
+        // Rows whose width is not a whole number of vectors end in a scalar tail (4 of 20
+        // hidden units, with a scalar division each): eight rows at a time against the
+        // bias repeated eight times are whole vectors. The same operations, so the same
+        // values.
+        let mut repeated = [0.0f32; 8 * GROUPED_MAX_COLS];
+        let repeated = &mut repeated[..8 * cols];
+        for copy in repeated.chunks_exact_mut(cols) {
+            copy.copy_from_slice(bias);
+        }
+        let mut groups = pre_then_probs.chunks_exact_mut(8 * cols);
+        for group in &mut groups {
+            sigmoid_rows(group, repeated);
+        }
+        sigmoid_rows(groups.into_remainder(), bias);
+    } else {
+        sigmoid_rows(pre_then_probs, bias);
     }
     let Some(states) = states else { return };
     let n = pre_then_probs.len().min(states.len());
@@ -456,7 +481,8 @@ mod tests {
         let key = RngKey::new(3, 3, 9);
         // rows that start inside a block of 64 uniforms, span several, and end inside one
         // one row or several (20 columns: rows cut blocks; 640 values: four-block runs
-        // after an unaligned start and a short tail)
+        // after an unaligned start and a short tail); widths that are not whole vectors
+        // take the sigmoid eight rows at a time, with the leftover rows one by one
         for (n, cols, first) in [
             (37usize, 37usize, 100u32),
             (200, 200, 0),
@@ -465,6 +491,7 @@ mod tests {
             (2000, 20, 0),
             (640, 20, 64 * 9 + 40),
             (1280, 64, 64 * 3),
+            (37 * 19, 37, 5),
         ] {
             let pre: Vec<f32> = (0..n).map(|i| ((i % 97) as f32 - 18.0) * 0.3).collect();
             let bias: Vec<f32> = (0..cols).map(|i| (i % 5) as f32 * 0.1).collect();
@@ -474,6 +501,9 @@ mod tests {
             for j in 0..n {
                 let p = 1.0 / (1.0 + (-(0.8 * (pre[j] + bias[j % cols]) as f64)).exp());
                 assert!((probs[j] as f64 - p).abs() < 1e-6);
+                // bit for bit the scalar function, whichever vector path took the row
+                let scalar = fast_sigmoid(0.8 * (pre[j] + bias[j % cols]));
+                assert_eq!(probs[j], scalar, "n {n} cols {cols} j {j}");
                 let on = key.uniform(first + j as u32) < probs[j];
                 assert_eq!(states[j], on as u8 as f32, "n {n} first {first} j {j}");
             }
