@@ -541,7 +541,6 @@ impl<B: Backend> RbmTrainer<B> {
             )?;
         }
         self.updates += 1;
-        let s = &self.settings;
         let optimizer = match s.optimizer {
             OptimizerKind::Sgd => OptimizerRule::Sgd {
                 momentum: s.momentum as f32,
