@@ -96,12 +96,14 @@ fn gaussian_log_partition_matches_numerical_integration() {
 #[test]
 fn hidden_pair_matches_one_call_per_set() {
     let be = CpuBackend::new();
-    // 140 hidden units: the first two pairs are stacked on the CPU, the third (7 rows) and
-    // the fourth (more rows than hidden units) go one by one
+    // 140 hidden units: the first three pairs are stacked on the CPU (the third with enough
+    // rows to copy them over the team), the fourth (7 rows) and the fifth (more rows than
+    // hidden units) go one by one
     let (nv, nh) = (70, 140);
     for (units, rows) in [
         (VisibleUnits::Bernoulli, (40, 33)),
         (VisibleUnits::Gaussian, (35, 64)),
+        (VisibleUnits::Bernoulli, (60, 70)),
         (VisibleUnits::Bernoulli, (7, 50)),
         (VisibleUnits::Bernoulli, (80, 96)),
     ] {

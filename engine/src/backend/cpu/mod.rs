@@ -124,16 +124,46 @@ fn check_shape(what: &str, m: &CpuMatrix, rows: usize, cols: usize) -> Result<()
     Ok(())
 }
 
-/// Column means of a matrix, accumulated in f64 in a fixed order (deterministic).
+/// Rows per block of [`column_means`]: each block's sums are added up in block order.
+const MEAN_BLOCK_ROWS: usize = 32;
+
+/// Column means of a matrix, accumulated in f64 in a fixed order (deterministic, whatever
+/// the team's size): each block of [`MEAN_BLOCK_ROWS`] rows sums its rows in order, and
+/// the blocks' sums are added in block order. Large matrices spread the blocks over the
+/// team (the four means of a 784 x 500 batch-100 gradient took 47 us on one thread).
 fn column_means(m: &CpuMatrix) -> Vec<f64> {
-    let mut sums = vec![0.0f64; m.cols];
-    vectorised(|| {
-        for row in m.data.chunks_exact(m.cols.max(1)) {
-            for (s, &x) in sums.iter_mut().zip(row) {
-                *s += x as f64;
+    let cols = m.cols.max(1);
+    let blocks: Vec<&[f32]> = m.data.chunks(MEAN_BLOCK_ROWS * cols).collect();
+    let block_sums = |block: &[f32], sums: &mut [f64]| {
+        vectorised(|| {
+            sums.fill(0.0);
+            for row in block.chunks_exact(cols) {
+                for (s, &x) in sums.iter_mut().zip(row) {
+                    *s += x as f64;
+                }
             }
+        })
+    };
+    let mut partial = vec![0.0f64; blocks.len() * cols];
+    if parallel(m.data.len()) {
+        let slots: Vec<_> = partial
+            .chunks_mut(cols)
+            .map(std::sync::Mutex::new)
+            .collect();
+        team::split(blocks.len(), &|b| {
+            block_sums(blocks[b], &mut slots[b].lock().unwrap())
+        });
+    } else {
+        for (block, sums) in blocks.iter().zip(partial.chunks_mut(cols)) {
+            block_sums(block, sums);
         }
-    });
+    }
+    let mut sums = vec![0.0f64; m.cols];
+    for block in partial.chunks_exact(cols) {
+        for (s, b) in sums.iter_mut().zip(block) {
+            *s += b;
+        }
+    }
     let n = m.rows.max(1) as f64;
     sums.iter_mut().for_each(|s| *s /= n);
     sums
@@ -362,17 +392,21 @@ impl Backend for CpuBackend {
 
     fn gather_rows(&self, src: &CpuMatrix, rows: &[u32], dst: &mut CpuMatrix) -> Result<()> {
         check_shape("gather destination", dst, rows.len(), src.cols)?;
-        let cols = src.cols;
-        for (out, &r) in dst.data.chunks_exact_mut(cols.max(1)).zip(rows) {
-            let r = r as usize;
-            if r >= src.rows {
-                return Err(EngineError::Internal(format!(
-                    "row {r} out of {}",
-                    src.rows
-                )));
-            }
-            out.copy_from_slice(&src.data[r * cols..(r + 1) * cols]);
+        if let Some(&r) = rows.iter().find(|&&r| r as usize >= src.rows) {
+            return Err(EngineError::Internal(format!(
+                "row {r} out of {}",
+                src.rows
+            )));
         }
+        // over the team: a batch of 100 Fashion-MNIST rows (313 KB) took 37 us on one thread
+        let cols = src.cols;
+        for_row_blocks(&mut dst.data, cols, |first, block| {
+            let rows = &rows[first..];
+            for (out, &r) in block.chunks_exact_mut(cols.max(1)).zip(rows) {
+                let r = r as usize;
+                out.copy_from_slice(&src.data[r * cols..(r + 1) * cols]);
+            }
+        });
         Ok(())
     }
 
@@ -444,9 +478,20 @@ impl Backend for CpuBackend {
         );
         STACKED.with(|scratch| {
             let (inputs, products) = &mut *scratch.borrow_mut();
-            inputs.clear();
-            inputs.extend_from_slice(&xa.data);
-            inputs.extend_from_slice(&xb.data);
+            // (over the team: 40 us on one thread for 2 x 100 Fashion-MNIST rows; every
+            // value is overwritten, so the buffer's old contents may stay)
+            inputs.resize((na + nb) * nv, 0.0);
+            for_row_blocks(inputs, nv, |first, block| {
+                for (r, out) in block.chunks_exact_mut(nv.max(1)).enumerate() {
+                    let row = first + r;
+                    let (set, at) = if row < na {
+                        (&xa.data, row)
+                    } else {
+                        (&xb.data, row - na)
+                    };
+                    out.copy_from_slice(&set[at * nv..(at + 1) * nv]);
+                }
+            });
             products.resize((na + nb) * nh, 0.0);
             let stacked = View::new(inputs, na + nb, nv);
             matmul(products, stacked, params.w.view(), 1.0, false);
@@ -812,4 +857,60 @@ fn zip_update<const S: usize>(
         let state_slices: [&mut [f32]; S] = std::array::from_fn(|_| slices.next().unwrap());
         vectorised(|| f(block.1, &grad[first..first + len], state_slices));
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(rows: usize, cols: usize) -> CpuMatrix {
+        let key = RngKey::new(9, 4, 0);
+        CpuMatrix {
+            rows,
+            cols,
+            data: (0..rows * cols)
+                .map(|i| key.uniform(i as u32) * 3.0 - 1.0)
+                .collect(),
+        }
+    }
+
+    /// Gathered rows are the source rows, in the order asked (over the team for a large
+    /// batch); a row past the end is an error.
+    #[test]
+    fn gathered_rows_are_the_rows_asked_for() {
+        let be = CpuBackend::new();
+        let src = values(300, 90);
+        let rows: Vec<u32> = (0..200).map(|i| (i * 37 % 300) as u32).collect();
+        let mut dst = CpuMatrix::zeros(rows.len(), 90);
+        be.gather_rows(&src, &rows, &mut dst).unwrap();
+        for (k, &r) in rows.iter().enumerate() {
+            let r = r as usize;
+            assert_eq!(
+                dst.data[k * 90..(k + 1) * 90],
+                src.data[r * 90..(r + 1) * 90]
+            );
+        }
+        assert!(be
+            .gather_rows(&src, &[1, 300], &mut CpuMatrix::zeros(2, 90))
+            .is_err());
+    }
+
+    /// Column means in blocks of rows (over the team for large matrices) against plain
+    /// f64 sums: f64 sums of 1000 values of magnitude <= 2 agree to 1e-13 whatever the
+    /// order; the mean of no rows is 0.
+    #[test]
+    fn column_means_match_plain_sums() {
+        for (rows, cols) in [(1000, 77), (100, 784), (31, 5), (0, 4)] {
+            let m = values(rows, cols);
+            let got = column_means(&m);
+            for (c, g) in got.iter().enumerate() {
+                let sum: f64 = (0..rows).map(|r| m.data[r * cols + c] as f64).sum();
+                let want = sum / rows.max(1) as f64;
+                assert!(
+                    (g - want).abs() < 1e-13,
+                    "{rows}x{cols} column {c}: {g} vs {want}"
+                );
+            }
+        }
+    }
 }
