@@ -182,14 +182,17 @@ fn hidden_pair_matches_one_call_per_set() {
 
 /// The gradient with the weights' SGD step folded in moves W as the gradient followed by
 /// the step does (to f32 rounding), gives b and c the same gradients, and leaves the W
-/// gradient alone; learned sigma is left to the two-step form.
+/// gradient alone; learned sigma is left to the two-step form. The last case is a tall W
+/// with enough work to go over the team by rows of W, each member taking the means of its
+/// columns (the same values as the separate means).
 #[test]
 fn weight_step_folded_into_the_gradient_matches_the_two_steps() {
     let be = CpuBackend::new();
-    let (nv, nh, rate) = (70, 90, 0.3f32);
-    for (units, rows) in [
-        (VisibleUnits::Bernoulli, (40, 33)),
-        (VisibleUnits::Gaussian, (12, 64)),
+    let rate = 0.3f32;
+    for ((nv, nh), units, rows) in [
+        ((70, 90), VisibleUnits::Bernoulli, (40, 33)),
+        ((70, 90), VisibleUnits::Gaussian, (12, 64)),
+        ((200, 60), VisibleUnits::Bernoulli, (100, 90)),
     ] {
         let mut m = random_model(nv, nh, 0.5, rows.0 as u64);
         if units == VisibleUnits::Gaussian {

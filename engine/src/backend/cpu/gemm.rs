@@ -79,58 +79,10 @@ pub fn matmul(dst: &mut [f32], a: View<'_>, b: View<'_>, scale: f32, accumulate:
         }
         return;
     }
-    let (a_rs, a_cs) = a.strides();
-    let (b_rs, b_cs) = b.strides();
-    // One product on the output block rows r0..r1, columns c0..c1: our small-dimension
-    // kernels where they apply (a small batch), else the gemm crate.
     let dst_ptr = dst.as_mut_ptr() as usize;
-    let block = |(r0, r1): (usize, usize), (c0, c1): (usize, usize)| {
-        if r1 <= r0 || c1 <= c0 {
-            return;
-        }
-        // SAFETY: the views were checked to hold m x k and k x n elements with the strides
-        // given and dst holds m x n row-major; the block is inside all three, and blocks
-        // of one call are disjoint, so nothing else writes these dst elements.
-        unsafe {
-            let out = (dst_ptr as *mut f32).add(r0 * n + c0);
-            let a_block = small_gemm::Strided {
-                ptr: a.data.as_ptr().offset(r0 as isize * a_rs),
-                rs: a_rs,
-                cs: a_cs,
-            };
-            let b_block = small_gemm::Strided {
-                ptr: b.data.as_ptr().offset(c0 as isize * b_cs),
-                rs: b_rs,
-                cs: b_cs,
-            };
-            let shape = (r1 - r0, k, c1 - c0);
-            if small_gemm::handles(shape, a_block, b_block) {
-                let dst = small_gemm::Output { ptr: out, rs: n };
-                small_gemm::product(shape, dst, accumulate, a_block, b_block, scale);
-                return;
-            }
-            gemm::gemm(
-                shape.0,
-                shape.2,
-                k,
-                out,
-                1,
-                n as isize,
-                accumulate,
-                a_block.ptr,
-                a_cs,
-                a_rs,
-                b_block.ptr,
-                b_cs,
-                b_rs,
-                1.0,
-                scale,
-                false,
-                false,
-                false,
-                Parallelism::None,
-            );
-        }
+    // SAFETY: the shapes were checked above and the blocks of one call are disjoint.
+    let block = |rows: (usize, usize), cols: (usize, usize)| unsafe {
+        product_block(dst_ptr as *mut f32, n, a, b, scale, accumulate, rows, cols)
     };
     let parts = team::size();
     if m * n * k < PARALLEL_MACS || parts < 2 {
@@ -147,6 +99,120 @@ pub fn matmul(dst: &mut [f32], a: View<'_>, b: View<'_>, scale: f32, accumulate:
         // (`rbm_epoch products`, Xeon VM).
         team::split(parts, &|p| block((0, m), team::part_range(n, parts, p, 16)));
     }
+}
+
+/// `dst += sum of scale * a b` over `terms` (`dst` row-major m x n), by blocks of rows of
+/// `dst` as [`matmul`] splits a tall product, each member running `then(rows)` on its
+/// block of rows right after computing it, while the inputs it read are in its cache.
+/// None if the product is not one that [`matmul`] splits by rows (then nothing is done).
+pub fn add_products_by_rows<R: Send>(
+    dst: &mut [f32],
+    terms: &[(View<'_>, View<'_>, f32)],
+    then: &(dyn Fn((usize, usize)) -> R + Sync),
+) -> Option<Vec<R>> {
+    let Some(&(a, b, _)) = terms.first() else {
+        return Some(Vec::new());
+    };
+    let (m, n) = (a.shape().0, b.shape().1);
+    let k: usize = terms.iter().map(|(a, _, _)| a.shape().1).sum();
+    for &(a, b, _) in terms {
+        assert_eq!(a.shape().1, b.shape().0, "inner dimensions differ");
+        assert_eq!(
+            (a.shape().0, b.shape().1),
+            (m, n),
+            "terms of different shapes"
+        );
+    }
+    assert_eq!(dst.len(), m * n, "output has the wrong size");
+    let parts = team::size();
+    if m * n * k < PARALLEL_MACS || parts < 2 || m < n {
+        return None;
+    }
+    let dst_ptr = dst.as_mut_ptr() as usize;
+    let chunks = ROW_CHUNKS_PER_MEMBER * parts;
+    let results: Vec<std::sync::Mutex<Option<R>>> =
+        (0..chunks).map(|_| std::sync::Mutex::new(None)).collect();
+    team::split(chunks, &|p| {
+        let rows = team::part_range(m, chunks, p, 16);
+        for &(a, b, scale) in terms {
+            if a.shape().1 > 0 && rows.1 > rows.0 {
+                // SAFETY: the shapes were checked above and the row blocks are disjoint.
+                unsafe { product_block(dst_ptr as *mut f32, n, a, b, scale, true, rows, (0, n)) };
+            }
+        }
+        *results[p].lock().unwrap() = Some(then(rows));
+    });
+    Some(
+        results
+            .into_iter()
+            .filter_map(|r| r.into_inner().unwrap())
+            .collect(),
+    )
+}
+
+/// One product on the output block rows r0..r1, columns c0..c1 of the row-major m x n
+/// output at `dst` (row stride `n`): our small-dimension kernels where they apply (a
+/// small batch), else the gemm crate.
+///
+/// # Safety
+/// `a` (m x k) and `b` (k x n) hold their shapes with the strides given, `dst` points to
+/// m x n values, the block lies inside them, and nothing else touches its dst elements
+/// meanwhile.
+#[allow(clippy::too_many_arguments)]
+unsafe fn product_block(
+    dst: *mut f32,
+    n: usize,
+    a: View<'_>,
+    b: View<'_>,
+    scale: f32,
+    accumulate: bool,
+    (r0, r1): (usize, usize),
+    (c0, c1): (usize, usize),
+) {
+    if r1 <= r0 || c1 <= c0 {
+        return;
+    }
+    let k = a.shape().1;
+    let (a_rs, a_cs) = a.strides();
+    let (b_rs, b_cs) = b.strides();
+    let out = dst.add(r0 * n + c0);
+    let a_block = small_gemm::Strided {
+        ptr: a.data.as_ptr().offset(r0 as isize * a_rs),
+        rs: a_rs,
+        cs: a_cs,
+    };
+    let b_block = small_gemm::Strided {
+        ptr: b.data.as_ptr().offset(c0 as isize * b_cs),
+        rs: b_rs,
+        cs: b_cs,
+    };
+    let shape = (r1 - r0, k, c1 - c0);
+    if small_gemm::handles(shape, a_block, b_block) {
+        let dst = small_gemm::Output { ptr: out, rs: n };
+        small_gemm::product(shape, dst, accumulate, a_block, b_block, scale);
+        return;
+    }
+    gemm::gemm(
+        shape.0,
+        shape.2,
+        k,
+        out,
+        1,
+        n as isize,
+        accumulate,
+        a_block.ptr,
+        a_cs,
+        a_rs,
+        b_block.ptr,
+        b_cs,
+        b_rs,
+        1.0,
+        scale,
+        false,
+        false,
+        false,
+        Parallelism::None,
+    );
 }
 
 #[cfg(test)]
