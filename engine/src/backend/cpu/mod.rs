@@ -851,23 +851,33 @@ impl Backend for CpuBackend {
                     return Err(EngineError::Internal("sgd needs one state tensor".into()));
                 };
                 check_shape("velocity", velocity, param.rows, param.cols)?;
+                // (the loops below capture their constants by value and walk the slices
+                // with iterators: with indexing and captured references they compiled to
+                // scalar code, bounds checks and reloads in every iteration)
                 if momentum == 0.0 {
                     // The velocity would only ever be multiplied by 0: leave it (at zero)
                     // and save its memory traffic, a quarter of a 784 x 500 batch-10 update.
-                    zip_update(&mut param.data, &grad.data, [], |p, g, []| {
-                        for i in 0..p.len() {
-                            p[i] += lr * decayed(g[i], p[i]);
-                        }
-                    });
+                    zip_update(
+                        &mut param.data,
+                        &grad.data,
+                        [],
+                        #[inline(always)]
+                        move |p, g, []| {
+                            for (p, &g) in p.iter_mut().zip(g) {
+                                *p += lr * decayed(g, *p);
+                            }
+                        },
+                    );
                 } else {
                     zip_update(
                         &mut param.data,
                         &grad.data,
                         [&mut velocity.data],
-                        |p, g, [v]| {
-                            for i in 0..p.len() {
-                                v[i] = momentum * v[i] + lr * decayed(g[i], p[i]);
-                                p[i] += v[i];
+                        #[inline(always)]
+                        move |p, g, [v]| {
+                            for ((p, &g), v) in p.iter_mut().zip(g).zip(v.iter_mut()) {
+                                *v = momentum * *v + lr * decayed(g, *p);
+                                *p += *v;
                             }
                         },
                     );
@@ -888,14 +898,21 @@ impl Backend for CpuBackend {
                 let c1 = 1.0 / (1.0 - beta1.powi(t));
                 let c2 = 1.0 / (1.0 - beta2.powi(t));
                 let states = [&mut m1.data, &mut m2.data];
-                zip_update(&mut param.data, &grad.data, states, |p, g, [a, b]| {
-                    for i in 0..p.len() {
-                        let step = decayed(g[i], p[i]);
-                        a[i] = beta1 * a[i] + (1.0 - beta1) * step;
-                        b[i] = beta2 * b[i] + (1.0 - beta2) * step * step;
-                        p[i] += lr * (a[i] * c1) / ((b[i] * c2).sqrt() + eps);
-                    }
-                });
+                zip_update(
+                    &mut param.data,
+                    &grad.data,
+                    states,
+                    #[inline(always)]
+                    move |p, g, [a, b]| {
+                        let moments = a.iter_mut().zip(b.iter_mut());
+                        for ((p, &g), (a, b)) in p.iter_mut().zip(g).zip(moments) {
+                            let step = decayed(g, *p);
+                            *a = beta1 * *a + (1.0 - beta1) * step;
+                            *b = beta2 * *b + (1.0 - beta2) * step * step;
+                            *p += lr * (*a * c1) / ((*b * c2).sqrt() + eps);
+                        }
+                    },
+                );
             }
         }
         Ok(())
@@ -965,7 +982,10 @@ fn zip_update<const S: usize>(
     f: impl Fn(&mut [f32], &[f32], [&mut [f32]; S]) + Sync + Send,
 ) {
     if !parallel(param.len() / 4) {
-        vectorised(|| f(param, grad, states.map(|s| s.as_mut_slice())));
+        vectorised(
+            #[inline(always)]
+            || f(param, grad, states.map(|s| s.as_mut_slice())),
+        );
         return;
     }
     let params = row_blocks(param, 1);
@@ -977,7 +997,10 @@ fn zip_update<const S: usize>(
         let mut guards: Vec<_> = states.iter().map(|s| s[p].lock().unwrap()).collect();
         let mut slices = guards.iter_mut().map(|g| &mut *g.1);
         let state_slices: [&mut [f32]; S] = std::array::from_fn(|_| slices.next().unwrap());
-        vectorised(|| f(block.1, &grad[first..first + len], state_slices));
+        vectorised(
+            #[inline(always)]
+            || f(block.1, &grad[first..first + len], state_slices),
+        );
     });
 }
 
