@@ -50,7 +50,17 @@ fn rows_per_task(cols: usize) -> usize {
 const PARALLEL_ELEMENTS: usize = 1 << 13;
 
 fn parallel(elements: usize) -> bool {
-    elements >= PARALLEL_ELEMENTS && team::size() > 1
+    parallel_from(PARALLEL_ELEMENTS, elements)
+}
+
+/// Elements below which a copy or a column sum runs on the calling thread: each element
+/// costs a fraction of a nanosecond, so a few microseconds are tens of thousands of
+/// elements (handing the 4 x 10 rows' means of a 784 x 20 batch-10 update to the team cost
+/// 30 ms of a 0.30 s epoch).
+const LIGHT_PARALLEL_ELEMENTS: usize = 1 << 15;
+
+fn parallel_from(threshold: usize, elements: usize) -> bool {
+    elements >= threshold && team::size() > 1
 }
 
 /// Runs `f` compiled for the widest vector instructions this CPU has. The crate is built
@@ -102,7 +112,17 @@ fn for_row_block_pairs(
 /// `f(first_row, rows)` over blocks of whole rows of `data` (`cols` values each), one block
 /// per team member when the work pays.
 fn for_row_blocks(data: &mut [f32], cols: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) {
-    if parallel(data.len()) {
+    for_row_blocks_from(PARALLEL_ELEMENTS, data, cols, f)
+}
+
+/// [`for_row_blocks`] over the team only from `threshold` elements.
+fn for_row_blocks_from(
+    threshold: usize,
+    data: &mut [f32],
+    cols: usize,
+    f: impl Fn(usize, &mut [f32]) + Sync + Send,
+) {
+    if parallel_from(threshold, data.len()) {
         let blocks = row_blocks(data, cols);
         team::split(blocks.len(), &|p| {
             let mut b = blocks[p].lock().unwrap();
@@ -214,7 +234,10 @@ fn column_means_of<const N: usize>(ms: [&CpuMatrix; N]) -> [Vec<f64>; N] {
         slots.push(std::sync::Mutex::new(sums));
         rest = tail;
     }
-    if parallel(ms.iter().map(|m| m.data.len()).sum()) {
+    if parallel_from(
+        LIGHT_PARALLEL_ELEMENTS,
+        ms.iter().map(|m| m.data.len()).sum(),
+    ) {
         team::split(blocks.len(), &|b| {
             block_sums(&blocks[b], &mut slots[b].lock().unwrap())
         });
@@ -489,13 +512,18 @@ impl Backend for CpuBackend {
         }
         // over the team: a batch of 100 Fashion-MNIST rows (313 KB) took 37 us on one thread
         let cols = src.cols;
-        for_row_blocks(&mut dst.data, cols, |first, block| {
-            let rows = &rows[first..];
-            for (out, &r) in block.chunks_exact_mut(cols.max(1)).zip(rows) {
-                let r = r as usize;
-                out.copy_from_slice(&src.data[r * cols..(r + 1) * cols]);
-            }
-        });
+        for_row_blocks_from(
+            LIGHT_PARALLEL_ELEMENTS,
+            &mut dst.data,
+            cols,
+            |first, block| {
+                let rows = &rows[first..];
+                for (out, &r) in block.chunks_exact_mut(cols.max(1)).zip(rows) {
+                    let r = r as usize;
+                    out.copy_from_slice(&src.data[r * cols..(r + 1) * cols]);
+                }
+            },
+        );
         Ok(())
     }
 
@@ -570,7 +598,7 @@ impl Backend for CpuBackend {
             // (over the team: 40 us on one thread for 2 x 100 Fashion-MNIST rows; every
             // value is overwritten, so the buffer's old contents may stay)
             inputs.resize((na + nb) * nv, 0.0);
-            for_row_blocks(inputs, nv, |first, block| {
+            for_row_blocks_from(LIGHT_PARALLEL_ELEMENTS, inputs, nv, |first, block| {
                 for (r, out) in block.chunks_exact_mut(nv.max(1)).enumerate() {
                     let row = first + r;
                     let (set, at) = if row < na {
