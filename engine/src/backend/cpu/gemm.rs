@@ -135,7 +135,7 @@ pub fn add_products_by_rows<R: Send>(
     team::split(chunks, &|p| {
         let rows = team::part_range(m, chunks, p, 16);
         for &(a, b, scale) in terms {
-            if a.shape().1 > 0 && rows.1 > rows.0 {
+            if a.shape().1 > 0 {
                 // SAFETY: the shapes were checked above and the row blocks are disjoint.
                 unsafe { product_block(dst_ptr as *mut f32, n, a, b, scale, true, rows, (0, n)) };
             }

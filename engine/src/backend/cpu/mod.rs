@@ -65,7 +65,10 @@ fn parallel_from(threshold: usize, elements: usize) -> bool {
 
 /// Runs `f` compiled for the widest vector instructions this CPU has. The crate is built
 /// for baseline x86-64 (SSE2); `f` is inlined into a trampoline compiled with AVX-512 or
-/// AVX2, so simple loops inside it vectorise with those (chosen at run time).
+/// AVX2, so simple loops inside it vectorise with those (chosen at run time). The compiler
+/// only inlines what it chooses to: mark `f` and the closures it calls `#[inline(always)]`
+/// (a closure left to it was compiled on its own, for SSE2, as scalar code), and walk
+/// slices with iterators so that no bounds check stops the vectoriser.
 #[inline(always)]
 fn vectorised<R>(f: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]
@@ -176,29 +179,27 @@ fn add_column_sums(block: &[f32], cols: usize, range: (usize, usize), sums: &mut
 #[inline(always)]
 fn add_column_sums_body(block: &[f32], cols: usize, (c0, c1): (usize, usize), sums: &mut [f64]) {
     const STRIP: usize = 32;
-    let mut c = c0;
-    while c + STRIP <= c1 {
+    // `width` is the constant STRIP in the first call: those strips compile to fixed-size
+    // loops whose sums stay in registers; the second call takes the last, narrower strip
+    #[inline(always)]
+    fn strip(block: &[f32], cols: usize, c: usize, width: usize, sums: &mut [f64]) {
         let mut strip = [0.0f64; STRIP];
         for row in block.chunks_exact(cols) {
-            for (s, &x) in strip.iter_mut().zip(&row[c..c + STRIP]) {
+            for (s, &x) in strip.iter_mut().zip(&row[c..c + width]) {
                 *s += x as f64;
             }
         }
-        for (t, s) in sums[c - c0..].iter_mut().zip(strip) {
+        for (t, s) in sums.iter_mut().zip(&strip[..width]) {
             *t += s;
         }
+    }
+    let mut c = c0;
+    while c + STRIP <= c1 {
+        strip(block, cols, c, STRIP, &mut sums[c - c0..]);
         c += STRIP;
     }
     if c < c1 {
-        let mut strip = [0.0f64; STRIP];
-        for row in block.chunks_exact(cols) {
-            for (s, &x) in strip.iter_mut().zip(&row[c..c1]) {
-                *s += x as f64;
-            }
-        }
-        for (t, s) in sums[c - c0..].iter_mut().zip(strip) {
-            *t += s;
-        }
+        strip(block, cols, c, c1 - c, &mut sums[c - c0..]);
     }
 }
 
@@ -210,10 +211,16 @@ fn column_means(m: &CpuMatrix) -> Vec<f64> {
 
 /// Column means of each matrix, accumulated in f64 in a fixed order (deterministic,
 /// whatever the team's size): each block of [`MEAN_BLOCK_ROWS`] rows sums its rows in
-/// order, and the blocks' sums are added in block order. The blocks of all the matrices
-/// go to the team in one step when they are large (the four means of a 784 x 500
-/// batch-100 gradient took 47 us on one thread).
+/// order, and the blocks' sums are added in block order ([`column_means_range`] on one
+/// thread). The blocks of all the matrices go to the team in one step when they are large
+/// (the four means of a 784 x 500 batch-100 gradient took 47 us on one thread).
 fn column_means_of<const N: usize>(ms: [&CpuMatrix; N]) -> [Vec<f64>; N] {
+    if !parallel_from(
+        LIGHT_PARALLEL_ELEMENTS,
+        ms.iter().map(|m| m.data.len()).sum(),
+    ) {
+        return ms.map(|m| column_means_range(m, (0, m.cols)));
+    }
     // (matrix, rows of one block, where its sums start in `partial`)
     let mut blocks = Vec::new();
     let mut len = 0;
@@ -224,9 +231,6 @@ fn column_means_of<const N: usize>(ms: [&CpuMatrix; N]) -> [Vec<f64>; N] {
         }
     }
     let mut partial = vec![0.0f64; len];
-    let block_sums = |&(k, block, _): &(usize, &[f32], usize), sums: &mut [f64]| {
-        add_column_sums(block, ms[k].cols.max(1), (0, ms[k].cols), sums)
-    };
     let mut slots = Vec::with_capacity(blocks.len());
     let mut rest = &mut partial[..];
     for &(k, _, _) in &blocks {
@@ -234,18 +238,11 @@ fn column_means_of<const N: usize>(ms: [&CpuMatrix; N]) -> [Vec<f64>; N] {
         slots.push(std::sync::Mutex::new(sums));
         rest = tail;
     }
-    if parallel_from(
-        LIGHT_PARALLEL_ELEMENTS,
-        ms.iter().map(|m| m.data.len()).sum(),
-    ) {
-        team::split(blocks.len(), &|b| {
-            block_sums(&blocks[b], &mut slots[b].lock().unwrap())
-        });
-    } else {
-        for (block, sums) in blocks.iter().zip(&slots) {
-            block_sums(block, &mut sums.lock().unwrap());
-        }
-    }
+    team::split(blocks.len(), &|b| {
+        let (k, block, _) = blocks[b];
+        let cols = ms[k].cols;
+        add_column_sums(block, cols.max(1), (0, cols), &mut slots[b].lock().unwrap());
+    });
     drop(slots);
     let mut means: [Vec<f64>; N] = std::array::from_fn(|k| vec![0.0f64; ms[k].cols]);
     for &(k, _, at) in &blocks {
@@ -282,8 +279,12 @@ fn mean_differences(
     neg_h: &CpuMatrix,
 ) -> (Vec<f64>, Vec<f64>) {
     let [px, nx, ph, nh] = column_means_of([pos_x, neg_x, pos_h, neg_h]);
-    let difference = |a: Vec<f64>, b: Vec<f64>| a.iter().zip(b).map(|(a, b)| a - b).collect();
-    (difference(px, nx), difference(ph, nh))
+    (differences(&px, &nx), differences(&ph, &nh))
+}
+
+/// `a - b`, element by element.
+fn differences(a: &[f64], b: &[f64]) -> Vec<f64> {
+    a.iter().zip(b).map(|(a, b)| a - b).collect()
 }
 
 /// Rows of each set from which [`CpuBackend::sample_hidden_pair`] stacks the two products
@@ -370,7 +371,7 @@ fn bias_gradients(
 /// Column means of `pos` minus those of `neg`.
 fn column_mean_difference(pos: &CpuMatrix, neg: &CpuMatrix) -> Vec<f64> {
     let [p, n] = column_means_of([pos, neg]);
-    p.iter().zip(n).map(|(a, b)| a - b).collect()
+    differences(&p, &n)
 }
 
 /// Both sets' hidden probabilities (and states) from their rows of the stacked products
@@ -827,11 +828,10 @@ impl Backend for CpuBackend {
         let pieces = gemm::add_products_by_rows(&mut params.w.data, &terms, &|(r0, r1)| {
             let hidden = (r0 * nh / nv, r1 * nh / nv);
             let difference = |pos, neg, range| {
-                let (p, n) = (
-                    column_means_range(pos, range),
-                    column_means_range(neg, range),
-                );
-                p.iter().zip(n).map(|(a, b)| a - b).collect::<Vec<f64>>()
+                differences(
+                    &column_means_range(pos, range),
+                    &column_means_range(neg, range),
+                )
             };
             let dx = difference(&pos_x, &neg_x, (r0, r1));
             (r0, dx, hidden.0, difference(pos_h, neg_h, hidden))
@@ -1086,8 +1086,10 @@ mod tests {
                 );
             }
         }
-        // several matrices in one step: each one's means as alone, to the bit
+        // several matrices in one step: each one's means as alone, to the bit; and the
+        // team's blocks (a large matrix) give what one thread's pass gives, to the bit
         let (a, b, c) = (values(100, 784), values(7, 3), values(100, 500));
+        assert_eq!(column_means(&a), column_means_range(&a, (0, 784)));
         let [ma, mb, mc] = column_means_of([&a, &b, &c]);
         assert_eq!(
             (ma, mb, mc),
