@@ -611,18 +611,8 @@ impl Backend for CpuBackend {
                 }
             });
             products.resize((na + nb) * nh, 0.0);
-            let mut act = binary::take();
-            if binary::chunks_pay(na + nb, nv, nh)
-                && params.units == VisibleUnits::Bernoulli
-                && act.of_rows(inputs, na + nb, nv)
-                && binary::sparse_enough_for_chunks(&act)
-            {
-                binary::times_by_chunks(products, &act, &params.w.data, nv, nh);
-            } else {
-                let stacked = View::new(inputs, na + nb, nv);
-                matmul(products, stacked, params.w.view(), 1.0, false);
-            }
-            binary::give_back(act);
+            let stacked = View::new(inputs, na + nb, nv);
+            matmul(products, stacked, params.w.view(), 1.0, false);
             hidden_from_stacked(products, &params.c.data, [(0, first), (na, second)])
         })
     }
