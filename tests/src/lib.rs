@@ -1,9 +1,10 @@
-//! Support code for the end-to-end tests (tests/*.rs): each test starts a real `ebm-server`
-//! (`ebm_server::startup::Server`) on ephemeral ports, with a fresh store — a SQLite file in a
-//! temporary directory, or a uniquely named Postgres database created on the server that
-//! `DATABASE_URL` points to and dropped afterwards — and drives it through the real
-//! `ebm_client::Client`. Also: the bundled digits, job specs, and reference computations done
-//! here, independently of the engine, in f64.
+//! Support code for the end-to-end tests (tests/e2e/*.rs, built as one test binary, and
+//! tests/wgpu.rs): each test starts a real `ebm-server` (`ebm_server::startup::Server`) on
+//! ephemeral ports, with a fresh store — a SQLite file in a temporary directory, or a
+//! uniquely named Postgres database created on the server that `DATABASE_URL` points to and
+//! dropped afterwards — and drives it through the real `ebm_client::Client`. Also: the
+//! bundled digits, job specs, and reference computations done here, independently of the
+//! engine, in f64.
 use ebm_client::npy::{self, Matrix};
 use ebm_client::v1::{self, Job, JobEvent, JobSpec, JobState};
 use ebm_client::Client;
