@@ -372,6 +372,22 @@ pub fn column_means(data: &Matrix) -> Vec<f64> {
         .collect()
 }
 
+/// Submits `spec` and checks that the server refuses it with INVALID_ARGUMENT and a message
+/// that contains `word` (`what` names the case in a failure).
+pub async fn assert_refused(client: &Client, what: &str, spec: JobSpec, word: &str) {
+    let status = status_of(client.submit(spec, None).await);
+    assert_eq!(
+        status.code(),
+        tonic::Code::InvalidArgument,
+        "{what}: {status:?}"
+    );
+    assert!(
+        status.message().contains(word),
+        "{what}: the message {:?} should name {word:?}",
+        status.message()
+    );
+}
+
 /// The gRPC status code of a failed call (panics if it succeeded or failed otherwise).
 pub fn status_of<T: std::fmt::Debug>(result: Result<T, ebm_client::ClientError>) -> tonic::Status {
     match result {

@@ -107,17 +107,7 @@ async fn bad_ais_settings_are_refused_before_queueing() {
         ),
     ];
     for (what, spec, word) in cases {
-        let status = status_of(client.submit(spec, None).await);
-        assert_eq!(
-            status.code(),
-            tonic::Code::InvalidArgument,
-            "{what}: {status:?}"
-        );
-        assert!(
-            status.message().contains(word),
-            "{what}: {:?} should mention {word}",
-            status.message()
-        );
+        assert_refused(client, what, spec, word).await;
     }
     assert!(client.list_jobs(None).await.expect("list jobs").is_empty());
     server.stop().await;

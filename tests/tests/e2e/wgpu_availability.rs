@@ -49,15 +49,8 @@ async fn jobs_naming_a_backend_the_server_lacks_are_refused() {
             backend: backend.name().into(),
             ..train_spec(&dataset.id, 8, 1)
         };
-        let status = status_of(client.submit(spec, None).await);
-        assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
-        assert!(
-            status
-                .message()
-                .contains(&format!("--features {}", backend.name())),
-            "{}",
-            status.message()
-        );
+        let feature = format!("--features {}", backend.name());
+        assert_refused(client, backend.name(), spec, &feature).await;
     }
     // Nothing was queued.
     assert!(client.list_jobs(None).await.expect("list jobs").is_empty());
