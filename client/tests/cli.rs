@@ -244,30 +244,21 @@ async fn demo_trains_and_reports_what_the_model_learned() {
     server.shutdown().await.expect("shutdown");
 }
 
-/// A safetensors file written by hand (8-byte header length, JSON header, f32 data).
+/// A safetensors file of f32 tensors with the model type in its metadata (from the
+/// `safetensors` crate, not the engine's writer).
 fn safetensors_file(tensors: &[(&str, Vec<usize>, Vec<f32>)], model_type: &str) -> Vec<u8> {
-    let mut header = format!("{{\"__metadata__\":{{\"type\":\"{model_type}\"}}");
-    let mut data = Vec::new();
-    for (name, shape, values) in tensors {
-        let start = data.len();
-        for v in values {
-            data.extend_from_slice(&v.to_le_bytes());
-        }
-        let shape: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
-        header += &format!(
-            ",\"{name}\":{{\"dtype\":\"F32\",\"shape\":[{}],\"data_offsets\":[{start},{}]}}",
-            shape.join(","),
-            data.len()
-        );
-    }
-    header += "}";
-    while header.len() % 8 != 0 {
-        header.push(' ');
-    }
-    let mut out = (header.len() as u64).to_le_bytes().to_vec();
-    out.extend_from_slice(header.as_bytes());
-    out.extend_from_slice(&data);
-    out
+    let bytes: Vec<Vec<u8>> = tensors
+        .iter()
+        .map(|(_, _, values)| values.iter().flat_map(|v| v.to_le_bytes()).collect())
+        .collect();
+    let views = tensors.iter().zip(&bytes).map(|((name, shape, _), data)| {
+        let view =
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), data)
+                .expect("a tensor view");
+        (*name, view)
+    });
+    let metadata = [("type".to_string(), model_type.to_string())].into();
+    safetensors::serialize(views, Some(metadata)).expect("serialize")
 }
 
 /// Decodes an 8-bit RGB PNG: (width, height, pixels).

@@ -7,37 +7,24 @@ use ebm_client::Client;
 use ebm_e2e::*;
 use std::time::Duration;
 
-/// A safetensors file written by hand (8-byte header length, JSON header, f32 data), so the
-/// test does not depend on the engine's writer.
+/// A safetensors file from the `safetensors` crate, so the test does not depend on the
+/// engine's writer.
 fn safetensors(tensors: &[(&str, Vec<usize>, Vec<f32>)], metadata: &[(&str, String)]) -> Vec<u8> {
-    let mut header = String::from("{\"__metadata__\":{");
-    header += &metadata
+    let bytes: Vec<Vec<u8>> = tensors
         .iter()
-        .map(|(k, v)| format!("\"{k}\":\"{v}\""))
-        .collect::<Vec<_>>()
-        .join(",");
-    header += "}";
-    let mut data = Vec::new();
-    for (name, shape, values) in tensors {
-        let start = data.len();
-        for v in values {
-            data.extend_from_slice(&v.to_le_bytes());
-        }
-        let shape: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
-        header += &format!(
-            ",\"{name}\":{{\"dtype\":\"F32\",\"shape\":[{}],\"data_offsets\":[{start},{}]}}",
-            shape.join(","),
-            data.len()
-        );
-    }
-    header += "}";
-    while header.len() % 8 != 0 {
-        header.push(' ');
-    }
-    let mut out = (header.len() as u64).to_le_bytes().to_vec();
-    out.extend_from_slice(header.as_bytes());
-    out.extend_from_slice(&data);
-    out
+        .map(|(_, _, values)| values.iter().flat_map(|v| v.to_le_bytes()).collect())
+        .collect();
+    let views = tensors.iter().zip(&bytes).map(|((name, shape, _), data)| {
+        let view =
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), data)
+                .expect("a tensor view");
+        (*name, view)
+    });
+    let metadata = metadata
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
+    safetensors::serialize(views, Some(metadata)).expect("serialize")
 }
 
 fn lattice_file(size: usize, coupling: f32, field: f32) -> Vec<u8> {
