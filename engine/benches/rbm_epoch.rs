@@ -13,8 +13,9 @@
 //!         parameters trained elsewhere (scikit-learn); D gives the AIS base rates.
 //!   gemm  prints the machine's single-precision GEMM rate (best of several runs).
 //!   products --visible V --hidden H --batch B [--density D]
-//!         times the three products of a PCD update (v W, h W^T, v^T h) as dense GEMM and
-//!         in the binary-operand form (`backend::cpu::binary`), on random {0, 1} operands.
+//!         times the three products of a PCD update (v W, h W^T, v^T h) as dense GEMM, in
+//!         the binary-operand form (`backend::cpu::binary`) and, for v W and v^T h, by table
+//!         lookup (`backend::cpu::lookup`, the backend's default), on random {0, 1} operands.
 //!
 //! The held-out log-likelihood is also estimated by forward AIS (the only value where the
 //! hidden layer is too wide to enumerate; beside the exact one, a check of AIS): the
@@ -323,12 +324,60 @@ fn products(nv: usize, nh: usize, b: usize, density: f32) {
             binary::binary_gradient(&mut grad, nh, (&cols, &hp, 1.0), (&cols, &hp, -1.0))
         }),
     ];
+    // the lookup form (`backend::cpu::lookup`, what the CPU backend uses for binary
+    // factors) of `v W` and the gradient; `h W^T` stays dense there
+    use ebm_engine::backend::cpu::lookup::{multiply, Codes, Factor, Target};
+    let (mut vc, mut cc) = (Codes::default(), Codes::default());
+    let w_rows = [(&w[..], 1.0f32)];
+    let h_rows = [(&hp[..], 1.0f32), (&hp[..], -1.0f32)];
+    let lookup = [
+        best_of(|| {
+            vc.of_rows(&v, b, nv);
+            let factor = Factor {
+                parts: &w_rows,
+                n: nh,
+            };
+            multiply(
+                &mut [Target {
+                    codes: &vc,
+                    dst: &mut out_h,
+                }],
+                &factor,
+                false,
+            )
+        }),
+        f64::NAN,
+        best_of(|| {
+            cc.of_columns(&[&v, &v], nv);
+            let factor = Factor {
+                parts: &h_rows,
+                n: nh,
+            };
+            multiply(
+                &mut [Target {
+                    codes: &cc,
+                    dst: &mut grad,
+                }],
+                &factor,
+                true,
+            )
+        }),
+    ];
+    // (JSON null where there is no lookup form)
+    let number = |x: f64, digits: usize| {
+        if x.is_finite() {
+            format!("{x:.digits$}")
+        } else {
+            "null".to_string()
+        }
+    };
     for (k, name) in ["v W", "h W^T", "v^T h (x2)"].iter().enumerate() {
         println!(
-            "{{\"product\": \"{name}\", \"visible\": {nv}, \"hidden\": {nh}, \"batch\": {b}, \"density\": {density}, \"dense_us\": {:.1}, \"binary_us\": {:.1}, \"speedup\": {:.2}}}",
+            "{{\"product\": \"{name}\", \"visible\": {nv}, \"hidden\": {nh}, \"batch\": {b}, \"density\": {density}, \"dense_us\": {:.1}, \"binary_us\": {:.1}, \"lookup_us\": {}, \"lookup_speedup\": {}}}",
             dense[k] * 1e6,
             sparse[k] * 1e6,
-            dense[k] / sparse[k]
+            number(lookup[k] * 1e6, 1),
+            number(dense[k] / lookup[k], 2)
         );
     }
 }

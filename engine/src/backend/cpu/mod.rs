@@ -6,6 +6,7 @@
 pub mod binary;
 pub mod elementwise;
 pub mod gemm;
+pub mod lookup;
 pub mod small_gemm;
 pub mod team;
 
@@ -70,7 +71,7 @@ fn parallel_from(threshold: usize, elements: usize) -> bool {
 /// (a closure left to it was compiled on its own, for SSE2, as scalar code), and walk
 /// slices with iterators so that no bounds check stops the vectoriser.
 #[inline(always)]
-fn vectorised<R>(f: impl FnOnce() -> R) -> R {
+pub(crate) fn vectorised<R>(f: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]
     {
         #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
@@ -440,6 +441,84 @@ impl CpuBackend {
         CpuBackend
     }
 
+    /// The hidden units' products `v W` of every set by table lookup ([`lookup`]), if they
+    /// qualify: Bernoulli visible units, all entries 0 or 1, enough rows and hidden units.
+    /// False (nothing written) otherwise.
+    fn hidden_by_lookup(
+        &self,
+        params: &RbmTensors<CpuMatrix>,
+        sets: &mut [(&CpuMatrix, &mut CpuMatrix)],
+    ) -> bool {
+        let (nv, nh) = (params.w.rows, params.w.cols);
+        let rows: usize = sets.iter().map(|(v, _)| v.rows).sum();
+        if !lookup::enabled()
+            || binary::enabled()
+            || params.units != VisibleUnits::Bernoulli
+            || rows < lookup::MIN_ROWS
+            || nh < lookup::MIN_COLUMNS
+        {
+            return false;
+        }
+        let mut codes: Vec<lookup::Codes> = sets.iter().map(|_| lookup::take()).collect();
+        let binary = codes
+            .iter_mut()
+            .zip(sets.iter())
+            .all(|(c, (v, _))| c.of_rows(&v.data, v.rows, nv));
+        if binary {
+            let mut targets: Vec<lookup::Target<'_>> = codes
+                .iter()
+                .zip(sets.iter_mut())
+                .map(|(codes, (_, probs))| lookup::Target {
+                    codes,
+                    dst: &mut probs.data,
+                })
+                .collect();
+            let w = [(&params.w.data[..], 1.0)];
+            lookup::multiply(&mut targets, &lookup::Factor { parts: &w, n: nh }, false);
+        }
+        codes.into_iter().for_each(lookup::give_back);
+        binary
+    }
+
+    /// `w (+)= sum over terms of scale * v^T h` (the weight gradient's products) by
+    /// table lookup, if the visible rows qualify as in [`Self::hidden_by_lookup`]. False
+    /// (nothing written) otherwise.
+    fn weight_products_by_lookup(
+        &self,
+        w: &mut CpuMatrix,
+        units: VisibleUnits,
+        terms: [(&CpuMatrix, &CpuMatrix, f32); 2],
+        accumulate: bool,
+    ) -> bool {
+        let (nv, nh) = (w.rows, w.cols);
+        let rows: usize = terms.iter().map(|(v, _, _)| v.rows).sum();
+        if !lookup::enabled()
+            || binary::enabled()
+            || units != VisibleUnits::Bernoulli
+            || rows < lookup::MIN_ROWS
+            || nh < lookup::MIN_COLUMNS
+            || nv < lookup::MIN_ROWS
+        {
+            return false;
+        }
+        let mut codes = lookup::take();
+        let binary = codes.of_columns(&terms.map(|(v, _, _)| &v.data[..]), nv);
+        if binary {
+            let parts = terms.map(|(_, h, scale)| (&h.data[..], scale));
+            let target = lookup::Target {
+                codes: &codes,
+                dst: &mut w.data,
+            };
+            let factor = lookup::Factor {
+                parts: &parts,
+                n: nh,
+            };
+            lookup::multiply(&mut [target], &factor, accumulate);
+        }
+        lookup::give_back(codes);
+        binary
+    }
+
     /// x = v / sigma for Gaussian units (a scaled copy), or v itself.
     fn scaled_visible<'a>(
         &self,
@@ -552,6 +631,9 @@ impl Backend for CpuBackend {
         let (n, nv, nh) = (visible.rows, params.w.rows, params.w.cols);
         check_shape("visible", visible, n, nv)?;
         check_shape("hidden probabilities", probs, n, nh)?;
+        if self.hidden_by_lookup(params, &mut [(visible, &mut *probs)]) {
+            return hidden_from_inputs(&params.c.data, beta, key, probs, states);
+        }
         let mut act = binary::take();
         if binary::enabled()
             && nh >= binary::MIN_COLUMNS
@@ -582,13 +664,25 @@ impl Backend for CpuBackend {
     ) -> Result<()> {
         let (nv, nh) = (params.w.rows, params.w.cols);
         let (na, nb) = (first.visible.rows, second.visible.rows);
-        if na.min(nb) < STACKED_MIN_ROWS || nh < na + nb || binary::enabled() {
-            first.sample_alone(self, params)?;
-            return second.sample_alone(self, params);
-        }
         for (pass, rows) in [(&first, na), (&second, nb)] {
             check_shape("visible", pass.visible, rows, nv)?;
             check_shape("hidden probabilities", pass.probs, rows, nh)?;
+        }
+        if self.hidden_by_lookup(
+            params,
+            &mut [
+                (first.visible, &mut *first.probs),
+                (second.visible, &mut *second.probs),
+            ],
+        ) {
+            for pass in [first, second] {
+                hidden_from_inputs(&params.c.data, 1.0, pass.key, pass.probs, pass.states)?;
+            }
+            return Ok(());
+        }
+        if na.min(nb) < STACKED_MIN_ROWS || nh < na + nb || binary::enabled() {
+            first.sample_alone(self, params)?;
+            return second.sample_alone(self, params);
         }
         let (xa, xb) = (
             self.scaled_visible(params, first.visible),
@@ -715,6 +809,13 @@ impl Backend for CpuBackend {
                 .map(|i| mean(&pos_act, i, pos_v.rows) - mean(&neg_act, i, neg_v.rows))
                 .collect();
             (dx, column_mean_difference(pos_h, neg_h))
+        } else if self.weight_products_by_lookup(
+            &mut grad.w,
+            params.units,
+            [(pos_v, pos_h, 1.0 / np), (neg_v, neg_h, -1.0 / nn)],
+            false,
+        ) {
+            mean_differences(&pos_x, &neg_x, pos_h, neg_h)
         } else {
             matmul(
                 &mut grad.w.data,
@@ -817,6 +918,19 @@ impl Backend for CpuBackend {
         let pos_x = self.scaled_visible(params, pos_v);
         let neg_x = self.scaled_visible(params, neg_v);
         let (nv, nh) = (params.w.rows, params.w.cols);
+        if self.weight_products_by_lookup(
+            &mut params.w,
+            params.units,
+            [
+                (pos_v, pos_h, weight_rate / np),
+                (neg_v, neg_h, -weight_rate / nn),
+            ],
+            true,
+        ) {
+            let (dx, dh) = mean_differences(&pos_x, &neg_x, pos_h, neg_h);
+            bias_gradients(params, &dx, &dh, grad)?;
+            return Ok(true);
+        }
         let terms = [
             (pos_x.view().t(), pos_h.view(), weight_rate / np),
             (neg_x.view().t(), neg_h.view(), -weight_rate / nn),
