@@ -420,6 +420,8 @@ fn in_register(word: &mut Word) {
             options(pure, nomem, nostack, preserves_flags)
         );
     }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = word;
 }
 
 /// Entry e of a group's table: the sum of the base rows whose bits are set in e.
