@@ -14,8 +14,8 @@
 //!   gemm  prints the machine's single-precision GEMM rate (best of several runs).
 //!   products --visible V --hidden H --batch B [--density D]
 //!         times the three products of a PCD update (v W, h W^T, v^T h) as dense GEMM, in
-//!         the binary-operand form (`backend::cpu::binary`) and, for v W and v^T h, by table
-//!         lookup (`backend::cpu::lookup`, the backend's default), on random {0, 1} operands.
+//!         the binary-operand form (`backend::cpu::binary`) and by table lookup
+//!         (`backend::cpu::lookup`, the backend's default), on random {0, 1} operands.
 //!
 //! The held-out log-likelihood is also estimated by forward AIS (the only value where the
 //! hidden layer is too wide to enumerate; beside the exact one, a check of AIS): the
@@ -324,16 +324,15 @@ fn products(nv: usize, nh: usize, b: usize, density: f32) {
             binary::binary_gradient(&mut grad, nh, (&cols, &hp, 1.0), (&cols, &hp, -1.0))
         }),
     ];
-    // the lookup form (`backend::cpu::lookup`, what the CPU backend uses for binary
-    // factors) of `v W` and the gradient; `h W^T` stays dense there
+    // the lookup form (`backend::cpu::lookup`, what the CPU backend uses for binary factors)
     use ebm_engine::backend::cpu::lookup::{multiply, Codes, Factor, Target};
-    let (mut vc, mut cc) = (Codes::default(), Codes::default());
+    let (mut vc, mut hc, mut cc) = (Codes::default(), Codes::default(), Codes::default());
     let w_rows = [(&w[..], 1.0f32)];
     let h_rows = [(&hp[..], 1.0f32), (&hp[..], -1.0f32)];
     let lookup = [
         best_of(|| {
             vc.of_rows(&v, b, nv);
-            let factor = Factor {
+            let factor = Factor::Rows {
                 parts: &w_rows,
                 n: nh,
             };
@@ -346,10 +345,25 @@ fn products(nv: usize, nh: usize, b: usize, density: f32) {
                 false,
             )
         }),
-        f64::NAN,
+        best_of(|| {
+            hc.of_rows(&h, b, nh);
+            let factor = Factor::Transposed {
+                w: &w,
+                k: nh,
+                n: nv,
+            };
+            multiply(
+                &mut [Target {
+                    codes: &hc,
+                    dst: &mut out_v,
+                }],
+                &factor,
+                false,
+            )
+        }),
         best_of(|| {
             cc.of_columns(&[&v, &v], nv);
-            let factor = Factor {
+            let factor = Factor::Rows {
                 parts: &h_rows,
                 n: nh,
             };
@@ -363,21 +377,13 @@ fn products(nv: usize, nh: usize, b: usize, density: f32) {
             )
         }),
     ];
-    // (JSON null where there is no lookup form)
-    let number = |x: f64, digits: usize| {
-        if x.is_finite() {
-            format!("{x:.digits$}")
-        } else {
-            "null".to_string()
-        }
-    };
     for (k, name) in ["v W", "h W^T", "v^T h (x2)"].iter().enumerate() {
         println!(
-            "{{\"product\": \"{name}\", \"visible\": {nv}, \"hidden\": {nh}, \"batch\": {b}, \"density\": {density}, \"dense_us\": {:.1}, \"binary_us\": {:.1}, \"lookup_us\": {}, \"lookup_speedup\": {}}}",
+            "{{\"product\": \"{name}\", \"visible\": {nv}, \"hidden\": {nh}, \"batch\": {b}, \"density\": {density}, \"dense_us\": {:.1}, \"binary_us\": {:.1}, \"lookup_us\": {:.1}, \"lookup_speedup\": {:.2}}}",
             dense[k] * 1e6,
             sparse[k] * 1e6,
-            number(lookup[k] * 1e6, 1),
-            number(dense[k] / lookup[k], 2)
+            lookup[k] * 1e6,
+            dense[k] / lookup[k]
         );
     }
 }

@@ -474,7 +474,11 @@ impl CpuBackend {
                 })
                 .collect();
             let w = [(&params.w.data[..], 1.0)];
-            lookup::multiply(&mut targets, &lookup::Factor { parts: &w, n: nh }, false);
+            lookup::multiply(
+                &mut targets,
+                &lookup::Factor::Rows { parts: &w, n: nh },
+                false,
+            );
         }
         codes.into_iter().for_each(lookup::give_back);
         binary
@@ -509,7 +513,7 @@ impl CpuBackend {
                 codes: &codes,
                 dst: &mut w.data,
             };
-            let factor = lookup::Factor {
+            let factor = lookup::Factor::Rows {
                 parts: &parts,
                 n: nh,
             };
@@ -725,8 +729,25 @@ impl Backend for CpuBackend {
         check_shape("visible means", means, n, nv)?;
         check_shape("visible states", states, n, nv)?;
         let mut act = binary::take();
+        let mut codes = lookup::take();
+        if lookup::enabled()
+            && !binary::enabled()
+            && n >= lookup::MIN_ROWS
+            && nv >= lookup::MIN_COLUMNS
+            && codes.of_rows(&hidden.data, n, nh)
+        {
+            let w_t = lookup::Factor::Transposed {
+                w: &params.w.data,
+                k: nh,
+                n: nv,
+            };
+            let target = lookup::Target {
+                codes: &codes,
+                dst: &mut means.data,
+            };
+            lookup::multiply(&mut [target], &w_t, false);
         // (the sparse form reads W^T, transposed per call: it pays from a few dozen rows)
-        if binary::enabled()
+        } else if binary::enabled()
             && n >= binary::TRANSPOSED_MIN_ROWS
             && nv >= binary::MIN_COLUMNS
             && act.of_rows(&hidden.data, n, nh)
@@ -742,6 +763,7 @@ impl Backend for CpuBackend {
             );
         }
         binary::give_back(act);
+        lookup::give_back(codes);
         let b = &params.b.data;
         match params.units {
             VisibleUnits::Bernoulli => {
