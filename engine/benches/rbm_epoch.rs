@@ -13,9 +13,9 @@
 //!         parameters trained elsewhere (scikit-learn); D gives the AIS base rates.
 //!   gemm  prints the machine's single-precision GEMM rate (best of several runs).
 //!   products --visible V --hidden H --batch B [--density D]
-//!         times the three products of a PCD update (v W, h W^T, v^T h) as dense GEMM, in
-//!         the binary-operand form (`backend::cpu::binary`) and by table lookup
-//!         (`backend::cpu::lookup`, the backend's default), on random {0, 1} operands.
+//!         times the three products of a PCD update (v W, h W^T, v^T h) as dense GEMM and
+//!         by table lookup (`backend::cpu::lookup`, the backend's default where a factor is
+//!         binary), on random {0, 1} operands.
 //!
 //! The held-out log-likelihood is also estimated by forward AIS (the only value where the
 //! hidden layer is too wide to enumerate; beside the exact one, a check of AIS): the
@@ -220,8 +220,9 @@ fn main() {
             let cpu_per_epoch = train_cpu / train_seconds.len() as f64;
             // nominal FLOPs of one PCD-1 update with C = B chains: 5 dense products of
             // B x visible x hidden (positive hidden, chain visible, chain hidden, two
-            // gradient products), 2 FLOPs per multiply-add (with EBM_CPU_BINARY=1 the CPU
-            // backend skips the zeros of binary operands: then a dense-equivalent rate).
+            // gradient products), 2 FLOPs per multiply-add. Where a factor is binary the CPU
+            // backend does one add per 4 multiply-adds (table lookup, `backend::cpu::lookup`):
+            // then this is a dense-equivalent rate, and may exceed the machine's GEMM rate.
             let batches = (rows / batch as usize) as f64;
             let flops = 10.0 * batch as f64 * visible as f64 * hidden as f64 * batches / per_epoch;
             let m = ebm_engine::model_file::rbm_from_bytes(&trainer.model_file().unwrap()).unwrap();
@@ -283,7 +284,6 @@ fn best_of(mut f: impl FnMut()) -> f64 {
 }
 
 fn products(nv: usize, nh: usize, b: usize, density: f32) {
-    use ebm_engine::backend::cpu::binary::{self, Active};
     let key = ebm_engine::rng::RngKey::new(1, 2, 3);
     let bits = |n: usize, at: u32| -> Vec<f32> {
         (0..n)
@@ -307,21 +307,6 @@ fn products(nv: usize, nh: usize, b: usize, density: f32) {
         best_of(|| {
             matmul(&mut grad, vv.t(), View::new(&hp, b, nh), 1.0, false);
             matmul(&mut grad, vv.t(), View::new(&hp, b, nh), -1.0, true);
-        }),
-    ];
-    let (mut rows, mut hrows, mut cols) = (Active::default(), Active::default(), Active::default());
-    let sparse = [
-        best_of(|| {
-            rows.of_rows(&v, b, nv);
-            binary::binary_times(&mut out_h, &rows, &w, nh, 1.0)
-        }),
-        best_of(|| {
-            hrows.of_rows(&h, b, nh);
-            binary::binary_times_transposed(&mut out_v, &hrows, &w, nv, nh, 1.0)
-        }),
-        best_of(|| {
-            cols.of_columns(&v, b, nv);
-            binary::binary_gradient(&mut grad, nh, (&cols, &hp, 1.0), (&cols, &hp, -1.0))
         }),
     ];
     // the lookup form (`backend::cpu::lookup`, what the CPU backend uses for binary factors)
@@ -379,9 +364,8 @@ fn products(nv: usize, nh: usize, b: usize, density: f32) {
     ];
     for (k, name) in ["v W", "h W^T", "v^T h (x2)"].iter().enumerate() {
         println!(
-            "{{\"product\": \"{name}\", \"visible\": {nv}, \"hidden\": {nh}, \"batch\": {b}, \"density\": {density}, \"dense_us\": {:.1}, \"binary_us\": {:.1}, \"lookup_us\": {:.1}, \"lookup_speedup\": {:.2}}}",
+            "{{\"product\": \"{name}\", \"visible\": {nv}, \"hidden\": {nh}, \"batch\": {b}, \"density\": {density}, \"dense_us\": {:.1}, \"lookup_us\": {:.1}, \"lookup_speedup\": {:.2}}}",
             dense[k] * 1e6,
-            sparse[k] * 1e6,
             lookup[k] * 1e6,
             dense[k] / lookup[k]
         );

@@ -6,8 +6,9 @@
 //! of its 4 rows of the other factor are built once (a table, 11 adds of a row chunk), and
 //! every output row then adds the one entry its 4 bits (its code) pick. That is one add
 //! per 4 multiply-adds of the dense product, whatever the share of ones, plus the tables,
-//! which all output rows share. On 2-core Xeon VMs (784 x 500, batch 100) the three
-//! products ran 1.5-2x faster than the `gemm` crate's AVX-512 kernels (docs/benchmarks.md).
+//! which all output rows share. On a 2-core AVX-512 Xeon VM (784 x 500, batch 100) the
+//! three products ran 1.2-2x faster than the `gemm` crate's AVX-512 kernels and the epoch
+//! ~1.6x faster (docs/engine.md).
 //!
 //! Each output element is the same sum of the same terms as the dense product, in another
 //! order: equal up to f32 rounding, and independent of how the work is split (a column's

@@ -3,7 +3,6 @@
 //! and the fast path on machines without a GPU. No allocation per element; the few
 //! temporaries are per call.
 
-pub mod binary;
 pub mod elementwise;
 pub mod gemm;
 pub mod lookup;
@@ -369,12 +368,6 @@ fn bias_gradients(
     Ok(())
 }
 
-/// Column means of `pos` minus those of `neg`.
-fn column_mean_difference(pos: &CpuMatrix, neg: &CpuMatrix) -> Vec<f64> {
-    let [p, n] = column_means_of([pos, neg]);
-    differences(&p, &n)
-}
-
 /// Both sets' hidden probabilities (and states) from their rows of the stacked products
 /// `products` (set rows from `offset`), in one step over the team: each member copies its
 /// block of each set's rows out and runs the sigmoid and draws on it while it is in its
@@ -452,7 +445,6 @@ impl CpuBackend {
         let (nv, nh) = (params.w.rows, params.w.cols);
         let rows: usize = sets.iter().map(|(v, _)| v.rows).sum();
         if !lookup::enabled()
-            || binary::enabled()
             || params.units != VisibleUnits::Bernoulli
             || rows < lookup::MIN_ROWS
             || nh < lookup::MIN_COLUMNS
@@ -497,7 +489,6 @@ impl CpuBackend {
         let (nv, nh) = (w.rows, w.cols);
         let rows: usize = terms.iter().map(|(v, _, _)| v.rows).sum();
         if !lookup::enabled()
-            || binary::enabled()
             || units != VisibleUnits::Bernoulli
             || rows < lookup::MIN_ROWS
             || nh < lookup::MIN_COLUMNS
@@ -638,25 +629,15 @@ impl Backend for CpuBackend {
         if self.hidden_by_lookup(params, &mut [(visible, &mut *probs)]) {
             return hidden_from_inputs(&params.c.data, beta, key, probs, states);
         }
-        let mut act = binary::take();
-        if binary::enabled()
-            && nh >= binary::MIN_COLUMNS
-            && params.units == VisibleUnits::Bernoulli
-            && act.of_rows(&visible.data, n, nv)
-        {
-            binary::binary_times(&mut probs.data, &act, &params.w.data, nh, 1.0);
-        } else {
-            let x = self.scaled_visible(params, visible);
-            matmul(&mut probs.data, x.view(), params.w.view(), 1.0, false);
-        }
-        binary::give_back(act);
+        let x = self.scaled_visible(params, visible);
+        matmul(&mut probs.data, x.view(), params.w.view(), 1.0, false);
         hidden_from_inputs(&params.c.data, beta, key, probs, states)
     }
 
     /// One product over the stacked rows of both sets: the `gemm` crate then packs W once
     /// and runs taller tiles. 784 x 500 with 100 + 100 rows: 685 us against 2 x 455 us
     /// (`rbm_epoch products`, Xeon VM). Smaller sets go one by one (to the small-batch
-    /// kernels), as do binary-path products and narrow layers (fewer hidden units than
+    /// kernels), as do narrow layers (fewer hidden units than
     /// stacked rows): there W is small, packing it twice costs less than copying the
     /// visible rows into the stack (784 x 20 at batch 100: the pair took 68-80 us alone
     /// against 139 us stacked, most of it the copy).
@@ -684,7 +665,7 @@ impl Backend for CpuBackend {
             }
             return Ok(());
         }
-        if na.min(nb) < STACKED_MIN_ROWS || nh < na + nb || binary::enabled() {
+        if na.min(nb) < STACKED_MIN_ROWS || nh < na + nb {
             first.sample_alone(self, params)?;
             return second.sample_alone(self, params);
         }
@@ -728,10 +709,8 @@ impl Backend for CpuBackend {
         check_shape("hidden", hidden, n, nh)?;
         check_shape("visible means", means, n, nv)?;
         check_shape("visible states", states, n, nv)?;
-        let mut act = binary::take();
         let mut codes = lookup::take();
         if lookup::enabled()
-            && !binary::enabled()
             && n >= lookup::MIN_ROWS
             && nv >= lookup::MIN_COLUMNS
             && codes.of_rows(&hidden.data, n, nh)
@@ -746,13 +725,6 @@ impl Backend for CpuBackend {
                 dst: &mut means.data,
             };
             lookup::multiply(&mut [target], &w_t, false);
-        // (the sparse form reads W^T, transposed per call: it pays from a few dozen rows)
-        } else if binary::enabled()
-            && n >= binary::TRANSPOSED_MIN_ROWS
-            && nv >= binary::MIN_COLUMNS
-            && act.of_rows(&hidden.data, n, nh)
-        {
-            binary::binary_times_transposed(&mut means.data, &act, &params.w.data, nv, nh, 1.0);
         } else {
             matmul(
                 &mut means.data,
@@ -762,7 +734,6 @@ impl Backend for CpuBackend {
                 false,
             );
         }
-        binary::give_back(act);
         lookup::give_back(codes);
         let b = &params.b.data;
         match params.units {
@@ -811,27 +782,7 @@ impl Backend for CpuBackend {
         let pos_x = self.scaled_visible(params, pos_v);
         let neg_x = self.scaled_visible(params, neg_v);
         // <x h^T>_data - <x h^T>_model
-        let (mut pos_act, mut neg_act) = (binary::take(), binary::take());
-        let (dx, dh) = if binary::enabled()
-            && nh >= binary::MIN_COLUMNS
-            && params.units == VisibleUnits::Bernoulli
-            && pos_act.of_columns(&pos_v.data, pos_v.rows, nv)
-            && neg_act.of_columns(&neg_v.data, neg_v.rows, nv)
-        {
-            binary::binary_gradient(
-                &mut grad.w.data,
-                nh,
-                (&pos_act, &pos_h.data, 1.0 / np),
-                (&neg_act, &neg_h.data, -1.0 / nn),
-            );
-            // column means of binary matrices: the list lengths
-            let mean =
-                |a: &binary::Active, i: usize, rows: usize| a.count[i] as f64 / rows.max(1) as f64;
-            let dx = (0..nv)
-                .map(|i| mean(&pos_act, i, pos_v.rows) - mean(&neg_act, i, neg_v.rows))
-                .collect();
-            (dx, column_mean_difference(pos_h, neg_h))
-        } else if self.weight_products_by_lookup(
+        let (dx, dh) = if self.weight_products_by_lookup(
             &mut grad.w,
             params.units,
             [(pos_v, pos_h, 1.0 / np), (neg_v, neg_h, -1.0 / nn)],
@@ -855,8 +806,6 @@ impl Backend for CpuBackend {
             );
             mean_differences(&pos_x, &neg_x, pos_h, neg_h)
         };
-        binary::give_back(pos_act);
-        binary::give_back(neg_act);
         bias_gradients(params, &dx, &dh, grad)?;
         if let Some(Offsets { mu, lambda }) = offsets {
             // Centered gradient mapped to plain parameters (see `Offsets`):
@@ -921,7 +870,7 @@ impl Backend for CpuBackend {
     }
 
     /// The gradient's products added straight into W, each scaled by the rate over its
-    /// rows (the binary path and learned sigma keep the two-step form).
+    /// rows (learned sigma keeps the two-step form).
     fn gradient_with_weight_step(
         &self,
         params: &mut RbmTensors<CpuMatrix>,
@@ -932,7 +881,7 @@ impl Backend for CpuBackend {
         weight_rate: f32,
         grad: &mut RbmGradient<CpuMatrix>,
     ) -> Result<bool> {
-        if binary::enabled() || grad.log_sigma.is_some() {
+        if grad.log_sigma.is_some() {
             return Ok(false);
         }
         check_gradient_shapes(params, pos_v, pos_h, neg_v, neg_h)?;
