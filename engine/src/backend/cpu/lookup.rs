@@ -390,67 +390,24 @@ pub fn multiply(targets: &mut [Target<'_>], factor: &Factor<'_>, accumulate: boo
         .iter_mut()
         .map(|t| (t.dst.as_mut_ptr() as usize, t.codes))
         .collect();
-    let columns = |(c0, c1): (usize, usize)| {
-        // SAFETY: each call writes only columns c0..c1 of every output, and the column
-        // ranges of one product's calls are disjoint; the sizes were checked above.
-        unsafe { columns_any(&outs, factor, n, groups, accumulate, c0, c1) }
+    let run_columns = |(c0, c1): (usize, usize)| {
+        // (compiled for the widest vectors the CPU has)
+        super::vectorised(
+            #[inline(always)]
+            || {
+                // SAFETY: each call writes only columns c0..c1 of every output, and the
+                // column ranges of one product's calls are disjoint; the sizes were checked
+                // above.
+                unsafe { columns(&outs, factor, n, groups, accumulate, c0, c1) }
+            },
+        )
     };
     let parts = team::size();
     if work < PARALLEL_WORK || parts < 2 || n < 64 {
-        columns((0, n));
+        run_columns((0, n));
     } else {
-        team::split(parts, &|p| columns(team::part_range(n, parts, p, 32)));
+        team::split(parts, &|p| run_columns(team::part_range(n, parts, p, 32)));
     }
-}
-
-/// Columns c0..c1 of every output, compiled for the widest vectors the CPU has.
-///
-/// # Safety
-/// `outs` must point at outputs of codes.rows() x n floats, with no other access to their
-/// columns c0..c1 during the call.
-unsafe fn columns_any(
-    outs: &[(usize, &Codes)],
-    factor: &Factor<'_>,
-    n: usize,
-    groups: usize,
-    accumulate: bool,
-    c0: usize,
-    c1: usize,
-) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
-        unsafe fn avx512(
-            outs: &[(usize, &Codes)],
-            f: &Factor<'_>,
-            n: usize,
-            groups: usize,
-            acc: bool,
-            c0: usize,
-            c1: usize,
-        ) {
-            columns(outs, f, n, groups, acc, c0, c1)
-        }
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn avx2(
-            outs: &[(usize, &Codes)],
-            f: &Factor<'_>,
-            n: usize,
-            groups: usize,
-            acc: bool,
-            c0: usize,
-            c1: usize,
-        ) {
-            columns(outs, f, n, groups, acc, c0, c1)
-        }
-        use crate::rng::block;
-        match block::detect() {
-            block::AVX512 => return avx512(outs, factor, n, groups, accumulate, c0, c1),
-            block::AVX2 => return avx2(outs, factor, n, groups, accumulate, c0, c1),
-            _ => {}
-        }
-    }
-    columns(outs, factor, n, groups, accumulate, c0, c1)
 }
 
 /// Columns c0..c1 in chunks of 32 columns, then narrower ones for the rest.
@@ -640,6 +597,10 @@ mod tests {
         (0..len).map(|i| key.uniform(at + i as u32) - 0.5).collect()
     }
 
+    fn multiply_one(codes: &Codes, dst: &mut [f32], factor: &Factor<'_>, accumulate: bool) {
+        multiply(&mut [Target { codes, dst }], factor, accumulate)
+    }
+
     /// a (m x k) b (k x n) in f64
     fn dense(a: &[f32], m: usize, k: usize, b: &[f32], n: usize) -> Vec<f64> {
         let mut out = vec![0.0f64; m * n];
@@ -697,39 +658,18 @@ mod tests {
             let mut got = vec![7.0f32; m * n];
             let parts = [(&b[..], 2.0f32)];
             let factor = Factor::Rows { parts: &parts, n };
-            multiply(
-                &mut [Target {
-                    codes: &codes,
-                    dst: &mut got,
-                }],
-                &factor,
-                false,
-            );
+            multiply_one(&codes, &mut got, &factor, false);
             let twice: Vec<f64> = want.iter().map(|x| 2.0 * x).collect();
             assert_close(&got, &twice, &format!("A B {m}x{k}x{n}"));
             // accumulating adds the same again
-            multiply(
-                &mut [Target {
-                    codes: &codes,
-                    dst: &mut got,
-                }],
-                &factor,
-                true,
-            );
+            multiply_one(&codes, &mut got, &factor, true);
             let four: Vec<f64> = want.iter().map(|x| 4.0 * x).collect();
             assert_close(&got, &four, &format!("A B accumulated {m}x{k}x{n}"));
             // B given as the transpose of a stored (n x k) matrix
             let w = transpose(&b, k, n);
             let mut got_t = vec![7.0f32; m * n];
             let factor_t = Factor::Transposed { w: &w, k, n };
-            multiply(
-                &mut [Target {
-                    codes: &codes,
-                    dst: &mut got_t,
-                }],
-                &factor_t,
-                false,
-            );
+            multiply_one(&codes, &mut got_t, &factor_t, false);
             assert_close(&got_t, &want, &format!("A W^T {m}x{k}x{n}"));
         }
     }
@@ -783,14 +723,7 @@ mod tests {
                 parts: &parts,
                 n: nh,
             };
-            multiply(
-                &mut [Target {
-                    codes: &codes,
-                    dst: &mut got,
-                }],
-                &factor,
-                true,
-            );
+            multiply_one(&codes, &mut got, &factor, true);
             let (gp, gn) = (
                 dense(&transpose(&vp, np, nv), nv, np, &hp, nh),
                 dense(&transpose(&vn, nn, nv), nv, nn, &hn, nh),
