@@ -114,17 +114,21 @@ fn chain_kernel() -> ChainKernel {
     *KERNEL.get_or_init(|| {
         #[cfg(target_arch = "x86_64")]
         {
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                return |m, s, b, u, k, base, f, x| unsafe {
-                    sweep_chain_avx512(m, s, b, u, k, base, f, x)
-                };
-            }
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
-                return |m, s, b, u, k, base, f, x| unsafe {
-                    sweep_chain_avx2(m, s, b, u, k, base, f, x)
-                };
+            use crate::rng::block;
+            // SAFETY (both): the instruction set was detected (`block::detect` checks
+            // every feature the variant enables).
+            match block::detect() {
+                block::AVX512 => {
+                    return |m, s, b, u, k, base, f, x| unsafe {
+                        sweep_chain_avx512(m, s, b, u, k, base, f, x)
+                    };
+                }
+                block::AVX2 => {
+                    return |m, s, b, u, k, base, f, x| unsafe {
+                        sweep_chain_avx2(m, s, b, u, k, base, f, x)
+                    };
+                }
+                _ => {}
             }
         }
         sweep_chain_generic

@@ -16,26 +16,37 @@ pub const PORTABLE: Isa = 0;
 pub const AVX2: Isa = 1;
 pub const AVX512: Isa = 2;
 
-/// The best instruction set of this CPU for the kernels here (detected once).
+/// The best instruction set of this CPU for the kernels here (detected once). The
+/// environment variable `EBM_CPU_ISA=avx2` or `=portable` caps it (never above what the CPU
+/// has), so that the narrower kernels can be tested and timed on a wider CPU.
 pub fn detect() -> Isa {
     static ISA: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
     *ISA.get_or_init(|| {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx512f")
-                && std::arch::is_x86_feature_detected!("avx512bw")
-                && std::arch::is_x86_feature_detected!("avx512vl")
-            {
-                return AVX512;
-            }
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
-                return AVX2;
-            }
-        }
-        PORTABLE
+        let cap = match std::env::var("EBM_CPU_ISA").as_deref() {
+            Ok("portable") => PORTABLE,
+            Ok("avx2") => AVX2,
+            _ => AVX512,
+        };
+        cpu_isa().min(cap)
     })
+}
+
+/// The best instruction set this CPU has.
+fn cpu_isa() -> Isa {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+        {
+            return AVX512;
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            return AVX2;
+        }
+    }
+    PORTABLE
 }
 
 /// The 64 words of uniform block `block` of `key`: `out[w][l]` is word `w` of element
