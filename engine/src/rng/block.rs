@@ -17,12 +17,14 @@ pub const AVX2: Isa = 1;
 pub const AVX512: Isa = 2;
 
 /// The best instruction set of this CPU for the kernels here (detected once). The
-/// environment variable `EBM_CPU_ISA=avx2` or `=portable` caps it (never above what the CPU
-/// has), so that the narrower kernels can be tested and timed on a wider CPU.
+/// environment variable `EBM_CPU_ISA=avx2` or `=portable` (any case) caps it, never above
+/// what the CPU has, so that the narrower kernels can be tested and timed on a wider CPU;
+/// other values leave it uncapped.
 pub fn detect() -> Isa {
     static ISA: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
     *ISA.get_or_init(|| {
-        let cap = match std::env::var("EBM_CPU_ISA").as_deref() {
+        let asked = std::env::var("EBM_CPU_ISA").map(|v| v.to_ascii_lowercase());
+        let cap = match asked.as_deref() {
             Ok("portable") => PORTABLE,
             Ok("avx2") => AVX2,
             _ => AVX512,

@@ -216,10 +216,17 @@ unsafe fn product_block(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn naive(a: &[f32], m: usize, k: usize, b: &[f32], n: usize) -> Vec<f64> {
+    /// a (m x k) b (k x n) in f64: the reference the CPU products are tested against.
+    pub(in crate::backend::cpu) fn naive(
+        a: &[f32],
+        m: usize,
+        k: usize,
+        b: &[f32],
+        n: usize,
+    ) -> Vec<f64> {
         let mut out = vec![0.0f64; m * n];
         for i in 0..m {
             for j in 0..n {

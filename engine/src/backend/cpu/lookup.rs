@@ -584,6 +584,7 @@ unsafe fn add_lookups<const W: usize, const FULL: bool>(
 
 #[cfg(test)]
 mod tests {
+    use super::super::gemm::tests::naive as dense;
     use super::*;
     use crate::rng::RngKey;
 
@@ -599,19 +600,6 @@ mod tests {
 
     fn multiply_one(codes: &Codes, dst: &mut [f32], factor: &Factor<'_>, accumulate: bool) {
         multiply(&mut [Target { codes, dst }], factor, accumulate)
-    }
-
-    /// a (m x k) b (k x n) in f64
-    fn dense(a: &[f32], m: usize, k: usize, b: &[f32], n: usize) -> Vec<f64> {
-        let mut out = vec![0.0f64; m * n];
-        for i in 0..m {
-            for l in 0..k {
-                for j in 0..n {
-                    out[i * n + j] += a[i * k + l] as f64 * b[l * n + j] as f64;
-                }
-            }
-        }
-        out
     }
 
     fn transpose(a: &[f32], rows: usize, cols: usize) -> Vec<f32> {

@@ -437,10 +437,10 @@ impl CpuBackend {
     /// The hidden units' products `v W` of every set by table lookup ([`lookup`]), if they
     /// qualify: Bernoulli visible units, all entries 0 or 1, enough rows and hidden units.
     /// False (nothing written) otherwise.
-    fn hidden_by_lookup(
+    fn hidden_by_lookup<const N: usize>(
         &self,
         params: &RbmTensors<CpuMatrix>,
-        sets: &mut [(&CpuMatrix, &mut CpuMatrix)],
+        sets: [(&CpuMatrix, &mut CpuMatrix); N],
     ) -> bool {
         let (nv, nh) = (params.w.rows, params.w.cols);
         let rows: usize = sets.iter().map(|(v, _)| v.rows).sum();
@@ -451,20 +451,20 @@ impl CpuBackend {
         {
             return false;
         }
-        let mut codes: Vec<lookup::Codes> = sets.iter().map(|_| lookup::take()).collect();
+        let mut codes: [lookup::Codes; N] = std::array::from_fn(|_| lookup::take());
         let binary = codes
             .iter_mut()
-            .zip(sets.iter())
+            .zip(&sets)
             .all(|(c, (v, _))| c.of_rows(&v.data, v.rows, nv));
         if binary {
-            let mut targets: Vec<lookup::Target<'_>> = codes
-                .iter()
-                .zip(sets.iter_mut())
-                .map(|(codes, (_, probs))| lookup::Target {
-                    codes,
+            let mut i = 0;
+            let mut targets = sets.map(|(_, probs)| {
+                i += 1;
+                lookup::Target {
+                    codes: &codes[i - 1],
                     dst: &mut probs.data,
-                })
-                .collect();
+                }
+            });
             let w = [(&params.w.data[..], 1.0)];
             lookup::multiply(
                 &mut targets,
@@ -473,6 +473,37 @@ impl CpuBackend {
             );
         }
         codes.into_iter().for_each(lookup::give_back);
+        binary
+    }
+
+    /// `means = h W^T` by table lookup with W's columns read through transposed tiles, if
+    /// h qualifies: all entries 0 or 1 (sampled hidden states), enough rows and visible
+    /// units. False (nothing written) otherwise.
+    fn visible_by_lookup(
+        &self,
+        params: &RbmTensors<CpuMatrix>,
+        hidden: &CpuMatrix,
+        means: &mut CpuMatrix,
+    ) -> bool {
+        let (nv, nh) = (params.w.rows, params.w.cols);
+        if !lookup::enabled() || hidden.rows < lookup::MIN_ROWS || nv < lookup::MIN_COLUMNS {
+            return false;
+        }
+        let mut codes = lookup::take();
+        let binary = codes.of_rows(&hidden.data, hidden.rows, nh);
+        if binary {
+            let w_t = lookup::Factor::Transposed {
+                w: &params.w.data,
+                k: nh,
+                n: nv,
+            };
+            let target = lookup::Target {
+                codes: &codes,
+                dst: &mut means.data,
+            };
+            lookup::multiply(&mut [target], &w_t, false);
+        }
+        lookup::give_back(codes);
         binary
     }
 
@@ -626,7 +657,7 @@ impl Backend for CpuBackend {
         let (n, nv, nh) = (visible.rows, params.w.rows, params.w.cols);
         check_shape("visible", visible, n, nv)?;
         check_shape("hidden probabilities", probs, n, nh)?;
-        if self.hidden_by_lookup(params, &mut [(visible, &mut *probs)]) {
+        if self.hidden_by_lookup(params, [(visible, &mut *probs)]) {
             return hidden_from_inputs(&params.c.data, beta, key, probs, states);
         }
         let x = self.scaled_visible(params, visible);
@@ -655,7 +686,7 @@ impl Backend for CpuBackend {
         }
         if self.hidden_by_lookup(
             params,
-            &mut [
+            [
                 (first.visible, &mut *first.probs),
                 (second.visible, &mut *second.probs),
             ],
@@ -709,23 +740,7 @@ impl Backend for CpuBackend {
         check_shape("hidden", hidden, n, nh)?;
         check_shape("visible means", means, n, nv)?;
         check_shape("visible states", states, n, nv)?;
-        let mut codes = lookup::take();
-        if lookup::enabled()
-            && n >= lookup::MIN_ROWS
-            && nv >= lookup::MIN_COLUMNS
-            && codes.of_rows(&hidden.data, n, nh)
-        {
-            let w_t = lookup::Factor::Transposed {
-                w: &params.w.data,
-                k: nh,
-                n: nv,
-            };
-            let target = lookup::Target {
-                codes: &codes,
-                dst: &mut means.data,
-            };
-            lookup::multiply(&mut [target], &w_t, false);
-        } else {
+        if !self.visible_by_lookup(params, hidden, means) {
             matmul(
                 &mut means.data,
                 hidden.view(),
@@ -734,7 +749,6 @@ impl Backend for CpuBackend {
                 false,
             );
         }
-        lookup::give_back(codes);
         let b = &params.b.data;
         match params.units {
             VisibleUnits::Bernoulli => {
@@ -782,14 +796,13 @@ impl Backend for CpuBackend {
         let pos_x = self.scaled_visible(params, pos_v);
         let neg_x = self.scaled_visible(params, neg_v);
         // <x h^T>_data - <x h^T>_model
-        let (dx, dh) = if self.weight_products_by_lookup(
+        let by_lookup = self.weight_products_by_lookup(
             &mut grad.w,
             params.units,
             [(pos_v, pos_h, 1.0 / np), (neg_v, neg_h, -1.0 / nn)],
             false,
-        ) {
-            mean_differences(&pos_x, &neg_x, pos_h, neg_h)
-        } else {
+        );
+        if !by_lookup {
             matmul(
                 &mut grad.w.data,
                 pos_x.view().t(),
@@ -804,8 +817,8 @@ impl Backend for CpuBackend {
                 -1.0 / nn,
                 true,
             );
-            mean_differences(&pos_x, &neg_x, pos_h, neg_h)
-        };
+        }
+        let (dx, dh) = mean_differences(&pos_x, &neg_x, pos_h, neg_h);
         bias_gradients(params, &dx, &dh, grad)?;
         if let Some(Offsets { mu, lambda }) = offsets {
             // Centered gradient mapped to plain parameters (see `Offsets`):
