@@ -8,6 +8,7 @@ const PROTOS: &[&str] = &[
     "ebm/v1/jobs.proto",
     "ebm/v1/datasets.proto",
     "ebm/v1/models.proto",
+    "ebm/v1/sweeps.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -10,6 +10,7 @@ pub mod v1 {
 }
 
 pub mod json;
+pub mod spec_path;
 pub mod state;
 
 pub use v1::JobState;

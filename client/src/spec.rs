@@ -9,7 +9,8 @@
 //! key and suggest the closest known one, since a misspelt option silently ignored would train
 //! the wrong model.
 use crate::error::{ClientError, Result};
-use ebm_api::v1::{EstimateConfig, JobSpec, ModelConfig, ObserveConfig, SampleConfig, TrainConfig};
+use ebm_api::spec_path::{closest, known_keys, spec_name};
+use ebm_api::v1::JobSpec;
 use serde_json::Value as Json;
 use toml::{Table, Value};
 
@@ -127,34 +128,6 @@ fn apply_override(table: &mut Table, assignment: &str) -> Result<()> {
     Ok(())
 }
 
-/// The keys a `JobSpec` has, as a JSON object tree (nested configs filled with defaults so
-/// their keys show up). New proto fields appear here without changes to this module.
-fn known_keys() -> Json {
-    let full = JobSpec {
-        model_config: Some(ModelConfig::default()),
-        train: Some(TrainConfig::default()),
-        estimate: Some(EstimateConfig::default()),
-        sample: Some(SampleConfig::default()),
-        observe: Some(ObserveConfig::default()),
-        ..Default::default()
-    };
-    serde_json::to_value(full).unwrap_or(Json::Null)
-}
-
-/// The name a key has in the TOML spec (`model_config` is written `[model]`).
-fn spec_name(prefix: &str, key: &str) -> String {
-    let key = if prefix.is_empty() && key == "model_config" {
-        "model"
-    } else {
-        key
-    };
-    if prefix.is_empty() {
-        key.to_string()
-    } else {
-        format!("{prefix}.{key}")
-    }
-}
-
 fn check_known_keys(table: &Table, known: &Json, prefix: &str) -> Result<()> {
     let Json::Object(known) = known else {
         return Ok(());
@@ -250,30 +223,6 @@ fn collect_leaves<'a>(
         }
         path.pop();
     }
-}
-
-/// The candidate within edit distance 2 of `key`, if any.
-fn closest<'a>(key: &str, candidates: &'a [String]) -> Option<&'a String> {
-    candidates
-        .iter()
-        .map(|c| (edit_distance(key, c), c))
-        .filter(|(d, _)| *d <= 2)
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, c)| c)
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut previous: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut current = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let substitution = previous[j] + usize::from(ca != *cb);
-            current.push(substitution.min(previous[j + 1] + 1).min(current[j] + 1));
-        }
-        previous = current;
-    }
-    previous[b.len()]
 }
 
 #[cfg(test)]

@@ -68,6 +68,12 @@ pub struct Limits {
     pub download_chunk_bytes: usize,
     /// Length of names and ids a client sends.
     pub max_name_len: usize,
+    /// Jobs one sweep may queue (grid size times seeds).
+    pub max_sweep_variants: u32,
+    /// Labels per job (a sweep's jobs also carry sweep, seed and one per grid field).
+    pub max_labels: usize,
+    /// Length of a label key or value.
+    pub max_label_len: usize,
 }
 
 impl Default for Config {
@@ -108,6 +114,9 @@ impl Default for Limits {
             default_page_size: 100,
             download_chunk_bytes: 1 << 20,
             max_name_len: 256,
+            max_sweep_variants: 256,
+            max_labels: 32,
+            max_label_len: 128,
         }
     }
 }

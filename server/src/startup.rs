@@ -5,6 +5,7 @@
 //! Shutdown order ([`RunningServer::shutdown`]): stop claiming and ask running jobs to stop
 //! (they checkpoint and are requeued), end live WatchJob streams, wait for the workers,
 //! then stop the gRPC and metrics servers and close the database.
+use crate::api::sweeps::SweepApi;
 use crate::api::{datasets::DatasetApi, jobs::JobApi, models::ModelApi, ApiState};
 use crate::auth::Auth;
 use crate::config::Config;
@@ -12,6 +13,7 @@ use crate::metrics::{self, GrpcMetricsLayer};
 use crate::scheduler::{RunningJobs, Scheduler};
 use crate::store::Store;
 use anyhow::Context;
+use ebm_api::v1::sweep_service_server::SweepServiceServer;
 use ebm_api::v1::{
     dataset_service_server::DatasetServiceServer, job_service_server::JobServiceServer,
     model_service_server::ModelServiceServer,
@@ -77,6 +79,7 @@ impl Server {
             .set_serving::<DatasetServiceServer<DatasetApi>>()
             .await;
         health.set_serving::<ModelServiceServer<ModelApi>>().await;
+        health.set_serving::<SweepServiceServer<SweepApi>>().await;
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(ebm_api::v1::FILE_DESCRIPTOR_SET)
             .build_v1()
@@ -98,7 +101,13 @@ impl Server {
                 auth.clone(),
             ))
             .add_service(ModelServiceServer::with_interceptor(
-                ModelApi { state },
+                ModelApi {
+                    state: state.clone(),
+                },
+                auth.clone(),
+            ))
+            .add_service(SweepServiceServer::with_interceptor(
+                SweepApi { state },
                 auth,
             ));
         let incoming = tonic::transport::server::TcpIncoming::from(grpc_listener);

@@ -1,9 +1,10 @@
 //! `ebm.v1.JobService`: submit (idempotent by request id, validated before queueing), get,
 //! list, cancel, watch (replay then follow), and artifact downloads.
+use super::labels::check_labels;
 use super::{check_id, check_len, chunked, job_message, page_size, store_status, ApiState};
 use crate::auth::tenant;
 use crate::jobs::{self, StopReason};
-use crate::store::{new_id, Submitted};
+use crate::store::{new_id, Labels, Submitted};
 use ebm_api::v1::{self, job_service_server::JobService, JobState};
 use ebm_engine::backend::BackendKind;
 use sha2::{Digest, Sha256};
@@ -27,7 +28,7 @@ const MAX_PRIORITY: i32 = 1000;
 
 impl JobApi {
     /// Checks a spec against what it references and the limits, before it is queued.
-    async fn validate(&self, tenant: &str, spec: &v1::JobSpec) -> Result<(), Status> {
+    pub(crate) async fn validate(&self, tenant: &str, spec: &v1::JobSpec) -> Result<(), Status> {
         let limits = &self.state.config.limits;
         check_len("spec.name", &spec.name, limits.max_name_len)?;
         if !spec.backend.is_empty() && !["cpu", "wgpu", "cuda"].contains(&spec.backend.as_str()) {
@@ -174,9 +175,36 @@ impl JobApi {
     }
 }
 
-/// Hash of what makes two submissions the same job: the spec and the priority.
-fn spec_hash(spec_json: &str, priority: i32) -> String {
-    let digest = Sha256::digest(format!("{priority}\n{spec_json}").as_bytes());
+impl JobApi {
+    /// Cancels one job (the path CancelJob and CancelSweep share).
+    pub(crate) async fn cancel(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> Result<crate::store::JobRecord, Status> {
+        let job = self
+            .state
+            .store
+            .cancel_job(tenant, id)
+            .await
+            .map_err(store_status)?
+            .ok_or_else(|| Status::not_found(format!("job {id} not found")))?;
+        if job.state == "running" {
+            // Running here: stop it now; elsewhere, its heartbeat sees the stored flag.
+            self.state.running.stop(id, StopReason::Cancel);
+        }
+        Ok(job)
+    }
+}
+
+/// Hash of what makes two submissions the same job: the spec, the priority and the labels
+/// (left out when there are none, which keeps the hashes of unlabelled jobs as they were).
+pub(crate) fn spec_hash(spec_json: &str, priority: i32, labels: &Labels) -> String {
+    let mut text = format!("{priority}\n{spec_json}");
+    if !labels.is_empty() {
+        text.push_str(&serde_json::to_string(labels).unwrap_or_default());
+    }
+    let digest = Sha256::digest(text.as_bytes());
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -198,10 +226,11 @@ impl JobService for JobApi {
         let spec = request
             .spec
             .ok_or_else(|| Status::invalid_argument("spec is required"))?;
+        let labels = check_labels(&request.labels, 0, limits)?;
         self.validate(&tenant, &spec).await?;
         let spec_json = serde_json::to_string(&spec)
             .map_err(|e| Status::internal(format!("cannot encode the spec: {e}")))?;
-        let hash = spec_hash(&spec_json, request.priority);
+        let hash = spec_hash(&spec_json, request.priority, &labels);
         let request_id = if request.request_id.is_empty() {
             new_id("req")
         } else {
@@ -218,7 +247,7 @@ impl JobService for JobApi {
         let job = match self
             .state
             .store
-            .submit_job(&new)
+            .submit_labelled_job(&new, &labels)
             .await
             .map_err(store_status)?
         {
@@ -271,12 +300,13 @@ impl JobService for JobApi {
                 )))
             }
         };
+        let labels = check_labels(&request.labels, 0, &self.state.config.limits)?;
         let limit = page_size(&self.state.config, request.page_size);
         let after = super::parse_page_token(&request.page_token)?;
         let jobs = self
             .state
             .store
-            .list_jobs(&tenant, state, after, limit)
+            .list_labelled_jobs(&tenant, state, &labels, after, limit)
             .await
             .map_err(store_status)?;
         let next_page_token = super::next_page_token(
@@ -297,17 +327,7 @@ impl JobService for JobApi {
         let tenant = tenant(&request)?;
         let id = request.into_inner().id;
         check_id("id", &id, self.state.config.limits.max_name_len)?;
-        let job = self
-            .state
-            .store
-            .cancel_job(&tenant, &id)
-            .await
-            .map_err(store_status)?
-            .ok_or_else(|| Status::not_found(format!("job {id} not found")))?;
-        if job.state == "running" {
-            // Running here: stop it now; elsewhere, its heartbeat sees the stored flag.
-            self.state.running.stop(&id, StopReason::Cancel);
-        }
+        let job = self.cancel(&tenant, &id).await?;
         Ok(Response::new(job_message(&job)?))
     }
 

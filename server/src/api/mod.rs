@@ -2,8 +2,11 @@
 //! the engine's validators), convert records to API messages. Shared here: the services'
 //! state, status mapping, page tokens and record conversions.
 pub mod datasets;
+pub mod grid;
 pub mod jobs;
+pub mod labels;
 pub mod models;
+pub mod sweeps;
 
 use crate::config::Config;
 use crate::scheduler::RunningJobs;
@@ -119,6 +122,7 @@ pub fn job_message(job: &JobRecord) -> Result<v1::Job, Status> {
         error: job.error.clone().unwrap_or_default(),
         result,
         cancel_requested: job.cancel_requested,
+        labels: job.labels.clone().into_iter().collect(),
     })
 }
 

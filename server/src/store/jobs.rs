@@ -1,5 +1,6 @@
 //! Jobs as the API sees them: submit (idempotent by request id), read, list, cancel, and
 //! the sequenced event log that WatchJob replays.
+use super::labels::{insert_labels, Labels};
 use super::{new_id, now_ms, Result, Store, StoreError};
 use ebm_api::v1::{JobEvent, JobState};
 use sqlx::any::AnyRow;
@@ -30,6 +31,8 @@ pub struct JobRecord {
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
     pub updated_at: i64,
+    /// The job's labels (filled by the reads the API makes: get, list, sweeps).
+    pub labels: Labels,
 }
 
 pub(super) const JOB_COLUMNS: &str = "id, tenant, request_id, spec_hash, kind, spec, state, \
@@ -59,6 +62,7 @@ impl JobRecord {
             started_at: row.try_get("started_at")?,
             finished_at: row.try_get("finished_at")?,
             updated_at: row.try_get("updated_at")?,
+            labels: Labels::new(),
         })
     }
 
@@ -96,31 +100,15 @@ pub type EventRecord = JobEvent;
 impl Store {
     /// Creates a queued job, or returns the one already submitted with the same request id.
     pub async fn submit_job(&self, new: &NewJob) -> Result<Submitted> {
+        self.submit_labelled_job(new, &Labels::new()).await
+    }
+
+    /// [`Store::submit_job`] with labels, stored with the job in the same transaction.
+    pub async fn submit_labelled_job(&self, new: &NewJob, labels: &Labels) -> Result<Submitted> {
         let id = new_id("job");
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
-        let inserted = sqlx::query(
-            "INSERT INTO jobs (id, tenant, request_id, spec_hash, kind, spec, state, priority,
-                               last_seq, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, 1, $8, $8)
-             ON CONFLICT (tenant, request_id) DO NOTHING",
-        )
-        .bind(&id)
-        .bind(&new.tenant)
-        .bind(&new.request_id)
-        .bind(&new.spec_hash)
-        .bind(&new.kind)
-        .bind(&new.spec)
-        .bind(new.priority)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if inserted {
-            let event = state_event(JobState::Queued, "submitted", 0);
-            insert_event(&mut tx, &id, 1, now, &event).await?;
-        }
+        let inserted = insert_job(&mut tx, &id, new, labels, now).await?;
         tx.commit().await?;
         let row = sqlx::query(&format!(
             "SELECT {JOB_COLUMNS} FROM jobs WHERE tenant = $1 AND request_id = $2"
@@ -129,7 +117,8 @@ impl Store {
         .bind(&new.request_id)
         .fetch_one(&self.pool)
         .await?;
-        let job = JobRecord::from_row(&row)?;
+        let mut job = JobRecord::from_row(&row)?;
+        self.attach_labels(std::slice::from_mut(&mut job)).await?;
         if inserted {
             self.announce_events(&job.id).await;
             self.announce_work().await;
@@ -148,7 +137,11 @@ impl Store {
         .bind(id)
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(JobRecord::from_row).transpose()
+        let mut job = row.as_ref().map(JobRecord::from_row).transpose()?;
+        if let Some(job) = &mut job {
+            self.attach_labels(std::slice::from_mut(job)).await?;
+        }
+        Ok(job)
     }
 
     /// The tenant's jobs, newest first, optionally in one state, starting after the cursor
@@ -160,22 +153,54 @@ impl Store {
         after: Option<(i64, String)>,
         limit: u32,
     ) -> Result<Vec<JobRecord>> {
+        self.list_labelled_jobs(tenant, state, &Labels::new(), after, limit)
+            .await
+    }
+
+    /// [`Store::list_jobs`] of the jobs that carry every one of `labels`.
+    pub async fn list_labelled_jobs(
+        &self,
+        tenant: &str,
+        state: Option<&str>,
+        labels: &Labels,
+        after: Option<(i64, String)>,
+        limit: u32,
+    ) -> Result<Vec<JobRecord>> {
         let (after_time, after_id) = after.unwrap_or((i64::MAX, String::new()));
-        let rows = sqlx::query(&format!(
+        // One EXISTS per label; parameters $6, $7, ... hold the keys and values.
+        let label_filter: String = (0..labels.len())
+            .map(|i| {
+                format!(
+                    " AND EXISTS (SELECT 1 FROM job_labels l WHERE l.job_id = jobs.id
+                                  AND l.key = ${} AND l.value = ${})",
+                    6 + 2 * i,
+                    7 + 2 * i
+                )
+            })
+            .collect();
+        let sql = format!(
             "SELECT {JOB_COLUMNS} FROM jobs
               WHERE tenant = $1 AND ($2 = '' OR state = $2)
-                AND (created_at < $3 OR (created_at = $3 AND id < $4))
+                AND (created_at < $3 OR (created_at = $3 AND id < $4)){label_filter}
               ORDER BY created_at DESC, id DESC
               LIMIT $5"
-        ))
-        .bind(tenant)
-        .bind(state.unwrap_or(""))
-        .bind(after_time)
-        .bind(after_id)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(JobRecord::from_row).collect()
+        );
+        let mut query = sqlx::query(&sql)
+            .bind(tenant)
+            .bind(state.unwrap_or(""))
+            .bind(after_time)
+            .bind(after_id)
+            .bind(i64::from(limit));
+        for (key, value) in labels {
+            query = query.bind(key).bind(value);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        let mut jobs = rows
+            .iter()
+            .map(JobRecord::from_row)
+            .collect::<Result<Vec<_>>>()?;
+        self.attach_labels(&mut jobs).await?;
+        Ok(jobs)
     }
 
     /// Cancels a job: a queued one at once; a running one is flagged, and its worker stops
@@ -254,6 +279,41 @@ impl Store {
             })
             .collect()
     }
+}
+
+/// Inserts a queued job with its labels and its first event, unless the tenant has a job
+/// with this request id already; true if it inserted.
+pub(super) async fn insert_job(
+    tx: &mut Transaction<'static, Any>,
+    id: &str,
+    new: &NewJob,
+    labels: &Labels,
+    now: i64,
+) -> Result<bool> {
+    let inserted = sqlx::query(
+        "INSERT INTO jobs (id, tenant, request_id, spec_hash, kind, spec, state, priority,
+                           last_seq, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, 1, $8, $8)
+         ON CONFLICT (tenant, request_id) DO NOTHING",
+    )
+    .bind(id)
+    .bind(&new.tenant)
+    .bind(&new.request_id)
+    .bind(&new.spec_hash)
+    .bind(&new.kind)
+    .bind(&new.spec)
+    .bind(new.priority)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected()
+        == 1;
+    if inserted {
+        let event = state_event(JobState::Queued, "submitted", 0);
+        insert_event(tx, id, 1, now, &event).await?;
+        insert_labels(tx, id, labels).await?;
+    }
+    Ok(inserted)
 }
 
 /// A `state` event.

@@ -14,14 +14,18 @@
 //! the newer attempt (the write fails with [`StoreError::LeaseLost`]).
 mod blobs;
 mod jobs;
+mod labels;
 mod leases;
 mod migrate;
 pub mod postgres;
 pub mod sqlite;
+mod sweeps;
 
 pub use blobs::{Checkpoint, DatasetRecord, ModelRecord};
 pub use jobs::{EventRecord, JobRecord, NewEvent, NewJob, Submitted};
+pub use labels::Labels;
 pub use leases::{ClaimedJob, Finish, Lease};
+pub use sweeps::{NewVariant, SweepRecord, SweepSubmitted};
 
 use sqlx::AnyPool;
 use tokio::sync::{broadcast, Notify};
