@@ -5,8 +5,8 @@
 use crate::error::{ClientError, Result};
 use ebm_api::v1::{
     self, dataset_service_client::DatasetServiceClient, job_service_client::JobServiceClient,
-    model_service_client::ModelServiceClient, upload_dataset_request, Chunk, Dataset, Job, JobSpec,
-    JobState, Model,
+    model_service_client::ModelServiceClient, sweep_service_client::SweepServiceClient,
+    upload_dataset_request, Chunk, Dataset, Job, JobSpec, JobState, Model,
 };
 use futures_util::{Stream, StreamExt};
 use std::path::Path;
@@ -23,6 +23,13 @@ pub const CHUNK_BYTES: usize = 256 * 1024;
 const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 /// Page size the "all pages" helpers ask for.
 const PAGE_SIZE: u32 = 100;
+
+/// The caller's request id, or a fresh UUID.
+pub(crate) fn request_id_or_fresh(request_id: Option<String>) -> String {
+    request_id
+        .filter(|r| !r.is_empty())
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
 
 /// Adds `authorization: Bearer <token>` to every request, if a token was given.
 #[derive(Clone)]
@@ -51,6 +58,7 @@ pub struct Client {
     jobs: JobServiceClient<Authed>,
     datasets: DatasetServiceClient<Authed>,
     models: ModelServiceClient<Authed>,
+    pub(crate) sweeps: SweepServiceClient<Authed>,
 }
 
 /// Data-set file formats the server parses.
@@ -131,7 +139,9 @@ impl Client {
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
             datasets: DatasetServiceClient::new(service(channel.clone()))
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
-            models: ModelServiceClient::new(service(channel))
+            models: ModelServiceClient::new(service(channel.clone()))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+            sweeps: SweepServiceClient::new(service(channel))
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
             url,
         })
@@ -324,13 +334,22 @@ impl Client {
         request_id: Option<String>,
         priority: i32,
     ) -> Result<Job> {
-        let request_id = request_id
-            .filter(|r| !r.is_empty())
-            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        self.submit_labelled(spec, request_id, priority, &[]).await
+    }
+
+    /// Submits a job with `key=value` labels (see [`crate::sweep::parse_label`]).
+    pub async fn submit_labelled(
+        &self,
+        spec: JobSpec,
+        request_id: Option<String>,
+        priority: i32,
+        labels: &[(String, String)],
+    ) -> Result<Job> {
         let request = v1::SubmitJobRequest {
-            request_id,
+            request_id: request_id_or_fresh(request_id),
             spec: Some(spec),
             priority,
+            labels: labels.iter().cloned().collect(),
         };
         Ok(self.jobs.clone().submit_job(request).await?.into_inner())
     }
@@ -347,20 +366,44 @@ impl Client {
         page_size: u32,
         page_token: String,
     ) -> Result<v1::ListJobsResponse> {
+        self.list_labelled_jobs_page(state, &[], page_size, page_token)
+            .await
+    }
+
+    /// One page of the jobs that carry all of `labels` (and are in `state`, if given).
+    pub async fn list_labelled_jobs_page(
+        &self,
+        state: Option<JobState>,
+        labels: &[(String, String)],
+        page_size: u32,
+        page_token: String,
+    ) -> Result<v1::ListJobsResponse> {
         let request = v1::ListJobsRequest {
             page_size,
             page_token,
             state: state.unwrap_or(JobState::Unspecified) as i32,
+            labels: labels.iter().cloned().collect(),
         };
         Ok(self.jobs.clone().list_jobs(request).await?.into_inner())
     }
 
     /// Every job (optionally only those in `state`), following page tokens.
     pub async fn list_jobs(&self, state: Option<JobState>) -> Result<Vec<Job>> {
+        self.list_labelled_jobs(state, &[]).await
+    }
+
+    /// Every job that carries all of `labels` (and is in `state`, if given).
+    pub async fn list_labelled_jobs(
+        &self,
+        state: Option<JobState>,
+        labels: &[(String, String)],
+    ) -> Result<Vec<Job>> {
         let mut all = Vec::new();
         let mut token = String::new();
         loop {
-            let page = self.list_jobs_page(state, PAGE_SIZE, token).await?;
+            let page = self
+                .list_labelled_jobs_page(state, labels, PAGE_SIZE, token)
+                .await?;
             all.extend(page.jobs);
             if page.next_page_token.is_empty() {
                 return Ok(all);

@@ -16,6 +16,7 @@ pub mod error;
 pub mod npy;
 pub mod rbm;
 pub mod spec;
+pub mod sweep;
 mod watch;
 
 pub use client::{Client, DatasetFormat, CHUNK_BYTES};
