@@ -1,15 +1,17 @@
 //! `ebm`: the command-line client of the energy-based-model training service. This file holds
 //! the command tree (clap) and the dispatch; `output` prints results as text or JSON, `follow`
 //! draws a job's progress, `demo` runs the guided tour, `local_server` starts an `ebm-server`
-//! for it, `picture` draws results as PNG (`--png`).
+//! for it, `picture` draws results as PNG (`--png`), `sweeps` shows sweeps.
 mod demo;
 mod follow;
 mod local_server;
 mod output;
 mod picture;
+mod sweeps;
 
 use anyhow::bail;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use ebm_client::sweep::{parse_grid, parse_label};
 use ebm_client::v1::{Job, JobState};
 use ebm_client::{spec::parse_spec, Client, ClientError, DatasetFormat};
 use output::Printer;
@@ -82,6 +84,9 @@ enum Command {
         /// Higher runs first.
         #[arg(long, default_value_t = 0)]
         priority: i32,
+        /// Attach a label, e.g. --label team=vision (repeatable; `ebm jobs list --label` filters).
+        #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+        labels: Vec<(String, String)>,
         /// Follow the job until it finishes (like `ebm watch`).
         #[arg(long)]
         watch: bool,
@@ -91,6 +96,29 @@ enum Command {
     /// List and inspect jobs.
     #[command(subcommand)]
     Jobs(JobsCommand),
+    /// Submit a grid of variants of a spec as one sweep (one job per variant).
+    Sweep {
+        spec: PathBuf,
+        /// A spec field and its values, e.g. --grid train.learning_rate=[0.01,0.05]
+        /// (repeatable; the sweep is the product of all grids).
+        #[arg(long = "grid", value_name = "FIELD=[V1,V2]", value_parser = parse_grid)]
+        grid: Vec<ebm_client::v1::GridAxis>,
+        /// Run each variant with N seeds: the spec's seed, seed + 1, ..., seed + N - 1.
+        #[arg(long, default_value_t = 0)]
+        seeds: u32,
+        /// Override a spec value for all variants (like `ebm submit --set`).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+        /// Extra label for every job of the sweep (repeatable).
+        #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+        labels: Vec<(String, String)>,
+        /// Idempotency key: resubmitting with the same key returns the same sweep.
+        #[arg(long)]
+        request_id: Option<String>,
+    },
+    /// List, inspect and cancel sweeps.
+    #[command(subcommand)]
+    Sweeps(SweepsCommand),
     /// Follow a job's progress; exits 0 iff it succeeded.
     Watch {
         id: String,
@@ -127,11 +155,31 @@ enum DatasetsCommand {
 }
 
 #[derive(Subcommand)]
+enum SweepsCommand {
+    List,
+    /// A sweep's variants: job id, grid values, state and final metrics.
+    Get {
+        id: String,
+        /// Sort by this metric, best first (descending; ascending for names with error,
+        /// loss, stderr or r_hat).
+        #[arg(long, value_name = "METRIC")]
+        sort: Option<String>,
+    },
+    /// Cancel every unfinished job of the sweep.
+    Cancel {
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum JobsCommand {
     List {
         /// Only jobs in this state.
         #[arg(long, value_parser = ["queued", "running", "succeeded", "failed", "cancelled"])]
         state: Option<String>,
+        /// Only jobs with this label (repeatable: all must match).
+        #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+        labels: Vec<(String, String)>,
     },
     Get {
         id: String,
@@ -218,13 +266,18 @@ async fn run(cli: Cli, printer: &Printer) -> anyhow::Result<ExitCode> {
             overrides,
             request_id,
             priority,
+            labels,
             watch,
             png,
         } => {
             if png.png.is_some() && !*watch {
                 bail!("--png draws a finished job: add --watch, or run `ebm jobs get ID --png PATH` later");
             }
-            let job = submit(&cli, spec, overrides, request_id.clone(), *priority).await?;
+            let spec = prepare_spec(&cli, spec, overrides).await?;
+            let client = connect(&cli).await?;
+            let job = client
+                .submit_labelled(spec, request_id.clone(), *priority, labels)
+                .await?;
             let client = connect(&cli).await?;
             if *watch {
                 return follow_to_exit(&client, &job.id, printer, png).await;
@@ -234,9 +287,9 @@ async fn run(cli: Cli, printer: &Printer) -> anyhow::Result<ExitCode> {
         Command::Jobs(command) => {
             let client = connect(&cli).await?;
             match command {
-                JobsCommand::List { state } => {
+                JobsCommand::List { state, labels } => {
                     let state = state.as_deref().and_then(JobState::from_name);
-                    printer.jobs(&client.list_jobs(state).await?);
+                    printer.jobs(&client.list_labelled_jobs(state, labels).await?);
                 }
                 JobsCommand::Get { id, png } => {
                     let job = client.get_job(id).await?;
@@ -254,6 +307,35 @@ async fn run(cli: Cli, printer: &Printer) -> anyhow::Result<ExitCode> {
                         None => None,
                     };
                     printer.written_with_picture(id, out, bytes.len(), picture.as_ref());
+                }
+            }
+        }
+        Command::Sweep {
+            spec,
+            grid,
+            seeds,
+            overrides,
+            labels,
+            request_id,
+        } => {
+            let spec = prepare_spec(&cli, spec, overrides).await?;
+            let client = connect(&cli).await?;
+            let sweep = client
+                .submit_sweep(spec, grid.clone(), *seeds, request_id.clone(), labels)
+                .await?;
+            sweeps::print_sweep(printer, &sweep, None, "submitted")?;
+        }
+        Command::Sweeps(command) => {
+            let client = connect(&cli).await?;
+            match command {
+                SweepsCommand::List => sweeps::print_sweeps(printer, &client.list_sweeps().await?),
+                SweepsCommand::Get { id, sort } => {
+                    let sweep = client.get_sweep(id).await?;
+                    sweeps::print_sweep(printer, &sweep, sort.as_deref(), "")?;
+                }
+                SweepsCommand::Cancel { id } => {
+                    let sweep = client.cancel_sweep(id).await?;
+                    sweeps::print_sweep(printer, &sweep, None, "cancelled")?;
                 }
             }
         }
@@ -292,20 +374,18 @@ async fn run(cli: Cli, printer: &Printer) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Reads and parses the spec, uploads its `dataset_path` if it has one, and submits it.
-async fn submit(
+/// Reads and parses the spec and uploads its `dataset_path` if it has one.
+async fn prepare_spec(
     cli: &Cli,
     spec_path: &Path,
     overrides: &[String],
-    request_id: Option<String>,
-    priority: i32,
-) -> anyhow::Result<ebm_client::v1::Job> {
+) -> anyhow::Result<ebm_client::v1::JobSpec> {
     let text = std::fs::read_to_string(spec_path)
         .map_err(|e| anyhow::anyhow!("cannot read the job spec {}: {e}", spec_path.display()))?;
     let mut parsed = parse_spec(&text, overrides)
         .map_err(|e| anyhow::anyhow!("{}: {e}", spec_path.display()))?;
-    let client = connect(cli).await?;
     if let Some(path) = &parsed.dataset_path {
+        let client = connect(cli).await?;
         let file = resolve_data_path(spec_path, Path::new(path));
         let dataset = client
             .ensure_dataset_file(&file)
@@ -313,9 +393,7 @@ async fn submit(
             .map_err(|e| anyhow::anyhow!("uploading dataset_path {}: {e}", file.display()))?;
         parsed.spec.dataset = dataset.id;
     }
-    Ok(client
-        .submit_with_priority(parsed.spec, request_id, priority)
-        .await?)
+    Ok(parsed.spec)
 }
 
 /// A relative `dataset_path` is looked up next to the spec file first, then in the current

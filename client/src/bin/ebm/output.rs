@@ -376,7 +376,7 @@ fn print_fields(lines: &[(&str, String)]) {
     }
 }
 
-fn print_table(header: &[&str], rows: Vec<Vec<String>>) {
+pub fn print_table(header: &[&str], rows: Vec<Vec<String>>) {
     if rows.is_empty() {
         println!("(none)");
         return;
