@@ -11,5 +11,6 @@ mod estimators;
 mod idempotency;
 mod models;
 mod restart;
+mod sweeps;
 mod train;
 mod wgpu_availability;
