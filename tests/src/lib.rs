@@ -60,13 +60,14 @@ pub fn postgres_available(test: &str) -> bool {
 }
 
 /// A uniquely named Postgres database, dropped (connections and all) when this is dropped.
-struct PgDatabase {
+pub struct PgDatabase {
     admin_url: String,
     name: String,
 }
 
 impl PgDatabase {
-    async fn create() -> anyhow::Result<(PgDatabase, String)> {
+    /// Creates the database on `DATABASE_URL`'s server; returns it and its URL.
+    pub async fn create() -> anyhow::Result<(PgDatabase, String)> {
         let admin_url = std::env::var("DATABASE_URL")?;
         let name = format!("ebm_e2e_{}", uuid::Uuid::new_v4().simple());
         let mut admin = PgConnection::connect(&admin_url).await?;

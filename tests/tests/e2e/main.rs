@@ -11,5 +11,6 @@ mod estimators;
 mod idempotency;
 mod models;
 mod restart;
+mod roles;
 mod train;
 mod wgpu_availability;
