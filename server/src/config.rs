@@ -42,6 +42,41 @@ pub struct Config {
     /// Bearer token -> tenant. Empty: no authentication, everything is tenant "default".
     pub tokens: BTreeMap<String, String>,
     pub limits: Limits,
+    /// What this process does: serve the API, run jobs, or both (see [`Role`]).
+    pub role: Role,
+}
+
+/// The part a server process plays in a deployment. Every role runs the lease reaper (the
+/// store's conditional update makes concurrent reapers harmless), so expired leases are
+/// requeued as long as any process of the deployment is up.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Serves the gRPC API (and health, reflection, metrics); runs no jobs.
+    Api,
+    /// Runs `workers` jobs at once; serves only grpc.health.v1 and the metrics endpoint.
+    Worker,
+    /// Both (a single-process deployment).
+    #[default]
+    All,
+}
+
+impl Role {
+    pub fn serves_api(self) -> bool {
+        matches!(self, Role::Api | Role::All)
+    }
+
+    pub fn runs_jobs(self) -> bool {
+        matches!(self, Role::Worker | Role::All)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Api => "api",
+            Role::Worker => "worker",
+            Role::All => "all",
+        }
+    }
 }
 
 /// Bounds on every size a client controls.
@@ -93,6 +128,7 @@ impl Default for Config {
             reap_seconds: 5.0,
             tokens: BTreeMap::new(),
             limits: Limits::default(),
+            role: Role::All,
         }
     }
 }
@@ -175,6 +211,10 @@ impl Config {
             );
         }
         anyhow::ensure!(
+            self.role != Role::Worker || self.workers > 0,
+            "role worker needs workers >= 1 (a worker with no job slots does nothing)"
+        );
+        anyhow::ensure!(
             self.heartbeat_seconds < self.lease_seconds,
             "heartbeat_seconds must be shorter than lease_seconds"
         );
@@ -223,6 +263,20 @@ pub struct Flags {
     /// Log format: text | json.
     #[arg(long)]
     pub log_format: Option<String>,
+    /// api: serve gRPC, run no jobs; worker: run jobs, serve only health and metrics;
+    /// all: both (default).
+    #[arg(long, value_enum)]
+    pub role: Option<Role>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands of `ebm-server`; without one it serves.
+#[derive(clap::Subcommand, Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Apply the database migrations to the configured store and exit (a deployment's
+    /// migration Job or init container).
+    Migrate,
 }
 
 /// Builds the configuration from defaults, `ebm.toml`, the environment and the flags.
@@ -248,7 +302,8 @@ fn load_with_env(flags: &Flags, env: config::Environment) -> anyhow::Result<Conf
         )?
         .set_override_option("backend", flags.backend.clone())?
         .set_override_option("workers", flags.workers.map(|w| w as u64))?
-        .set_override_option("log_format", flags.log_format.clone())?;
+        .set_override_option("log_format", flags.log_format.clone())?
+        .set_override_option("role", flags.role.map(|r| r.name()))?;
     let config: Config = builder
         .build()
         .context("reading the configuration")?
@@ -319,6 +374,25 @@ mod tests {
         };
         let err = load_with_env(&flags, env(&[])).unwrap_err();
         assert!(format!("{err:#}").contains("backend"), "{err:#}");
+    }
+
+    #[test]
+    fn role_comes_from_flag_env_or_file_and_a_worker_needs_slots() {
+        let config = load_with_env(&Flags::default(), env(&[])).unwrap();
+        assert_eq!(config.role, Role::All, "default");
+        let config = load_with_env(&Flags::default(), env(&[("EBM__ROLE", "worker")])).unwrap();
+        assert_eq!(config.role, Role::Worker);
+        let flags = Flags::try_parse_from(["ebm-server", "--role", "api"]).unwrap();
+        let config = load_with_env(&flags, env(&[("EBM__ROLE", "worker")])).unwrap();
+        assert_eq!(config.role, Role::Api, "flag beats env");
+        let err = load_with_env(&Flags::default(), env(&[("EBM__ROLE", "both")])).unwrap_err();
+        assert!(format!("{err:#}").contains("role"), "{err:#}");
+        let flags = Flags::try_parse_from(["ebm-server", "--role", "worker", "--workers", "0"]);
+        let err = load_with_env(&flags.unwrap(), env(&[])).unwrap_err();
+        assert!(format!("{err:#}").contains("workers >= 1"), "{err:#}");
+        assert!(Flags::try_parse_from(["ebm-server", "--role", "both"]).is_err());
+        let flags = Flags::try_parse_from(["ebm-server", "migrate"]).unwrap();
+        assert_eq!(flags.command, Some(Command::Migrate));
     }
 
     #[test]

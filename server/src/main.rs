@@ -1,7 +1,7 @@
 //! `ebm-server`: reads the configuration, starts the service, and shuts it down gracefully
 //! on SIGINT/SIGTERM (running jobs are checkpointed and requeued).
 use clap::Parser;
-use ebm_server::config::{self, Flags};
+use ebm_server::config::{self, Command, Flags};
 use ebm_server::startup::Server;
 use ebm_server::telemetry;
 
@@ -10,6 +10,9 @@ async fn main() -> anyhow::Result<()> {
     let flags = Flags::parse();
     let config = config::load(&flags)?;
     telemetry::init(&config.log_format, &config.log_filter);
+    if flags.command == Some(Command::Migrate) {
+        return ebm_server::startup::migrate(&config).await;
+    }
     let server = Server::start(config).await?;
     shutdown_signal().await;
     tracing::info!("shutting down: stopping running jobs at a checkpoint and requeueing them");

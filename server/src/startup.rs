@@ -2,6 +2,11 @@
 //! auth, health, reflection, the metrics layer), start the scheduler and the metrics
 //! endpoint. [`Server::start`] is what `main` and the tests call.
 //!
+//! The configured [`Role`](crate::config::Role) picks the parts: `api` serves every service but starts no claim
+//! loops; `worker` starts the claim loops and serves only grpc.health.v1 (on the gRPC
+//! address, so one probe fits every role; other services answer UNIMPLEMENTED) and the
+//! metrics endpoint; `all` does both. The lease reaper runs in every role.
+//!
 //! Shutdown order ([`RunningServer::shutdown`]): stop claiming and ask running jobs to stop
 //! (they checkpoint and are requeued), end live WatchJob streams, wait for the workers,
 //! then stop the gRPC and metrics servers and close the database.
@@ -46,8 +51,11 @@ pub struct RunningServer {
 
 impl Server {
     /// Starts the service as configured; "127.0.0.1:0" addresses pick free ports.
-    pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
+    pub async fn start(mut config: Config) -> anyhow::Result<RunningServer> {
         config.validate()?;
+        if !config.role.runs_jobs() {
+            config.workers = 0;
+        }
         let config = Arc::new(config);
         let url = config.effective_database_url();
         let store = Store::connect(&url)
@@ -74,42 +82,45 @@ impl Server {
         };
         let auth = Auth::new(config.tokens.clone());
         let (health, health_service) = tonic_health::server::health_reporter();
-        health.set_serving::<JobServiceServer<JobApi>>().await;
-        health
-            .set_serving::<DatasetServiceServer<DatasetApi>>()
-            .await;
-        health.set_serving::<ModelServiceServer<ModelApi>>().await;
-        health.set_serving::<SweepServiceServer<SweepApi>>().await;
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(ebm_api::v1::FILE_DESCRIPTOR_SET)
-            .build_v1()
-            .context("building the reflection service")?;
-        let router = tonic::transport::Server::builder()
+        let mut router = tonic::transport::Server::builder()
             .layer(GrpcMetricsLayer)
-            .add_service(health_service)
-            .add_service(reflection)
-            .add_service(JobServiceServer::with_interceptor(
-                JobApi {
-                    state: state.clone(),
-                },
-                auth.clone(),
-            ))
-            .add_service(DatasetServiceServer::with_interceptor(
-                DatasetApi {
-                    state: state.clone(),
-                },
-                auth.clone(),
-            ))
-            .add_service(ModelServiceServer::with_interceptor(
-                ModelApi {
-                    state: state.clone(),
-                },
-                auth.clone(),
-            ))
-            .add_service(SweepServiceServer::with_interceptor(
-                SweepApi { state },
-                auth,
-            ));
+            .add_service(health_service);
+        if config.role.serves_api() {
+            health.set_serving::<JobServiceServer<JobApi>>().await;
+            health
+                .set_serving::<DatasetServiceServer<DatasetApi>>()
+                .await;
+            health.set_serving::<ModelServiceServer<ModelApi>>().await;
+            health.set_serving::<SweepServiceServer<SweepApi>>().await;
+            let reflection = tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(ebm_api::v1::FILE_DESCRIPTOR_SET)
+                .build_v1()
+                .context("building the reflection service")?;
+            router = router
+                .add_service(reflection)
+                .add_service(JobServiceServer::with_interceptor(
+                    JobApi {
+                        state: state.clone(),
+                    },
+                    auth.clone(),
+                ))
+                .add_service(DatasetServiceServer::with_interceptor(
+                    DatasetApi {
+                        state: state.clone(),
+                    },
+                    auth.clone(),
+                ))
+                .add_service(ModelServiceServer::with_interceptor(
+                    ModelApi {
+                        state: state.clone(),
+                    },
+                    auth.clone(),
+                ))
+                .add_service(SweepServiceServer::with_interceptor(
+                    SweepApi { state },
+                    auth,
+                ));
+        }
         let incoming = tonic::transport::server::TcpIncoming::from(grpc_listener);
         let grpc = tokio::spawn(
             router.serve_with_incoming_shutdown(incoming, serve_shutdown.clone().cancelled_owned()),
@@ -125,7 +136,7 @@ impl Server {
             running,
             work_shutdown.clone(),
         );
-        tracing::info!(%grpc_addr, %metrics_addr, database = %redact(&url), workers = config.workers, "ebm-server started");
+        tracing::info!(%grpc_addr, %metrics_addr, database = %redact(&url), workers = config.workers, role = config.role.name(), "ebm-server started");
         Ok(RunningServer {
             grpc_addr,
             metrics_addr,
@@ -178,6 +189,18 @@ impl RunningServer {
         tracing::info!("ebm-server stopped");
         Ok(())
     }
+}
+
+/// `ebm-server migrate`: applies the migrations to the configured store, then closes it.
+/// Safe to run from several pods at once: sqlx's migrator holds a lock on Postgres.
+pub async fn migrate(config: &Config) -> anyhow::Result<()> {
+    let url = config.effective_database_url();
+    let store = Store::connect(&url)
+        .await
+        .with_context(|| format!("migrating the store {}", redact(&url)))?;
+    store.close().await;
+    tracing::info!(database = %redact(&url), "migrations applied");
+    Ok(())
 }
 
 /// A database URL without its password, for logs.

@@ -11,6 +11,7 @@ mod estimators;
 mod idempotency;
 mod models;
 mod restart;
+mod roles;
 mod sweeps;
 mod train;
 mod wgpu_availability;
