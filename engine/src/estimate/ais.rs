@@ -9,6 +9,7 @@
 //! annealed back to the base, estimates log(Z_0 / Z_1) and so gives a stochastic upper
 //! bound (Burda, Grosse & Salakhutdinov 2015). Both together sandwich the truth.
 
+use super::diagnostics::WeightDiagnostics;
 use crate::error::EngineError;
 use crate::rng::{RngKey, RngStream};
 use crate::stats::logspace::log_mean_exp;
@@ -57,6 +58,10 @@ pub struct AisEstimate {
     pub log_z_base: f64,
     /// True for reverse AIS (an upper-bound side estimate).
     pub reverse: bool,
+    /// ESS fraction, largest normalised weight, log-weight variance.
+    pub diagnostics: WeightDiagnostics,
+    /// Set when the weights are too concentrated for the error bar to be trusted.
+    pub warning: Option<String>,
 }
 
 /// Summarises forward log-weights (`reverse = false`: ln Z = ln Z_0 + lme(w)) or reverse
@@ -82,8 +87,13 @@ pub fn summarize_log_weights(
     let se_mean = (var / n).sqrt();
     let stderr = se_mean / mean;
     let lme = log_mean_exp(log_weights);
-    let sum_sq: f64 = normalised.iter().map(|x| x * x).sum();
-    let ess = (mean * n).powi(2) / sum_sq;
+    let diagnostics = WeightDiagnostics::of(log_weights);
+    let what = if reverse {
+        "reverse AIS"
+    } else {
+        "forward AIS"
+    };
+    let warning = diagnostics.warning(what, steps);
     // ln of the interval ends of the weights' mean, in the original scale.
     let upper = max + (mean + CONFIDENCE_Z * se_mean).ln();
     let lower = if mean - CONFIDENCE_Z * se_mean > 0.0 {
@@ -111,11 +121,13 @@ pub fn summarize_log_weights(
         log_z_stderr: stderr,
         log_z_low: low,
         log_z_high: high,
-        ess,
+        ess: diagnostics.ess,
         chains: log_weights.len(),
         steps,
         log_z_base,
         reverse,
+        diagnostics,
+        warning,
     }
 }
 

@@ -139,8 +139,9 @@ impl HeldOutAis {
     /// Runs forward AIS on `model` (the trainer's current parameters) and adds the
     /// metrics: `ais_log_z`, `ais_log_z_stderr`, `ais_log_likelihood` (training rows, at
     /// most [`MAX_TRAIN_EVAL_ROWS`]), `val_ais_log_likelihood` (held-out rows, when there
-    /// are any), `ais_log_likelihood_stderr` (= `ais_log_z_stderr`), `ais_ess` and
-    /// `ais_seconds`. Stops with `Interrupted` when `should_stop` says so.
+    /// are any), `ais_log_likelihood_stderr` (= `ais_log_z_stderr`), `ais_ess`,
+    /// `ais_ess_fraction`, `ais_max_weight`, `ais_unreliable` (1 when the error bar is not
+    /// to be trusted, see `diagnostics`) and `ais_seconds`. Stops with `Interrupted` when `should_stop` says so.
     pub fn evaluate(
         &self,
         model: &RbmModel,
@@ -204,6 +205,14 @@ impl HeldOutAis {
                 model.average_log_likelihood(&to_model_space(&self.heldout), est.log_z),
             );
         }
+        // The weight diagnostics (see `diagnostics`); the metrics map holds numbers, so
+        // the warning's text is not carried: `ais_unreliable` = 1 stands for it.
+        metrics.insert("ais_ess_fraction".into(), est.diagnostics.ess_fraction);
+        metrics.insert("ais_max_weight".into(), est.diagnostics.max_weight);
+        metrics.insert(
+            "ais_unreliable".into(),
+            est.diagnostics.unreliable() as u8 as f64,
+        );
         metrics.insert("ais_seconds".into(), started.elapsed().as_secs_f64());
         metrics.insert("ais_on_device".into(), on_device as u8 as f64);
         Ok(())
@@ -301,6 +310,10 @@ pub(crate) mod tests {
                 assert_eq!(r.metrics["ais_on_device"], 0.0);
                 assert!(r.metrics["ais_seconds"] >= 0.0);
                 assert!(r.metrics["ais_ess"] >= 1.0 && r.metrics["ais_ess"] <= 200.0);
+                assert!(
+                    r.metrics["ais_ess_fraction"] > 0.0 && r.metrics["ais_ess_fraction"] <= 1.0
+                );
+                assert!(r.metrics["ais_max_weight"] > 0.0 && r.metrics["ais_max_weight"] <= 1.0);
             }
         }
     }

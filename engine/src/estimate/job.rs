@@ -1,10 +1,15 @@
 //! The `estimate_log_z` job: validates a request (mirroring proto `EstimateConfig`),
-//! loads the model and runs exact enumeration, AIS, or reverse AIS together with forward
-//! AIS (so the user sees the sandwich).
+//! loads the model and runs exact enumeration, AIS, reverse AIS together with forward
+//! AIS, or the sandwich of the two; with `target_stderr`, a pilot first plans the run.
 
-use super::ais::{forward_ais, reverse_ais, AisEstimate, Hooks};
+use super::ais::{AisEstimate, Hooks};
+use super::ais_run::{run_ais, AisRun, RunContext, RunPlan};
+use super::bracket::{bracket, Bracket};
 use super::model::load_model;
-use super::placement::{exact_note, place_chains};
+use super::placement::exact_note;
+use super::precision::{
+    check_target, plan_for_target, PlanLimits, PrecisionPlan, Side, PILOT_CHAINS, PILOT_STEPS,
+};
 use super::schedule::{default_schedule, validate_schedule, DEFAULT_STEPS, MAX_STEPS};
 use crate::backend::BackendKind;
 use crate::data::Dataset;
@@ -32,6 +37,8 @@ pub struct EstimateSpec {
     pub schedule: Vec<f64>,
     /// Reverse AIS without data: sweeps at the target before annealing back.
     pub burn_in: Option<u32>,
+    /// Asks for this standard error of ln Z instead of chains x betas (see `precision`).
+    pub target_stderr: Option<f64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,6 +46,7 @@ pub enum EstimateMethod {
     Exact,
     Ais,
     ReverseAis,
+    Sandwich,
 }
 
 impl EstimateMethod {
@@ -47,8 +55,9 @@ impl EstimateMethod {
             "exact" => Ok(EstimateMethod::Exact),
             "" | "ais" => Ok(EstimateMethod::Ais),
             "reverse_ais" => Ok(EstimateMethod::ReverseAis),
+            "sandwich" => Ok(EstimateMethod::Sandwich),
             other => Err(EngineError::InvalidInput(format!(
-                "unknown estimate.method {other:?}; use exact, ais or reverse_ais"
+                "unknown estimate.method {other:?}; use exact, ais, reverse_ais or sandwich"
             ))),
         }
     }
@@ -58,12 +67,14 @@ impl EstimateMethod {
             EstimateMethod::Exact => "exact",
             EstimateMethod::Ais => "ais",
             EstimateMethod::ReverseAis => "reverse_ais",
+            EstimateMethod::Sandwich => "sandwich",
         }
     }
 }
 
 /// The outcome. For `ais` and `reverse_ais` the headline `log_z*` fields are forward
 /// AIS (the lower side of the sandwich); `reverse` holds reverse AIS (the upper side).
+/// For `sandwich` they are the midpoint, its standard error and the bracket.
 #[derive(Clone, Debug, PartialEq)]
 pub struct EstimateResult {
     pub method: EstimateMethod,
@@ -76,6 +87,12 @@ pub struct EstimateResult {
     pub ess: Option<f64>,
     pub forward: Option<AisEstimate>,
     pub reverse: Option<AisEstimate>,
+    /// `sandwich`: the bracket and point estimate.
+    pub bracket: Option<Bracket>,
+    /// `target_stderr`: the plan used and whether the target was reached.
+    pub precision: Option<PrecisionPlan>,
+    /// Why the error bar may not be trusted (see `diagnostics`); empty when it may.
+    pub warnings: Vec<String>,
     /// What the run decided that the user should know (e.g. backend fallback).
     pub notes: Vec<String>,
 }
@@ -85,10 +102,36 @@ struct Plan {
     chains: usize,
     schedule: Vec<f64>,
     burn_in: usize,
+    target_stderr: Option<f64>,
 }
 
 fn plan(spec: &EstimateSpec) -> Result<Plan, EngineError> {
     let method = EstimateMethod::from_name(&spec.method)?;
+    if let Some(target) = spec.target_stderr {
+        check_target(target)?;
+        if method == EstimateMethod::Exact {
+            return Err(EngineError::invalid(
+                "estimate.target_stderr applies to ais, reverse_ais and sandwich; exact \
+                 enumeration has no error: drop target_stderr",
+            ));
+        }
+        let given: Vec<&str> = [
+            ("estimate.chains", spec.chains.is_some()),
+            ("estimate.betas", spec.betas.is_some()),
+            ("estimate.schedule", !spec.schedule.is_empty()),
+        ]
+        .iter()
+        .filter(|(_, set)| *set)
+        .map(|(name, _)| *name)
+        .collect();
+        if !given.is_empty() {
+            return Err(EngineError::InvalidInput(format!(
+                "estimate.target_stderr plans the chains and betas itself; drop {} or drop \
+                 target_stderr",
+                given.join(" and ")
+            )));
+        }
+    }
     let chains = spec.chains.map_or(DEFAULT_CHAINS, |c| c as usize);
     if chains == 0 || chains > MAX_CHAINS {
         return Err(EngineError::InvalidInput(format!(
@@ -126,6 +169,7 @@ fn plan(spec: &EstimateSpec) -> Result<Plan, EngineError> {
         chains,
         schedule,
         burn_in,
+        target_stderr: spec.target_stderr,
     })
 }
 
@@ -160,84 +204,172 @@ pub fn estimate_log_z(
             ess: None,
             forward: None,
             reverse: None,
+            bracket: None,
+            precision: None,
+            warnings: Vec::new(),
             notes,
         });
     }
-    // Chains on the requested backend's device where it has them (see `placement`).
-    let (mut chains, placement_note) = place_chains(&model, plan.chains, data, backend)?;
-    let mut notes: Vec<String> = placement_note.into_iter().collect();
-    let reverse = plan.method == EstimateMethod::ReverseAis;
-    // Progress: forward AIS takes all of it, or the first half with reverse AIS.
-    let share = if reverse { 0.5 } else { 1.0 };
-    let forward = {
-        let mut part = |f: f64| progress(share * f);
-        let mut hooks = Hooks {
-            should_stop,
-            progress: &mut part,
-        };
-        forward_ais(chains.as_mut(), &plan.schedule, &mut rng, &mut hooks)?
+    let ctx = RunContext {
+        model: &model,
+        data,
+        backend,
+        should_stop,
     };
-    let reverse_estimate = if reverse {
-        match data {
-            Some(d) => {
-                let states = model.data_states(d, chains.as_ref())?;
-                let start: Vec<f32> = (0..plan.chains)
-                    .flat_map(|c| states[c % states.len()].iter().copied())
-                    .collect();
-                chains.write_states(&start)?;
-                if d.rows < plan.chains {
-                    notes.push(format!(
-                        "reverse AIS started {} chains from {} data rows (rows reused)",
-                        plan.chains, d.rows
-                    ));
-                }
-            }
-            None => {
-                // Continue from where forward AIS left the chains (annealed to the
-                // target), then burn in at the target.
-                for k in 0..plan.burn_in {
-                    if should_stop() {
-                        return Err(EngineError::Interrupted);
-                    }
-                    chains.sweep(1.0, &mut rng);
-                    if k % 64 == 0 {
-                        progress(0.5 + 0.1 * k as f64 / plan.burn_in as f64);
-                    }
-                }
-                notes.push(format!(
-                    "reverse AIS started from model samples after {} sweeps; if they are not yet at \
-                     equilibrium the reverse estimate is not a bound",
-                    plan.burn_in
-                ));
-            }
+    let reverse = plan.method != EstimateMethod::Ais;
+    let (run, precision) = match plan.target_stderr {
+        None => {
+            let run_plan = RunPlan {
+                chains: plan.chains,
+                schedule: &plan.schedule,
+                burn_in: plan.burn_in,
+                reverse,
+            };
+            (run_ais(&ctx, &run_plan, &mut rng, progress)?, None)
         }
-        let mut part = |f: f64| progress(0.6 + 0.4 * f);
-        let mut hooks = Hooks {
-            should_stop,
-            progress: &mut part,
-        };
-        Some(reverse_ais(
-            chains.as_mut(),
-            &plan.schedule,
-            &mut rng,
-            &mut hooks,
-        )?)
-    } else {
-        None
+        Some(target) => {
+            let (run, precision) = run_to_target(&ctx, &plan, target, &mut rng, progress)?;
+            (run, Some(precision))
+        }
     };
     progress(1.0);
-    Ok(EstimateResult {
-        method: plan.method,
-        model_type: model.type_name().into(),
-        log_z: forward.log_z,
-        log_z_stderr: forward.log_z_stderr,
-        log_z_low: forward.log_z_low,
-        log_z_high: forward.log_z_high,
+    Ok(assemble(plan.method, model.type_name(), run, precision))
+}
+
+/// `target_stderr`: the pilot, a plan from its error, the planned run, and (when the
+/// planned run misses the target, as a pilot in the short-schedule regime can mislead)
+/// one more plan from the planned run's own error, within the limits.
+fn run_to_target(
+    ctx: &RunContext<'_>,
+    plan: &Plan,
+    target: f64,
+    rng: &mut RngStream,
+    progress: &mut dyn FnMut(f64),
+) -> Result<(AisRun, PrecisionPlan), EngineError> {
+    let reverse = plan.method != EstimateMethod::Ais;
+    let limits = PlanLimits {
+        max_chains: MAX_CHAINS,
+        max_steps: MAX_STEPS,
+        max_chain_steps: MAX_CHAIN_STEPS,
+    };
+    let schedule = default_schedule(PILOT_STEPS);
+    let pilot_plan = RunPlan {
+        chains: PILOT_CHAINS,
+        schedule: &schedule,
+        burn_in: plan.burn_in,
+        reverse,
+    };
+    let pilot = run_ais(ctx, &pilot_plan, rng, &mut |f| progress(0.05 * f))?;
+    let pilot_stderr = headline_stderr(plan.method, &pilot);
+    let mut precision = PrecisionPlan {
+        target_stderr: target,
+        pilot_chains: PILOT_CHAINS,
+        pilot_steps: PILOT_STEPS,
+        pilot_stderr,
+        chains: PILOT_CHAINS,
+        steps: PILOT_STEPS,
+        target_reached: pilot_stderr <= target,
+    };
+    let mut last = pilot;
+    for round in 0..2 {
+        let (chains, steps) = plan_for_target(&sides(plan.method, &last), target, limits)?;
+        if round > 0 && chains <= precision.chains && steps <= precision.steps {
+            break;
+        }
+        let schedule = default_schedule(steps);
+        let run_plan = RunPlan {
+            chains,
+            schedule: &schedule,
+            burn_in: plan.burn_in,
+            reverse,
+        };
+        let (from, to) = if round == 0 { (0.05, 0.8) } else { (0.8, 1.0) };
+        last = run_ais(ctx, &run_plan, rng, &mut |f| {
+            progress(from + (to - from) * f)
+        })?;
+        precision.chains = chains;
+        precision.steps = steps;
+        precision.target_reached = headline_stderr(plan.method, &last) <= target;
+        if precision.target_reached {
+            break;
+        }
+    }
+    Ok((last, precision))
+}
+
+/// The sides of a run whose errors make up the headline standard error.
+fn sides(method: EstimateMethod, run: &AisRun) -> Vec<Side<'_>> {
+    match (method, &run.reverse) {
+        (EstimateMethod::Sandwich, Some(reverse)) => vec![
+            Side {
+                estimate: &run.forward,
+                share: 0.25,
+            },
+            Side {
+                estimate: reverse,
+                share: 0.25,
+            },
+        ],
+        _ => vec![Side {
+            estimate: &run.forward,
+            share: 1.0,
+        }],
+    }
+}
+
+fn headline_stderr(method: EstimateMethod, run: &AisRun) -> f64 {
+    match (method, &run.reverse) {
+        (EstimateMethod::Sandwich, Some(reverse)) => bracket(&run.forward, reverse).point_stderr,
+        _ => run.forward.log_z_stderr,
+    }
+}
+
+/// The result of a run: forward AIS as the headline, or for `sandwich` the midpoint with
+/// the bracket as its interval; every warning of the run collected.
+fn assemble(
+    method: EstimateMethod,
+    model_type: &str,
+    run: AisRun,
+    precision: Option<PrecisionPlan>,
+) -> EstimateResult {
+    let forward = run.forward;
+    let sandwich = match (method, &run.reverse) {
+        (EstimateMethod::Sandwich, Some(reverse)) => Some(bracket(&forward, reverse)),
+        _ => None,
+    };
+    let mut warnings: Vec<String> = forward.warning.iter().cloned().collect();
+    warnings.extend(run.reverse.iter().filter_map(|r| r.warning.clone()));
+    warnings.extend(sandwich.iter().filter_map(|b| b.warning.clone()));
+    if let Some(p) = precision.as_ref().filter(|p| !p.target_reached) {
+        warnings.push(format!(
+            "estimate.target_stderr = {} was not reached with the plan of {} chains x {} betas",
+            p.target_stderr, p.chains, p.steps
+        ));
+    }
+    let (log_z, log_z_stderr, log_z_low, log_z_high) = match &sandwich {
+        Some(b) => (b.point, b.point_stderr, b.lower, b.upper),
+        None => (
+            forward.log_z,
+            forward.log_z_stderr,
+            forward.log_z_low,
+            forward.log_z_high,
+        ),
+    };
+    EstimateResult {
+        method,
+        model_type: model_type.into(),
+        log_z,
+        log_z_stderr,
+        log_z_low,
+        log_z_high,
         ess: Some(forward.ess),
         forward: Some(forward),
-        reverse: reverse_estimate,
-        notes,
-    })
+        reverse: run.reverse,
+        bracket: sandwich,
+        precision,
+        warnings,
+        notes: run.notes,
+    }
 }
 
 /// Number of units of a model from its listing dims (`inspect_model`): RBM visible,

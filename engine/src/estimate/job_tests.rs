@@ -166,9 +166,8 @@ fn bad_estimate_requests_are_refused() {
         None,
     ));
     assert!(m.contains("ends at 0.5"), "{m}");
-    assert!(
-        invalid(run_estimate(&lattice, &spec("magic"), None)).contains("exact, ais or reverse_ais")
-    );
+    assert!(invalid(run_estimate(&lattice, &spec("magic"), None))
+        .contains("exact, ais, reverse_ais or sandwich"));
     // Exact on a model too large to enumerate: 30 x 30 RBM, and a 6 x 6 lattice in a field.
     let big = crate::estimate::tests::random_rbm(30, 30, 0.1, 1);
     assert!(invalid(run_estimate(&rbm_file(&big), &spec("exact"), None))

@@ -1,6 +1,7 @@
 //! The `estimate_log_z` job: converts the proto `EstimateConfig` into the engine's spec,
 //! checks a submission against the model's listing before it is queued, and runs the
-//! engine's estimator (exact, AIS, or reverse AIS with forward AIS for the sandwich).
+//! engine's estimator (exact, AIS, reverse AIS with forward AIS, the sandwich; with
+//! `target_stderr`, planned from a pilot) and passes on its diagnostics and warnings.
 use super::train::parse_limits;
 use super::{JobContext, Outcome, Report};
 use crate::store::ModelRecord;
@@ -8,6 +9,7 @@ use ebm_api::v1;
 use ebm_engine::backend::BackendKind;
 use ebm_engine::data::{parse_dataset, DataFormat, Dataset};
 use ebm_engine::error::EngineError;
+use ebm_engine::estimate::ais::AisEstimate;
 use ebm_engine::estimate::job::check_estimate_request;
 use ebm_engine::estimate::{estimate_log_z, EstimateSpec};
 
@@ -20,6 +22,7 @@ pub fn estimate_spec(config: Option<&v1::EstimateConfig>) -> EstimateSpec {
         betas: config.betas,
         schedule: config.schedule,
         burn_in: config.burn_in,
+        target_stderr: config.target_stderr,
     }
 }
 
@@ -65,7 +68,11 @@ fn estimate(ctx: &mut JobContext) -> Result<Outcome, EngineError> {
     for note in &estimate.notes {
         ctx.report(Report::Log(note.clone()));
     }
+    for warning in &estimate.warnings {
+        ctx.report(Report::Log(format!("warning: {warning}")));
+    }
     let reverse = estimate.reverse.as_ref();
+    let bracket = estimate.bracket.as_ref();
     Ok(Outcome::Succeeded {
         result: v1::JobResult {
             method: estimate.method.name().to_string(),
@@ -75,11 +82,37 @@ fn estimate(ctx: &mut JobContext) -> Result<Outcome, EngineError> {
             log_z_high: Some(estimate.log_z_high),
             ess: estimate.ess,
             log_z_reverse: reverse.map(|r| r.log_z),
+            log_z_reverse_stderr: reverse.map(|r| r.log_z_stderr),
+            forward_diagnostics: estimate.forward.as_ref().map(diagnostics),
+            reverse_diagnostics: reverse.map(diagnostics),
+            warnings: estimate.warnings.clone(),
+            log_z_lower_bound: bracket.map(|b| b.lower),
+            log_z_upper_bound: bracket.map(|b| b.upper),
+            precision: estimate.precision.as_ref().map(|p| v1::PrecisionPlan {
+                target_stderr: p.target_stderr,
+                pilot_chains: p.pilot_chains as u32,
+                pilot_betas: p.pilot_steps as u32,
+                pilot_stderr: p.pilot_stderr,
+                chains: p.chains as u32,
+                betas: p.steps as u32,
+                target_reached: p.target_reached,
+            }),
             ..Default::default()
         },
         model: None,
         artifacts: Vec::new(),
     })
+}
+
+fn diagnostics(e: &AisEstimate) -> v1::AisDiagnostics {
+    v1::AisDiagnostics {
+        ess: e.diagnostics.ess,
+        ess_fraction: e.diagnostics.ess_fraction,
+        max_weight: e.diagnostics.max_weight,
+        log_weight_variance: e.diagnostics.log_weight_variance,
+        chains: e.chains as u32,
+        betas: e.steps as u32,
+    }
 }
 
 /// How an engine error ends a job of the estimator kinds. A stop request ends it as

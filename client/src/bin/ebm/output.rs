@@ -312,6 +312,49 @@ fn result_lines(r: &JobResult) -> Vec<(&'static str, String)> {
     if let Some(ess) = r.ess {
         lines.push(("ess", format!("{ess:.1}")));
     }
+    if let (Some(lo), Some(hi)) = (r.log_z_lower_bound, r.log_z_upper_bound) {
+        lines.push(("bracket", format!("{lo:.4} .. {hi:.4} (sandwich)")));
+    }
+    for (name, d) in [
+        ("forward", &r.forward_diagnostics),
+        ("reverse", &r.reverse_diagnostics),
+    ] {
+        if let Some(d) = d {
+            lines.push((
+                name,
+                format!(
+                    "{} chains x {} betas: ESS {:.1} ({:.0}%), largest weight {:.2}",
+                    d.chains,
+                    d.betas,
+                    d.ess,
+                    100.0 * d.ess_fraction,
+                    d.max_weight
+                ),
+            ));
+        }
+    }
+    if let Some(p) = &r.precision {
+        lines.push((
+            "plan",
+            format!(
+                "target stderr {} {}: {} chains x {} betas (pilot {} x {}, stderr {:.4})",
+                p.target_stderr,
+                if p.target_reached {
+                    "reached"
+                } else {
+                    "NOT reached"
+                },
+                p.chains,
+                p.betas,
+                p.pilot_chains,
+                p.pilot_betas,
+                p.pilot_stderr
+            ),
+        ));
+    }
+    for w in &r.warnings {
+        lines.push(("warning", w.clone()));
+    }
     if !r.artifact.is_empty() {
         lines.push((
             "artifact",
