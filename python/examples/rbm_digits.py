@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--server", default=None, help="default $EBM_SERVER or http://127.0.0.1:50051")
-parser.add_argument("--epochs", type=int, default=10)
+parser.add_argument("--epochs", type=int, default=20)
 args = parser.parse_args()
 
 client = Client(args.server)
@@ -30,7 +30,7 @@ spec = {
     "name": "digits-rbm",
     "seed": 7,
     "model": {"type": "bernoulli_rbm", "hidden": 64},
-    "train": {"method": "pcd", "k": 1, "chains": 100, "batch_size": 100,
+    "train": {"method": "pcd", "k": 1, "chains": 100, "batch_size": 20,
               "learning_rate": 0.05, "momentum": 0.5, "validation_fraction": 0.1},
 }
 job = client.submit(spec, dataset=dataset, train__epochs=args.epochs)

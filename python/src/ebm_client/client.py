@@ -31,10 +31,11 @@ PAGE_SIZE = 100
 DEFAULT_URL = "http://127.0.0.1:50051"
 _FORMATS = {".npy": "npy", ".csv": "csv", ".fasta": "fasta", ".fa": "fasta", ".a2m": "fasta", ".afa": "fasta"}
 # Reconnect quickly after the server restarts (gRPC's default back-off grows to 2 minutes).
+# Not grpc.min_reconnect_backoff_ms: gRPC also uses it as the connect timeout (default 20 s),
+# and at 100 ms a busy machine's connections time out.
 _CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 2000),
     ("grpc.keepalive_time_ms", 30_000),
 ]
@@ -305,10 +306,17 @@ class Client:
         return self._run("estimate_log_z", model, "estimate", options, seed, backend).result
 
     def sample(self, model: str | Model, n: int, *, burn_in: int | None = None, thin: int | None = None, chains: int | None = None, seed: int | None = None, backend: str | None = None) -> np.ndarray:
-        """``n`` samples from the model, one per row (the server's samples.npy)."""
+        """``n`` samples from the model, one per row, from ``chains`` chains (default
+        min(n, 10)) taken in turn: the first rows come from different chains."""
+        chains = chains or min(n, 10)
         job = self._run("sample", model, "sample", dict(samples=n, burn_in=burn_in, thin=thin, chains=chains), seed, backend)
-        result = job.result
-        return np.load(io.BytesIO(job.artifact(result.artifact)), allow_pickle=False)
+        rows = np.load(io.BytesIO(job.artifact(job.result.artifact)), allow_pickle=False)
+        # The server draws the same number per chain (n rounded up to a multiple of chains)
+        # and stores them chain by chain; interleave the chains, then keep n.
+        if rows.shape[0] % chains == 0:
+            per_chain = rows.shape[0] // chains
+            rows = rows.reshape(chains, per_chain, -1).transpose(1, 0, 2).reshape(rows.shape[0], -1)
+        return rows[:n]
 
     def observe(self, model: str | Model, statistic: str, *, samples: int | None = None, burn_in: int | None = None, chains: int | None = None, bins: int | None = None, seed: int | None = None, backend: str | None = None, **options) -> JobResult:
         """The distribution of ``statistic`` under the model (fraction_on, magnetization,
