@@ -314,3 +314,6 @@ impl Trainer {
         self.inner.model_file()
     }
 }
+
+#[cfg(test)]
+mod pins;
