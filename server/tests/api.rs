@@ -211,6 +211,7 @@ async fn request_ids_make_submits_idempotent() {
         request_id: "retry-me".into(),
         spec: Some(spec),
         priority: 0,
+        labels: Default::default(),
     };
     let first = jobs
         .submit_job(submit(train_spec(&dataset.id, 2)))
@@ -312,6 +313,7 @@ async fn tenants_see_only_their_own_data() {
         request_id: String::new(),
         spec: Some(train_spec(&dataset.id, 1)),
         priority: 0,
+        labels: Default::default(),
     };
     let refused = JobServiceClient::new(channel)
         .submit_job(with_token(submit, Some("bob-token")))
@@ -334,6 +336,7 @@ async fn watch_replays_from_a_cursor(db: &TestDb) {
             request_id: String::new(),
             spec: Some(train_spec(&dataset.id, 3)),
             priority: 0,
+            labels: Default::default(),
         })
         .await
         .unwrap()
@@ -394,6 +397,7 @@ async fn two_servers_share_a_postgres_store() {
             request_id: String::new(),
             spec: Some(train_spec(&dataset.id, 2)),
             priority: 0,
+            labels: Default::default(),
         })
         .await
         .unwrap()
