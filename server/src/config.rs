@@ -44,6 +44,10 @@ pub struct Config {
     pub limits: Limits,
     /// What this process does: serve the API, run jobs, or both (see [`Role`]).
     pub role: Role,
+    /// Per-tenant limits (fair share between tenants).
+    pub quotas: Quotas,
+    /// When a job whose worker vanished is retried, and when it is given up.
+    pub retries: Retries,
 }
 
 /// The part a server process plays in a deployment. Every role runs the lease reaper (the
@@ -75,6 +79,114 @@ impl Role {
             Role::Api => "api",
             Role::Worker => "worker",
             Role::All => "all",
+        }
+    }
+}
+
+/// Per-tenant limits: defaults for every tenant, and overrides by tenant name
+/// (`[quotas.tenants.NAME]`). 0 means no limit.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Quotas {
+    /// Jobs of one tenant running at once, across every server process (enforced by the
+    /// claim itself).
+    pub max_running_jobs: u64,
+    /// Jobs of one tenant waiting in the queue (checked at submit).
+    pub max_queued_jobs: u64,
+    /// Bytes one tenant stores: data sets + models + job artifacts (checked at upload,
+    /// import and submit).
+    pub max_stored_bytes: u64,
+    /// Overrides of the defaults above, by tenant name.
+    pub tenants: BTreeMap<String, TenantQuotas>,
+}
+
+/// One tenant's overrides; an absent key keeps the default.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TenantQuotas {
+    pub max_running_jobs: Option<u64>,
+    pub max_queued_jobs: Option<u64>,
+    pub max_stored_bytes: Option<u64>,
+}
+
+/// The limits that apply to one tenant (`None`: unlimited).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TenantLimits {
+    pub max_running_jobs: Option<u64>,
+    pub max_queued_jobs: Option<u64>,
+    pub max_stored_bytes: Option<u64>,
+}
+
+impl Default for Quotas {
+    fn default() -> Self {
+        Quotas {
+            max_running_jobs: 0,
+            max_queued_jobs: 10_000,
+            max_stored_bytes: 0,
+            tenants: BTreeMap::new(),
+        }
+    }
+}
+
+impl Quotas {
+    /// The limits of `tenant`: its overrides, else the defaults; 0 is no limit.
+    pub fn for_tenant(&self, tenant: &str) -> TenantLimits {
+        let own = self.tenants.get(tenant).cloned().unwrap_or_default();
+        let limit =
+            |value: Option<u64>, default: u64| Some(value.unwrap_or(default)).filter(|&v| v > 0);
+        TenantLimits {
+            max_running_jobs: limit(own.max_running_jobs, self.max_running_jobs),
+            max_queued_jobs: limit(own.max_queued_jobs, self.max_queued_jobs),
+            max_stored_bytes: limit(own.max_stored_bytes, self.max_stored_bytes),
+        }
+    }
+
+    /// Running-jobs limits as the claim needs them: the default, and every tenant whose
+    /// limit differs from it (`None`: unlimited).
+    pub fn running_limits(&self) -> crate::store::RunningLimits {
+        let default = Some(self.max_running_jobs).filter(|&v| v > 0);
+        let tenants = self
+            .tenants
+            .iter()
+            .filter_map(|(name, own)| {
+                let limit = own.max_running_jobs.map(|v| Some(v).filter(|&v| v > 0))?;
+                (limit != default).then(|| (name.clone(), limit))
+            })
+            .collect();
+        crate::store::RunningLimits { default, tenants }
+    }
+}
+
+/// Retries of jobs whose worker vanished (killed, preempted, crashed). An attempt that
+/// saved a newer checkpoint or finished an epoch is retried at once and not counted; one
+/// that made no progress counts, and is retried after an exponential backoff.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Retries {
+    /// Attempts in a row without progress after which the job fails.
+    pub max_stalled_attempts: u32,
+    /// Backoff after the first attempt without progress; doubles with each further one.
+    pub backoff_base_seconds: f64,
+    /// Longest backoff.
+    pub backoff_max_seconds: f64,
+}
+
+impl Default for Retries {
+    fn default() -> Self {
+        Retries {
+            max_stalled_attempts: 5,
+            backoff_base_seconds: 2.0,
+            backoff_max_seconds: 300.0,
+        }
+    }
+}
+
+impl Retries {
+    pub fn policy(&self) -> crate::store::RetryPolicy {
+        crate::store::RetryPolicy {
+            max_stalled_attempts: i64::from(self.max_stalled_attempts),
+            backoff_base_ms: (self.backoff_base_seconds * 1000.0) as i64,
+            backoff_max_ms: (self.backoff_max_seconds * 1000.0) as i64,
         }
     }
 }
@@ -129,6 +241,8 @@ impl Default for Config {
             tokens: BTreeMap::new(),
             limits: Limits::default(),
             role: Role::All,
+            quotas: Quotas::default(),
+            retries: Retries::default(),
         }
     }
 }
@@ -214,6 +328,25 @@ impl Config {
             self.role != Role::Worker || self.workers > 0,
             "role worker needs workers >= 1 (a worker with no job slots does nothing)"
         );
+        anyhow::ensure!(
+            self.retries.max_stalled_attempts >= 1,
+            "retries.max_stalled_attempts must be at least 1"
+        );
+        for (name, value) in [
+            (
+                "retries.backoff_base_seconds",
+                self.retries.backoff_base_seconds,
+            ),
+            (
+                "retries.backoff_max_seconds",
+                self.retries.backoff_max_seconds,
+            ),
+        ] {
+            anyhow::ensure!(
+                value.is_finite() && value >= 0.0,
+                "{name} must be zero or a positive number of seconds"
+            );
+        }
         anyhow::ensure!(
             self.heartbeat_seconds < self.lease_seconds,
             "heartbeat_seconds must be shorter than lease_seconds"

@@ -92,9 +92,6 @@ pub struct Scheduler {
     tracker: TaskTracker,
 }
 
-/// Attempts a job gets before repeated lost leases fail it.
-pub const MAX_ATTEMPTS: i64 = 5;
-
 impl Scheduler {
     /// Starts the workers and the reaper; they stop when `shutdown` is cancelled.
     pub fn start(

@@ -355,7 +355,10 @@ async fn a_worker_that_lost_its_lease_stops_without_writing(store: Store) {
     let started = Instant::now();
     loop {
         store.expire_lease_for_test(&id).await.unwrap();
-        let reaped = store.reap_expired_leases(MAX_ATTEMPTS).await.unwrap();
+        let reaped = store
+            .reap_expired_leases(&test_config().retries.policy())
+            .await
+            .unwrap();
         if reaped == vec![id.clone()] {
             break;
         }

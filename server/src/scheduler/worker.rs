@@ -5,13 +5,19 @@ use super::{run, Shared};
 pub(super) async fn claim_loop(shared: Shared, index: usize) {
     let owner = format!("{}/w{index}", shared.owner);
     let wake = shared.store.work_notify();
+    // Per-tenant running limits are enforced by the claim statement, across processes.
+    let limits = shared.config.quotas.running_limits();
     tracing::debug!(%owner, "worker started");
     while !shared.shutdown.is_cancelled() {
         // Register for wake-ups before looking, so a submit in between is not missed.
         let woken = wake.notified();
         tokio::pin!(woken);
         woken.as_mut().enable();
-        match shared.store.claim_next_job(&owner, shared.lease_ms()).await {
+        match shared
+            .store
+            .claim_next_job_within(&owner, shared.lease_ms(), &limits)
+            .await
+        {
             Ok(Some(claimed)) => {
                 if run::run_claimed(&shared, claimed).await {
                     // This worker looked dead or stuck to the rest of the system, which

@@ -34,22 +34,122 @@ pub struct Finish {
     pub artifacts: Vec<(String, Vec<u8>)>,
 }
 
+/// Running-jobs limits per tenant, enforced by the claim statement: a tenant at its limit
+/// has no claimable job. `None` is no limit.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RunningLimits {
+    pub default: Option<u64>,
+    /// Tenants whose limit differs from the default.
+    pub tenants: Vec<(String, Option<u64>)>,
+}
+
+/// When a job whose lease expired is retried, and when it is given up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts in a row without progress (no newer checkpoint, no finished epoch) after
+    /// which the job fails.
+    pub max_stalled_attempts: i64,
+    /// Backoff after the first attempt without progress, doubling with each further one.
+    pub backoff_base_ms: i64,
+    pub backoff_max_ms: i64,
+}
+
+impl RetryPolicy {
+    /// How long a job waits after its `stalled`-th attempt in a row without progress
+    /// (0 after an attempt that progressed).
+    pub fn backoff_ms(&self, stalled: i64) -> i64 {
+        if stalled <= 0 {
+            return 0;
+        }
+        let doublings = (stalled - 1).min(30) as u32;
+        self.backoff_base_ms
+            .saturating_mul(1 << doublings)
+            .min(self.backoff_max_ms)
+    }
+}
+
+/// The claim as one statement. `running` counts each tenant's running jobs; a queued job
+/// is eligible when its backoff has passed and its tenant is below its limit (a CASE over
+/// the tenants with their own limit, bound as parameters $4, $5, ...). The tenant with the
+/// fewest running jobs goes first, so one tenant's long queue cannot starve another's job.
+fn claim_statement(limits: &RunningLimits, skip_locked: &str) -> String {
+    let limit = if limits.tenants.is_empty() {
+        "$4".to_string()
+    } else {
+        let mut case = String::from("CASE queued.tenant");
+        let mut param = 4;
+        for _ in &limits.tenants {
+            case.push_str(&format!(" WHEN ${param} THEN ${}", param + 1));
+            param += 2;
+        }
+        case + &format!(" ELSE ${param} END")
+    };
+    format!(
+        "WITH running AS (SELECT tenant, COUNT(*) AS n FROM jobs
+                           WHERE state = 'running' GROUP BY tenant)
+         UPDATE jobs
+            SET state = 'running', attempt = attempt + 1, lease_owner = $1,
+                lease_expires_at = $2, started_at = COALESCE(started_at, $3), updated_at = $3,
+                last_seq = last_seq + 1
+          WHERE id = (SELECT queued.id
+                        FROM jobs AS queued LEFT JOIN running ON running.tenant = queued.tenant
+                       WHERE queued.state = 'queued' AND queued.run_after <= $3
+                         AND COALESCE(running.n, 0) < {limit}
+                       ORDER BY COALESCE(running.n, 0), queued.priority DESC,
+                                queued.created_at, queued.id
+                       LIMIT 1
+                       {skip_locked})
+      RETURNING id, attempt, last_seq"
+    )
+}
+
+/// A limit as the claim binds it (no limit: the largest count).
+fn limit_value(limit: Option<u64>) -> i64 {
+    limit.map_or(i64::MAX, |l| l.min(i64::MAX as u64) as i64)
+}
+
 /// The fence: the job is still running this attempt under this owner.
 const FENCE: &str = "id = $1 AND attempt = $2 AND lease_owner = $3 AND state = 'running'";
 
 impl Store {
-    /// Claims the most urgent queued job for `owner`, leasing it for `lease_ms`.
+    /// Claims the most urgent queued job for `owner`, leasing it for `lease_ms`, with no
+    /// running-jobs limits.
     pub async fn claim_next_job(&self, owner: &str, lease_ms: i64) -> Result<Option<ClaimedJob>> {
+        self.claim_next_job_within(owner, lease_ms, &RunningLimits::default())
+            .await
+    }
+
+    /// Claims the next job for `owner`, leasing it for `lease_ms`: among queued jobs whose
+    /// backoff has passed and whose tenant is below its running-jobs limit, one of the
+    /// tenant with the fewest running jobs, then the highest priority, then the oldest.
+    pub async fn claim_next_job_within(
+        &self,
+        owner: &str,
+        lease_ms: i64,
+        limits: &RunningLimits,
+    ) -> Result<Option<ClaimedJob>> {
         let now = now_ms();
-        let claim = match self.dialect {
-            Dialect::Sqlite => super::sqlite::CLAIM_NEXT_JOB,
-            Dialect::Postgres => super::postgres::CLAIM_NEXT_JOB,
+        let (lock, skip_locked) = match self.dialect {
+            Dialect::Sqlite => (None, ""),
+            Dialect::Postgres => (
+                Some(super::postgres::SERIALIZE_CLAIMS),
+                super::postgres::CLAIM_SKIP_LOCKED,
+            ),
         };
         let mut tx = self.pool.begin().await?;
-        let claimed: Option<(String, i64, i64)> = sqlx::query_as(claim)
+        if let Some(lock) = lock {
+            sqlx::query(lock).execute(&mut *tx).await?;
+        }
+        let statement = claim_statement(limits, skip_locked);
+        let mut claim = sqlx::query_as(&statement)
             .bind(owner)
             .bind(now + lease_ms)
-            .bind(now)
+            .bind(now);
+        for (tenant, limit) in &limits.tenants {
+            claim = claim.bind(tenant.as_str()).bind(limit_value(*limit));
+        }
+        let claimed: Option<(String, i64, i64)> = claim
+            .bind(limit_value(limits.default))
             .fetch_optional(&mut *tx)
             .await?;
         let Some((job_id, attempt, seq)) = claimed else {
@@ -111,7 +211,15 @@ impl Store {
     ) -> Result<i64> {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
-        let last = fenced_reserve_seqs(&mut tx, lease, now, progress, events.len() as i64).await?;
+        // A finished epoch (its metrics) is progress: losing the worker after it does not
+        // count against the job's attempts.
+        let finished_epoch = events.iter().any(|e| e.kind == "metrics");
+        let reserve = Reserve {
+            progress,
+            count: events.len() as i64,
+            finished_epoch,
+        };
+        let last = fenced_reserve_seqs(&mut tx, lease, now, reserve).await?;
         let first = last - events.len() as i64 + 1;
         for (seq, mut event) in (first..).zip(events) {
             event.attempt = lease.attempt as u32;
@@ -126,14 +234,16 @@ impl Store {
     pub async fn save_checkpoint(&self, lease: &Lease, epoch: u64, data: &[u8]) -> Result<()> {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
-        let fenced = sqlx::query(&format!("UPDATE jobs SET updated_at = $4 WHERE {FENCE}"))
-            .bind(&lease.job_id)
-            .bind(lease.attempt)
-            .bind(&lease.owner)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+        let fenced = sqlx::query(&format!(
+            "UPDATE jobs SET updated_at = $4, progressed_attempt = attempt WHERE {FENCE}"
+        ))
+        .bind(&lease.job_id)
+        .bind(lease.attempt)
+        .bind(&lease.owner)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
         if fenced != 1 {
             return Err(StoreError::LeaseLost);
         }
@@ -227,10 +337,13 @@ impl Store {
         Ok(())
     }
 
-    /// Requeues running jobs whose lease expired (their worker died or hung). A job whose
-    /// cancellation was requested ends cancelled instead, and one that already used
-    /// `max_attempts` attempts ends failed. Returns the ids of the jobs it touched.
-    pub async fn reap_expired_leases(&self, max_attempts: i64) -> Result<Vec<String>> {
+    /// Requeues running jobs whose lease expired (their worker died or hung). An attempt
+    /// that progressed (saved a checkpoint or finished an epoch) is requeued at once and not
+    /// counted; one that did not counts as stalled, and the job waits an exponential
+    /// backoff (`run_after`) before its next claim, or fails once `max_stalled_attempts`
+    /// attempts in a row stalled. A job whose cancellation was requested ends cancelled.
+    /// Returns the ids of the jobs it touched.
+    pub async fn reap_expired_leases(&self, policy: &RetryPolicy) -> Result<Vec<String>> {
         let now = now_ms();
         let expired: Vec<String> = sqlx::query_scalar(
             "SELECT id FROM jobs WHERE state = 'running' AND lease_expires_at < $1",
@@ -240,53 +353,114 @@ impl Store {
         .await?;
         let mut reaped = Vec::new();
         for id in expired {
-            let mut tx = self.pool.begin().await?;
-            let row: Option<(String, i64, i64)> = sqlx::query_as(
-                "UPDATE jobs SET
-                        state = CASE WHEN cancel_requested = 1 THEN 'cancelled'
-                                     WHEN attempt >= $3 THEN 'failed'
-                                     ELSE 'queued' END,
-                        error = CASE WHEN cancel_requested = 0 AND attempt >= $3
-                                     THEN 'the job lost its worker too many times' ELSE error END,
-                        finished_at = CASE WHEN cancel_requested = 1 OR attempt >= $3
-                                           THEN $2 ELSE finished_at END,
-                        lease_owner = NULL, lease_expires_at = NULL,
-                        updated_at = $2, last_seq = last_seq + 1
-                  WHERE id = $1 AND state = 'running' AND lease_expires_at < $2
-              RETURNING state, attempt, last_seq",
-            )
-            .bind(&id)
-            .bind(now)
-            .bind(max_attempts)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let Some((state, attempt, seq)) = row else {
-                tx.rollback().await?;
-                continue;
-            };
-            let state = JobState::from_name(&state).unwrap_or(JobState::Queued);
-            let message = match state {
-                JobState::Queued => "lease expired; requeued",
-                JobState::Cancelled => "lease expired while cancelling; cancelled",
-                _ => "lease expired too many times; failed",
-            };
-            insert_event(
-                &mut tx,
-                &id,
-                seq,
-                now,
-                &state_event(state, message, attempt),
-            )
-            .await?;
-            tx.commit().await?;
-            self.announce_events(&id).await;
-            reaped.push(id);
+            if self.reap_one(&id, now, policy).await? {
+                reaped.push(id);
+            }
         }
         if !reaped.is_empty() {
             self.announce_work().await;
         }
         Ok(reaped)
     }
+
+    /// Ends or requeues one job whose lease expired; false if it was no longer expired.
+    async fn reap_one(&self, id: &str, now: i64, policy: &RetryPolicy) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        // In an UPDATE every right-hand side sees the row as it was: "stalled" below is
+        // whether this attempt made no progress, "stalled_attempts + 1" the new count.
+        let row: Option<(String, i64, i64, i64, i64)> = sqlx::query_as(
+            "UPDATE jobs SET
+                    state = CASE WHEN cancel_requested = 1 THEN 'cancelled'
+                                 WHEN progressed_attempt < attempt
+                                      AND stalled_attempts + 1 >= $3 THEN 'failed'
+                                 ELSE 'queued' END,
+                    stalled_attempts = CASE WHEN progressed_attempt < attempt
+                                            THEN stalled_attempts + 1 ELSE 0 END,
+                    finished_at = CASE WHEN cancel_requested = 1
+                                         OR (progressed_attempt < attempt
+                                             AND stalled_attempts + 1 >= $3)
+                                       THEN $2 ELSE finished_at END,
+                    lease_owner = NULL, lease_expires_at = NULL,
+                    updated_at = $2, last_seq = last_seq + 1
+              WHERE id = $1 AND state = 'running' AND lease_expires_at < $2
+          RETURNING state, attempt, last_seq, stalled_attempts, progressed_attempt",
+        )
+        .bind(id)
+        .bind(now)
+        .bind(policy.max_stalled_attempts)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((state, attempt, seq, stalled, progressed)) = row else {
+            tx.rollback().await?;
+            return Ok(false);
+        };
+        let state = JobState::from_name(&state).unwrap_or(JobState::Queued);
+        let message = match state {
+            JobState::Cancelled => "lease expired while cancelling; cancelled".to_string(),
+            JobState::Failed => {
+                let error = stalled_error(attempt, stalled);
+                sqlx::query("UPDATE jobs SET error = $2 WHERE id = $1")
+                    .bind(id)
+                    .bind(&error)
+                    .execute(&mut *tx)
+                    .await?;
+                error
+            }
+            _ if stalled == 0 => format!(
+                "lease expired after attempt {attempt} made progress \
+                 (checkpoint or finished epoch); requeued to resume at once"
+            ),
+            _ => {
+                let backoff = policy.backoff_ms(stalled);
+                sqlx::query("UPDATE jobs SET run_after = $2 WHERE id = $1")
+                    .bind(id)
+                    .bind(now + backoff)
+                    .execute(&mut *tx)
+                    .await?;
+                let since = if progressed > 0 {
+                    format!("since attempt {progressed}")
+                } else {
+                    "ever".to_string()
+                };
+                format!(
+                    "lease expired without progress in attempt {attempt} ({stalled} of {} \
+                     stalled attempts in a row allowed, no progress {since}); requeued, \
+                     claimable after a backoff of {:.1} s, at {}",
+                    policy.max_stalled_attempts,
+                    backoff as f64 / 1000.0,
+                    super::rfc3339(now + backoff)
+                )
+            }
+        };
+        insert_event(
+            &mut tx,
+            id,
+            seq,
+            now,
+            &state_event(state, &message, attempt),
+        )
+        .await?;
+        tx.commit().await?;
+        self.announce_events(id).await;
+        Ok(true)
+    }
+}
+
+/// Why a job whose attempts keep stalling failed.
+fn stalled_error(attempt: i64, stalled: i64) -> String {
+    format!(
+        "the job lost its worker in {stalled} attempts in a row without progress \
+         (attempts {} to {attempt}: no newer checkpoint, no finished epoch); it may crash or \
+         exhaust the memory of its worker",
+        attempt - stalled + 1
+    )
+}
+
+/// What a batch of events reserves and records.
+struct Reserve {
+    progress: Option<f64>,
+    count: i64,
+    finished_epoch: bool,
 }
 
 /// Reserves the next `count` event numbers of a leased job (and records its progress),
@@ -295,8 +469,7 @@ async fn fenced_reserve_seqs(
     tx: &mut Transaction<'static, Any>,
     lease: &Lease,
     now: i64,
-    progress: Option<f64>,
-    count: i64,
+    reserve: Reserve,
 ) -> Result<i64> {
     // "No progress" is -1, never a NULL: sqlx 0.8's Any driver sends a NULL f64 to Postgres
     // typed as float4, the connection caches the statement with that parameter type, and
@@ -304,7 +477,8 @@ async fn fenced_reserve_seqs(
     // data format in bind parameter 5"), losing those events.
     let seq: Option<i64> = sqlx::query_scalar(&format!(
         "UPDATE jobs SET last_seq = last_seq + $6, updated_at = $4,
-                progress = CASE WHEN $5 >= 0 THEN $5 ELSE progress END
+                progress = CASE WHEN $5 >= 0 THEN $5 ELSE progress END,
+                progressed_attempt = CASE WHEN $7 = 1 THEN attempt ELSE progressed_attempt END
           WHERE {FENCE}
       RETURNING last_seq"
     ))
@@ -312,8 +486,9 @@ async fn fenced_reserve_seqs(
     .bind(lease.attempt)
     .bind(&lease.owner)
     .bind(now)
-    .bind(progress.map_or(-1.0, |p| p.max(0.0)))
-    .bind(count)
+    .bind(reserve.progress.map_or(-1.0, |p| p.max(0.0)))
+    .bind(reserve.count)
+    .bind(i64::from(reserve.finished_epoch))
     .fetch_optional(&mut **tx)
     .await?;
     seq.ok_or(StoreError::LeaseLost)

@@ -15,6 +15,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         include_str!("../../../migrations/sqlite/0001_init.sql"),
     ),
     (
+        3,
+        "fair retries",
+        include_str!("../../../migrations/sqlite/0003_fair_retries.sql"),
+    ),
+    (
         4,
         "sweeps labels",
         include_str!("../../../migrations/sqlite/0004_sweeps_labels.sql"),
@@ -25,6 +30,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         1,
         "init",
         include_str!("../../../migrations/postgres/0001_init.sql"),
+    ),
+    (
+        3,
+        "fair retries",
+        include_str!("../../../migrations/postgres/0003_fair_retries.sql"),
     ),
     (
         4,

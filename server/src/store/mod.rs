@@ -5,7 +5,7 @@
 //! The queries are written once, in the SQL that SQLite and Postgres share, and run through
 //! sqlx's `Any` driver with runtime-checked queries (the build never needs a database). What
 //! differs between the databases lives in one module each: connecting and tuning
-//! ([`sqlite`], [`postgres`]), the claim statement, and wake-ups (Postgres LISTEN/NOTIFY).
+//! ([`sqlite`], [`postgres`]), the claim's locking, and wake-ups (Postgres LISTEN/NOTIFY).
 //! The scheduler and the API see only [`Store`] and the record types below.
 //!
 //! Every write a worker makes is fenced by its [`Lease`] (job id, attempt, lease owner): it
@@ -24,7 +24,7 @@ mod sweeps;
 pub use blobs::{Checkpoint, DatasetRecord, ModelRecord};
 pub use jobs::{EventRecord, JobRecord, NewEvent, NewJob, Submitted};
 pub use labels::Labels;
-pub use leases::{ClaimedJob, Finish, Lease};
+pub use leases::{ClaimedJob, Finish, Lease, RetryPolicy, RunningLimits};
 pub use sweeps::{NewVariant, SweepRecord, SweepSubmitted};
 
 use sqlx::AnyPool;

@@ -1,7 +1,8 @@
 //! Postgres specifics: the production store that several server processes share.
 //!
-//! Claiming uses `FOR UPDATE SKIP LOCKED`, so concurrent workers each take a different
-//! queued job without waiting on each other. LISTEN/NOTIFY wakes idle workers and
+//! Claiming takes a transaction-scoped advisory lock, so that claims from every process
+//! run one at a time and per-tenant running limits hold, and locks its row with
+//! `FOR UPDATE SKIP LOCKED`. LISTEN/NOTIFY wakes idle workers and
 //! WatchJob streams in every process as soon as something changes; polling stays as the
 //! fallback if a notification is missed (e.g. while the listener reconnects).
 use super::Store;
@@ -22,19 +23,15 @@ pub(super) async fn connect(url: &str) -> anyhow::Result<AnyPool> {
         .map_err(|e| anyhow::anyhow!("cannot connect to Postgres: {e}"))
 }
 
-/// Claims the most urgent queued job in one statement. `SKIP LOCKED` lets concurrent
-/// claimers pass over a row another transaction is claiming instead of queueing behind it.
-pub(super) const CLAIM_NEXT_JOB: &str = "
-    UPDATE jobs
-       SET state = 'running', attempt = attempt + 1, lease_owner = $1,
-           lease_expires_at = $2, started_at = COALESCE(started_at, $3), updated_at = $3,
-           last_seq = last_seq + 1
-     WHERE id = (SELECT id FROM jobs
-                  WHERE state = 'queued'
-                  ORDER BY priority DESC, created_at, id
-                  LIMIT 1
-                  FOR UPDATE SKIP LOCKED)
- RETURNING id, attempt, last_seq";
+/// Taken (for the rest of the transaction) before the claim statement: claims run one at
+/// a time, so each sees every running job the others claimed and a tenant's running-jobs
+/// limit holds across processes. A claim is one short statement, so the wait is brief.
+pub(super) const SERIALIZE_CLAIMS: &str =
+    "SELECT 1 AS locked FROM (SELECT pg_advisory_xact_lock(4242)) AS claim_lock";
+
+/// The claim's row lock: `SKIP LOCKED` passes over a queued row that another transaction
+/// holds (e.g. a cancel) instead of waiting for it.
+pub(super) const CLAIM_SKIP_LOCKED: &str = "FOR UPDATE OF queued SKIP LOCKED";
 
 /// Sends a notification; a failure only delays the listeners until their next poll.
 pub(super) async fn notify(pool: &AnyPool, channel: &str, payload: &str) {

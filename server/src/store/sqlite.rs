@@ -53,19 +53,6 @@ fn file_path(url: &str) -> Option<String> {
     (!path.is_empty() && path != ":memory:").then(|| path.to_string())
 }
 
-/// Claims the most urgent queued job in one statement, which SQLite runs as a single
-/// write transaction: no other writer can claim the same row in between.
-pub(super) const CLAIM_NEXT_JOB: &str = "
-    UPDATE jobs
-       SET state = 'running', attempt = attempt + 1, lease_owner = $1,
-           lease_expires_at = $2, started_at = COALESCE(started_at, $3), updated_at = $3,
-           last_seq = last_seq + 1
-     WHERE id = (SELECT id FROM jobs
-                  WHERE state = 'queued'
-                  ORDER BY priority DESC, created_at, id
-                  LIMIT 1)
- RETURNING id, attempt, last_seq";
-
 #[cfg(test)]
 mod tests {
     #[test]

@@ -14,6 +14,15 @@ fn new_job(tenant: &str, request_id: &str, spec_hash: &str) -> NewJob {
     }
 }
 
+/// Retries without backoff: a reaped job is claimable again at once.
+fn retries(max_stalled_attempts: i64) -> RetryPolicy {
+    RetryPolicy {
+        max_stalled_attempts,
+        backoff_base_ms: 0,
+        backoff_max_ms: 0,
+    }
+}
+
 async fn submit(store: &Store, request_id: &str) -> JobRecord {
     match store
         .submit_job(&new_job("t", request_id, "h"))
@@ -107,7 +116,7 @@ async fn stale_attempt_cannot_write(store: Store) {
     // Attempt 1 gets a lease that expires at once; the reaper requeues it; attempt 2 claims.
     let stale = store.claim_next_job("w1", -1).await.unwrap().unwrap();
     assert_eq!(
-        store.reap_expired_leases(5).await.unwrap(),
+        store.reap_expired_leases(&retries(5)).await.unwrap(),
         vec![stale.lease.job_id.clone()]
     );
     let fresh = store.claim_next_job("w2", 60_000).await.unwrap().unwrap();
@@ -167,7 +176,7 @@ async fn reaper_spares_live_leases_and_honours_cancel(store: Store) {
     let cancelling = store.claim_next_job("w", -1).await.unwrap().unwrap().job;
     store.cancel_job("t", &cancelling.id).await.unwrap();
     assert_eq!(
-        store.reap_expired_leases(5).await.unwrap(),
+        store.reap_expired_leases(&retries(5)).await.unwrap(),
         vec![cancelling.id.clone()]
     );
     let job = store.get_job("t", &cancelling.id).await.unwrap().unwrap();
@@ -180,11 +189,15 @@ async fn reaper_spares_live_leases_and_honours_cancel(store: Store) {
     let doomed = submit(&store, "doomed").await;
     for _ in 0..2 {
         store.claim_next_job("w", -1).await.unwrap().unwrap();
-        store.reap_expired_leases(2).await.unwrap();
+        store.reap_expired_leases(&retries(2)).await.unwrap();
     }
     let job = store.get_job("t", &doomed.id).await.unwrap().unwrap();
     assert_eq!(job.state, "failed");
-    assert!(job.error.unwrap().contains("too many"));
+    let error = job.error.unwrap();
+    assert!(
+        error.contains("2 attempts in a row without progress"),
+        "{error}"
+    );
 }
 
 async fn cancel_queued_is_immediate_and_running_is_flagged(store: Store) {
@@ -376,7 +389,155 @@ async fn progress_after_an_event_without_progress_is_stored(store: Store) {
     assert_eq!(events.len(), 2 + 6, "queued, running and six logs");
 }
 
+/// Tenant A queues 40 jobs, then tenant B 2: with two claimers, B's jobs start before A's
+/// fifth; with a running limit of 1 for A, A never has two running at once.
+async fn claim_shares_fairly_between_tenants(store: Store) {
+    for i in 0..40 {
+        let new = new_job("a", &format!("a{i}"), "h");
+        store.submit_job(&new).await.unwrap();
+    }
+    for i in 0..2 {
+        store
+            .submit_job(&new_job("b", &format!("b{i}"), "h"))
+            .await
+            .unwrap();
+    }
+    // Two workers: each claims, and finishes its job before claiming the next.
+    let mut order = Vec::new();
+    let mut leases: Vec<Lease> = Vec::new();
+    for round in 0..3 {
+        for w in 0..2 {
+            let claimed = store
+                .claim_next_job(&format!("w{w}"), 60_000)
+                .await
+                .unwrap()
+                .unwrap();
+            order.push(claimed.job.tenant.clone());
+            leases.push(claimed.lease);
+        }
+        for lease in leases.drain(..) {
+            let finish = Finish {
+                state: Some(JobState::Succeeded),
+                ..Default::default()
+            };
+            store.finish_job(&lease, finish).await.unwrap();
+        }
+        assert!(round < 3);
+    }
+    let a_fifth = order.iter().enumerate().filter(|(_, t)| *t == "a").nth(4);
+    let b_last = order.iter().rposition(|t| t == "b").unwrap();
+    assert!(
+        a_fifth.is_none_or(|(i, _)| b_last < i),
+        "B's jobs start before A's fifth: {order:?}"
+    );
+    assert_eq!(&order[..2], ["a", "b"], "fewest running first: {order:?}");
+
+    // A at a running limit of 1: eight concurrent claimers take one job of A (and B's
+    // remaining none), and nothing else of A while it runs.
+    let limits = RunningLimits {
+        default: None,
+        tenants: vec![("a".into(), Some(1))],
+    };
+    let mut tasks = Vec::new();
+    for w in 0..8 {
+        let (store, limits) = (store.clone(), limits.clone());
+        tasks.push(tokio::spawn(async move {
+            store
+                .claim_next_job_within(&format!("x{w}"), 60_000, &limits)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut claimed = Vec::new();
+    for task in tasks {
+        claimed.extend(task.await.unwrap());
+    }
+    let of_a = claimed.iter().filter(|c| c.job.tenant == "a").count();
+    assert_eq!(of_a, 1, "A never runs two at once");
+}
+
+/// An attempt that checkpointed or finished an epoch is not counted when its worker
+/// vanishes; attempts without progress are, with a growing backoff, until the job fails.
+async fn only_attempts_without_progress_count(store: Store) {
+    let policy = RetryPolicy {
+        max_stalled_attempts: 2,
+        backoff_base_ms: 300,
+        backoff_max_ms: 10_000,
+    };
+    let job = submit(&store, "preempted").await;
+    // Ten attempts, each killed after saving a newer checkpoint or finishing an epoch.
+    for attempt in 1..=10 {
+        let claimed = store.claim_next_job("w", -1).await.unwrap().unwrap();
+        assert_eq!(claimed.lease.attempt, attempt);
+        if attempt % 2 == 0 {
+            store
+                .save_checkpoint(&claimed.lease, attempt as u64, b"state")
+                .await
+                .unwrap();
+        } else {
+            let epoch = JobEvent {
+                kind: "metrics".into(),
+                epoch: attempt as u32,
+                ..Default::default()
+            };
+            store
+                .append_event(&claimed.lease, epoch, Some(0.5))
+                .await
+                .unwrap();
+        }
+        store.expire_lease_for_test(&job.id).await.unwrap();
+        assert_eq!(
+            store.reap_expired_leases(&policy).await.unwrap(),
+            vec![job.id.clone()]
+        );
+        let stored = store.get_job("t", &job.id).await.unwrap().unwrap();
+        assert_eq!(stored.state, "queued", "attempt {attempt} progressed");
+    }
+    // Now one without progress: requeued, but not claimable before its backoff.
+    store.claim_next_job("w", -1).await.unwrap().unwrap();
+    store.reap_expired_leases(&policy).await.unwrap();
+    assert!(
+        store.claim_next_job("w", -1).await.unwrap().is_none(),
+        "backing off"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(350)).await;
+    store
+        .claim_next_job("w", -1)
+        .await
+        .unwrap()
+        .expect("claimable after the backoff");
+    store.reap_expired_leases(&policy).await.unwrap();
+    let stored = store.get_job("t", &job.id).await.unwrap().unwrap();
+    assert_eq!(stored.state, "failed");
+    let error = stored.error.unwrap();
+    assert!(
+        error.contains("2 attempts in a row without progress (attempts 11 to 12"),
+        "{error}"
+    );
+    let events = store.events_after(&job.id, 0, 1000).await.unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.message.contains("backoff of 0.3 s")),
+        "the backoff shows in the events"
+    );
+}
+
+#[test]
+fn backoff_doubles_up_to_its_cap() {
+    let policy = RetryPolicy {
+        max_stalled_attempts: 9,
+        backoff_base_ms: 1000,
+        backoff_max_ms: 5000,
+    };
+    let delays: Vec<i64> = (0..5).map(|n| policy.backoff_ms(n)).collect();
+    assert_eq!(delays, [0, 1000, 2000, 4000, 5000]);
+    assert_eq!(policy.backoff_ms(200), 5000, "no overflow");
+}
+
 crate::testing::on_every_database!(
+    claim_shares_fairly_between_tenants,
+    only_attempts_without_progress_count,
     progress_after_an_event_without_progress_is_stored,
     same_request_id_returns_the_same_job,
     claim_is_exclusive,
