@@ -2,20 +2,20 @@
 //! the bearer token as `authorization` metadata; uploads stream files in `CHUNK_BYTES` pieces;
 //! downloads collect the server's chunk stream; list calls come with helpers that follow page
 //! tokens to the end.
-use crate::error::{ClientError, Result};
+use crate::error::{tls_problem, ClientError, Result};
 use ebm_api::v1::{
     self, dataset_service_client::DatasetServiceClient, job_service_client::JobServiceClient,
     model_service_client::ModelServiceClient, sweep_service_client::SweepServiceClient,
     upload_dataset_request, Chunk, Dataset, Job, JobSpec, JobState, Model,
 };
 use futures_util::{Stream, StreamExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 /// Size of the pieces uploads are cut into (well under gRPC's 4 MiB message limit).
 pub const CHUNK_BYTES: usize = 256 * 1024;
@@ -101,10 +101,64 @@ impl DatasetFormat {
     }
 }
 
+/// TLS settings of a connection to an `https://` URL. Without `ca_cert` the server's
+/// certificate must be signed by a public CA (Mozilla's list, built in).
+#[derive(Clone, Debug, Default)]
+pub struct TlsOptions {
+    /// PEM file with the CA certificate(s) that sign the server's certificate (a private CA).
+    pub ca_cert: Option<PathBuf>,
+    /// PEM client certificate chain, for servers that require one (mutual TLS).
+    pub client_cert: Option<PathBuf>,
+    /// PEM private key of `client_cert`.
+    pub client_key: Option<PathBuf>,
+}
+
+impl TlsOptions {
+    fn is_empty(&self) -> bool {
+        self.ca_cert.is_none() && self.client_cert.is_none() && self.client_key.is_none()
+    }
+
+    fn read(what: &str, path: &Path) -> Result<Vec<u8>> {
+        std::fs::read(path)
+            .map_err(|e| ClientError::io(format!("cannot read the {what} {}", path.display()), e))
+    }
+
+    /// The rustls configuration these options describe.
+    fn client_config(&self) -> Result<ClientTlsConfig> {
+        let mut config = ClientTlsConfig::new();
+        config = match &self.ca_cert {
+            Some(path) => {
+                config.ca_certificate(Certificate::from_pem(Self::read("CA certificate", path)?))
+            }
+            None => config.with_webpki_roots(),
+        };
+        match (&self.client_cert, &self.client_key) {
+            (Some(cert), Some(key)) => Ok(config.identity(Identity::from_pem(
+                Self::read("client certificate", cert)?,
+                Self::read("client key", key)?,
+            ))),
+            (None, None) => Ok(config),
+            _ => Err(ClientError::Invalid(
+                "--client-cert and --client-key go together: give both or neither".into(),
+            )),
+        }
+    }
+}
+
 impl Client {
     /// Connects to `url` (e.g. `http://127.0.0.1:50051`; a missing scheme means `http://`),
     /// failing with [`ClientError::Unreachable`] if nothing answers within five seconds.
     pub async fn connect(url: impl Into<String>, token: Option<String>) -> Result<Client> {
+        Client::connect_with(url, token, &TlsOptions::default()).await
+    }
+
+    /// [`Client::connect`] with TLS settings: an `https://` URL is served over TLS, checked
+    /// against `tls.ca_cert` (or the public CAs), with `tls.client_cert` for mutual TLS.
+    pub async fn connect_with(
+        url: impl Into<String>,
+        token: Option<String>,
+        tls: &TlsOptions,
+    ) -> Result<Client> {
         let mut url = url.into();
         if !url.contains("://") {
             url = format!("http://{url}");
@@ -113,19 +167,31 @@ impl Client {
             url: url.clone(),
             detail,
         };
-        let endpoint = Endpoint::from_shared(url.clone())
+        let https = url.starts_with("https://");
+        if !https && !tls.is_empty() {
+            return Err(bad_url(
+                "--ca-cert, --client-cert and --client-key are TLS settings: use an https:// URL"
+                    .into(),
+            ));
+        }
+        let mut endpoint = Endpoint::from_shared(url.clone())
             .map_err(|e| bad_url(e.to_string()))?
             .connect_timeout(Duration::from_secs(5))
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(30))
             .keep_alive_while_idle(true);
-        let channel = endpoint
-            .connect()
-            .await
-            .map_err(|e| ClientError::Unreachable {
+        if https {
+            endpoint = endpoint
+                .tls_config(tls.client_config()?)
+                .map_err(|e| bad_url(error_chain(&e)))?;
+        }
+        let channel = endpoint.connect().await.map_err(|e| {
+            let detail = error_chain(&e);
+            tls_problem(&detail, tls.ca_cert.as_deref()).unwrap_or(ClientError::Unreachable {
                 url: url.clone(),
-                detail: error_chain(&e),
-            })?;
+                detail,
+            })
+        })?;
         let token = match token.filter(|t| !t.is_empty()) {
             None => None,
             Some(t) => Some(format!("Bearer {t}").parse().map_err(|_| {
@@ -573,7 +639,7 @@ async fn collect_chunks(mut stream: tonic::Streaming<Chunk>) -> Result<Vec<u8>> 
 }
 
 /// An error with its causes, e.g. "transport error: tcp connect error: Connection refused".
-fn error_chain(error: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

@@ -25,12 +25,88 @@ pub enum ClientError {
     /// The request was malformed before it was sent (e.g. a bad job spec).
     #[error("{0}")]
     Invalid(String),
+    /// The TLS settings of the two ends do not fit (see [`TlsMismatch`]).
+    #[error("{0}")]
+    Tls(TlsMismatch),
+}
+
+/// Why a connection failed at the TLS level, in words that say what to change.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TlsMismatch {
+    /// A plain-text (`http://`) client reached a server that speaks TLS.
+    #[error("the server speaks TLS: use an https:// URL (with --ca-cert FILE if its certificate comes from a private CA) [{detail}]")]
+    ServerSpeaksTls { detail: String },
+    /// An `https://` client reached a server that does not speak TLS.
+    #[error("the server does not speak TLS: use an http:// URL, or start the server with --tls-cert and --tls-key [{detail}]")]
+    ServerNotTls { detail: String },
+    /// The server's certificate is not signed by the CA the client trusts.
+    #[error("the server's certificate is not signed by {trusted} [{detail}]")]
+    UntrustedCertificate { trusted: String, detail: String },
+    /// The server's certificate does not name the host of the URL.
+    #[error("the server's certificate is not valid for the host in the URL: connect with a name the certificate carries [{detail}]")]
+    WrongHost { detail: String },
+    /// The server requires a client certificate (mutual TLS) and got none, or one it does
+    /// not accept.
+    #[error("the server requires a client certificate signed by its client CA: pass --client-cert FILE --client-key FILE [{detail}]")]
+    ClientCertificateRequired { detail: String },
 }
 
 impl From<tonic::Status> for ClientError {
     fn from(status: tonic::Status) -> Self {
+        // Transport failures reach the caller as a status with the error chain as source;
+        // a TLS mismatch is told apart by that text (rustls' and h2's error messages).
+        if matches!(
+            status.code(),
+            Code::Unavailable | Code::Unknown | Code::Internal
+        ) {
+            let mut detail = status.message().to_string();
+            let mut source = std::error::Error::source(&status);
+            while let Some(cause) = source {
+                detail.push_str(": ");
+                detail.push_str(&cause.to_string());
+                source = cause.source();
+            }
+            if let Some(tls) = tls_problem(&detail, None) {
+                return tls;
+            }
+        }
         ClientError::Status(status)
     }
+}
+
+/// The TLS mismatch an error text describes, if any. `ca_cert`: the CA file the client was
+/// given (named in the message when the server's certificate is not signed by it).
+pub(crate) fn tls_problem(detail: &str, ca_cert: Option<&std::path::Path>) -> Option<ClientError> {
+    let has = |needle: &str| detail.contains(needle);
+    let detail = detail.to_string();
+    let mismatch = if has("UnknownIssuer") || has("BadSignature") || has("unknown issuer") {
+        let trusted = match ca_cert {
+            Some(path) => format!("the CA given (--ca-cert {})", path.display()),
+            None => "the CA given (--ca-cert), or by a public CA if none was given".to_string(),
+        };
+        TlsMismatch::UntrustedCertificate { trusted, detail }
+    } else if has("NotValidForName") || has("not valid for name") {
+        TlsMismatch::WrongHost { detail }
+    } else if has("CertificateRequired")
+        || has("certificate required")
+        || (has("received fatal alert") && (has("BadCertificate") || has("UnknownCA")))
+    {
+        TlsMismatch::ClientCertificateRequired { detail }
+    } else if has("InvalidContentType")
+        || has("corrupt message")
+        || has("tls handshake eof")
+        || has("peer is incompatible")
+    {
+        TlsMismatch::ServerNotTls { detail }
+    } else if has("frame with invalid size")
+        || has("FRAME_SIZE_ERROR")
+        || has("invalid HTTP version")
+    {
+        TlsMismatch::ServerSpeaksTls { detail }
+    } else {
+        return None;
+    };
+    Some(ClientError::Tls(mismatch))
 }
 
 impl ClientError {
@@ -49,6 +125,13 @@ impl ClientError {
             ClientError::BadUrl { .. } => "bad_url",
             ClientError::Io { .. } => "io",
             ClientError::Invalid(_) => "invalid_argument",
+            ClientError::Tls(TlsMismatch::ServerSpeaksTls { .. }) => "tls_required",
+            ClientError::Tls(TlsMismatch::ServerNotTls { .. }) => "tls_not_spoken",
+            ClientError::Tls(TlsMismatch::UntrustedCertificate { .. }) => "untrusted_certificate",
+            ClientError::Tls(TlsMismatch::WrongHost { .. }) => "certificate_wrong_host",
+            ClientError::Tls(TlsMismatch::ClientCertificateRequired { .. }) => {
+                "client_certificate_required"
+            }
             ClientError::Status(status) => code_name(status.code()),
         }
     }

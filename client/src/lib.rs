@@ -19,7 +19,7 @@ pub mod spec;
 pub mod sweep;
 mod watch;
 
-pub use client::{Client, DatasetFormat, CHUNK_BYTES};
+pub use client::{Client, DatasetFormat, TlsOptions, CHUNK_BYTES};
 pub use ebm_api::v1;
-pub use error::{ClientError, Result};
+pub use error::{ClientError, Result, TlsMismatch};
 pub use watch::{reached, WatchStream};

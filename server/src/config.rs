@@ -48,6 +48,30 @@ pub struct Config {
     pub quotas: Quotas,
     /// When a job whose worker vanished is retried, and when it is given up.
     pub retries: Retries,
+    /// TLS of the gRPC listener (the metrics endpoint stays plain HTTP: it carries no
+    /// tenant data).
+    pub tls: Tls,
+}
+
+/// TLS of the gRPC listener: with `cert` and `key` set, gRPC is served over TLS (rustls);
+/// with `client_ca` set too, every client must present a certificate signed by that CA
+/// (mutual TLS).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Tls {
+    /// PEM file with the server's certificate chain (leaf first).
+    pub cert: Option<PathBuf>,
+    /// PEM file with the server's private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: Option<PathBuf>,
+    /// PEM file with the CA certificate(s) that sign client certificates (mTLS).
+    pub client_ca: Option<PathBuf>,
+}
+
+impl Tls {
+    /// True if gRPC is served over TLS.
+    pub fn enabled(&self) -> bool {
+        self.cert.is_some()
+    }
 }
 
 /// The part a server process plays in a deployment. Every role runs the lease reaper (the
@@ -243,6 +267,7 @@ impl Default for Config {
             role: Role::All,
             quotas: Quotas::default(),
             retries: Retries::default(),
+            tls: Tls::default(),
         }
     }
 }
@@ -352,6 +377,14 @@ impl Config {
             "heartbeat_seconds must be shorter than lease_seconds"
         );
         anyhow::ensure!(
+            self.tls.cert.is_some() == self.tls.key.is_some(),
+            "tls.cert and tls.key go together: give both (--tls-cert FILE --tls-key FILE) or neither"
+        );
+        anyhow::ensure!(
+            self.tls.client_ca.is_none() || self.tls.enabled(),
+            "tls.client_ca (--tls-client-ca) needs TLS: give --tls-cert and --tls-key too"
+        );
+        anyhow::ensure!(
             self.limits.download_chunk_bytes > 0 && self.limits.download_chunk_bytes <= 1 << 20,
             "limits.download_chunk_bytes must be between 1 and 1048576"
         );
@@ -400,6 +433,15 @@ pub struct Flags {
     /// all: both (default).
     #[arg(long, value_enum)]
     pub role: Option<Role>,
+    /// Serve gRPC over TLS with this PEM certificate chain (needs --tls-key).
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// Require client certificates signed by this PEM CA (mutual TLS).
+    #[arg(long, value_name = "FILE")]
+    pub tls_client_ca: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -410,11 +452,78 @@ pub enum Command {
     /// Apply the database migrations to the configured store and exit (a deployment's
     /// migration Job or init container).
     Migrate,
+    /// Manage API tokens in the configured database (run where the server's database
+    /// is reachable; no server needs to be running).
+    Tokens {
+        #[command(subcommand)]
+        action: TokenCommand,
+    },
+}
+
+/// `ebm-server tokens ...`: tokens are stored as SHA-256 hashes; a new token is printed
+/// once, when it is created.
+#[derive(clap::Subcommand, Debug, Clone, PartialEq, Eq)]
+pub enum TokenCommand {
+    /// Create a token for a tenant and print it (only this once) on stdout.
+    Create {
+        /// The tenant the token acts for.
+        #[arg(long)]
+        tenant: String,
+        /// A name to recognise it by in `tokens list` (e.g. who or what uses it).
+        #[arg(long, default_value = "")]
+        name: String,
+        /// Validity, e.g. 30d, 12h, 90m, 2w (default: no expiry).
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration_ms)]
+        expires: Option<i64>,
+    },
+    /// List the tokens (ids, tenants, names, times, state; never the tokens themselves).
+    List {
+        /// Print JSON (one array) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token: every server on the database refuses it from the next request on.
+    Revoke {
+        /// The token's id (tok_..., as `tokens list` shows it).
+        id: String,
+    },
+}
+
+/// Parses `30d`, `12h`, `90m`, `45s`, `2w` into milliseconds.
+pub fn parse_duration_ms(text: &str) -> Result<i64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let bad = || {
+        format!("{text:?} is not a duration: use a number and a unit s, m, h, d or w (e.g. 30d)")
+    };
+    let number: i64 = number.parse().map_err(|_| bad())?;
+    let unit_ms: i64 = match unit {
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        "w" => 7 * 86_400_000,
+        _ => return Err(bad()),
+    };
+    if number == 0 {
+        return Err(format!("{text:?}: the validity must be longer than zero"));
+    }
+    number
+        .checked_mul(unit_ms)
+        .filter(|ms| *ms <= 100 * 365 * 86_400_000)
+        .ok_or_else(|| format!("{text:?} is longer than 100 years"))
 }
 
 /// Builds the configuration from defaults, `ebm.toml`, the environment and the flags.
 pub fn load(flags: &Flags) -> anyhow::Result<Config> {
     load_with_env(flags, config::Environment::with_prefix("EBM"))
+}
+
+fn path_text(path: &Option<PathBuf>) -> Option<String> {
+    path.as_ref().map(|p| p.display().to_string())
 }
 
 fn load_with_env(flags: &Flags, env: config::Environment) -> anyhow::Result<Config> {
@@ -436,7 +545,10 @@ fn load_with_env(flags: &Flags, env: config::Environment) -> anyhow::Result<Conf
         .set_override_option("backend", flags.backend.clone())?
         .set_override_option("workers", flags.workers.map(|w| w as u64))?
         .set_override_option("log_format", flags.log_format.clone())?
-        .set_override_option("role", flags.role.map(|r| r.name()))?;
+        .set_override_option("role", flags.role.map(|r| r.name()))?
+        .set_override_option("tls.cert", path_text(&flags.tls_cert))?
+        .set_override_option("tls.key", path_text(&flags.tls_key))?
+        .set_override_option("tls.client_ca", path_text(&flags.tls_client_ca))?;
     let config: Config = builder
         .build()
         .context("reading the configuration")?
@@ -526,6 +638,68 @@ mod tests {
         assert!(Flags::try_parse_from(["ebm-server", "--role", "both"]).is_err());
         let flags = Flags::try_parse_from(["ebm-server", "migrate"]).unwrap();
         assert_eq!(flags.command, Some(Command::Migrate));
+    }
+
+    #[test]
+    fn tls_comes_from_flags_env_or_file_and_needs_cert_and_key() {
+        let flags =
+            Flags::try_parse_from(["ebm-server", "--tls-cert", "/c.pem", "--tls-key", "/k.pem"])
+                .unwrap();
+        let config = load_with_env(&flags, env(&[("EBM__TLS__CLIENT_CA", "/ca.pem")])).unwrap();
+        assert_eq!(config.tls.cert, Some(PathBuf::from("/c.pem")));
+        assert_eq!(config.tls.key, Some(PathBuf::from("/k.pem")));
+        assert_eq!(config.tls.client_ca, Some(PathBuf::from("/ca.pem")));
+        assert!(config.tls.enabled());
+        let flags = Flags::try_parse_from(["ebm-server", "--tls-cert", "/c.pem"]).unwrap();
+        let err = load_with_env(&flags, env(&[])).unwrap_err();
+        assert!(format!("{err:#}").contains("--tls-key"), "{err:#}");
+        let err = load_with_env(
+            &Flags::default(),
+            env(&[("EBM__TLS__CLIENT_CA", "/ca.pem")]),
+        )
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("needs TLS"), "{err:#}");
+        assert!(!load_with_env(&Flags::default(), env(&[]))
+            .unwrap()
+            .tls
+            .enabled());
+    }
+
+    #[test]
+    fn token_commands_parse_durations() {
+        let flags = Flags::try_parse_from([
+            "ebm-server",
+            "tokens",
+            "create",
+            "--tenant",
+            "alice",
+            "--expires",
+            "30d",
+        ])
+        .unwrap();
+        assert_eq!(
+            flags.command,
+            Some(Command::Tokens {
+                action: TokenCommand::Create {
+                    tenant: "alice".into(),
+                    name: String::new(),
+                    expires: Some(30 * 86_400_000),
+                }
+            })
+        );
+        assert_eq!(parse_duration_ms("90m"), Ok(90 * 60_000));
+        assert_eq!(parse_duration_ms("2w"), Ok(14 * 86_400_000));
+        for bad in ["", "30", "d", "3x", "0d", "-1d", "99999999999w"] {
+            assert!(parse_duration_ms(bad).is_err(), "{bad:?}");
+        }
+        assert!(Flags::try_parse_from(["ebm-server", "tokens", "create"]).is_err());
+        let flags = Flags::try_parse_from(["ebm-server", "tokens", "revoke", "tok_1"]).unwrap();
+        assert_eq!(
+            flags.command,
+            Some(Command::Tokens {
+                action: TokenCommand::Revoke { id: "tok_1".into() }
+            })
+        );
     }
 
     #[test]

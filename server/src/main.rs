@@ -13,6 +13,9 @@ async fn main() -> anyhow::Result<()> {
     if flags.command == Some(Command::Migrate) {
         return ebm_server::startup::migrate(&config).await;
     }
+    if let Some(Command::Tokens { action }) = &flags.command {
+        return ebm_server::startup::tokens(&config, action).await;
+    }
     let server = Server::start(config).await?;
     shutdown_signal().await;
     tracing::info!("shutting down: stopping running jobs at a checkpoint and requeueing them");

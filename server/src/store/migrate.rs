@@ -24,6 +24,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "sweeps labels",
         include_str!("../../../migrations/sqlite/0004_sweeps_labels.sql"),
     ),
+    (
+        5,
+        "api tokens",
+        include_str!("../../../migrations/sqlite/0005_api_tokens.sql"),
+    ),
 ];
 const POSTGRES: &[(i64, &str, &str)] = &[
     (
@@ -40,6 +45,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         4,
         "sweeps labels",
         include_str!("../../../migrations/postgres/0004_sweeps_labels.sql"),
+    ),
+    (
+        5,
+        "api tokens",
+        include_str!("../../../migrations/postgres/0005_api_tokens.sql"),
     ),
 ];
 

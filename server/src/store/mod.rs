@@ -20,12 +20,14 @@ mod migrate;
 pub mod postgres;
 pub mod sqlite;
 mod sweeps;
+mod tokens;
 
 pub use blobs::{Checkpoint, DatasetRecord, ModelRecord};
 pub use jobs::{EventRecord, JobRecord, NewEvent, NewJob, Submitted};
 pub use labels::Labels;
 pub use leases::{ClaimedJob, Finish, Lease, RetryPolicy, RunningLimits};
 pub use sweeps::{NewVariant, SweepRecord, SweepSubmitted};
+pub use tokens::{TokenRecord, LAST_USED_RESOLUTION_MS};
 
 use sqlx::AnyPool;
 use tokio::sync::{broadcast, Notify};

@@ -26,7 +26,7 @@ use std::process::ExitCode;
     about = "Train and query energy-based models on an ebm-server"
 )]
 struct Cli {
-    /// gRPC address of the server.
+    /// gRPC address of the server (https://HOST:PORT for a server that serves TLS).
     #[arg(
         long,
         global = true,
@@ -37,6 +37,16 @@ struct Cli {
     /// Bearer token (maps to your tenant on the server).
     #[arg(long, global = true, env = "EBM_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// PEM CA certificate that signs the server's certificate (a private CA; for
+    /// https:// URLs; default: the public CAs).
+    #[arg(long, global = true, env = "EBM_CA_CERT", value_name = "FILE")]
+    ca_cert: Option<PathBuf>,
+    /// PEM client certificate, for servers that require one (mutual TLS; needs --client-key).
+    #[arg(long, global = true, env = "EBM_CLIENT_CERT", value_name = "FILE")]
+    client_cert: Option<PathBuf>,
+    /// PEM private key of --client-cert.
+    #[arg(long, global = true, env = "EBM_CLIENT_KEY", value_name = "FILE")]
+    client_key: Option<PathBuf>,
     /// Output format: human-readable text, or exactly one JSON document on stdout.
     #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
     output: Output,
@@ -234,7 +244,12 @@ async fn main() -> ExitCode {
 }
 
 async fn connect(cli: &Cli) -> Result<Client, ClientError> {
-    Client::connect(cli.server.clone(), cli.token.clone()).await
+    let tls = ebm_client::TlsOptions {
+        ca_cert: cli.ca_cert.clone(),
+        client_cert: cli.client_cert.clone(),
+        client_key: cli.client_key.clone(),
+    };
+    Client::connect_with(cli.server.clone(), cli.token.clone(), &tls).await
 }
 
 async fn run(cli: Cli, printer: &Printer) -> anyhow::Result<ExitCode> {
