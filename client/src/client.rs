@@ -3,6 +3,7 @@
 //! downloads collect the server's chunk stream; list calls come with helpers that follow page
 //! tokens to the end.
 use crate::error::{tls_problem, ClientError, Result};
+use crate::transport::{Explained, TlsContext};
 use ebm_api::v1::{
     self, dataset_service_client::DatasetServiceClient, job_service_client::JobServiceClient,
     model_service_client::ModelServiceClient, sweep_service_client::SweepServiceClient,
@@ -49,7 +50,7 @@ impl tonic::service::Interceptor for BearerToken {
     }
 }
 
-type Authed = InterceptedService<Channel, BearerToken>;
+type Authed = InterceptedService<Explained, BearerToken>;
 
 /// A connection to an `ebm-server`. Cheap to clone (clones share one HTTP/2 connection).
 #[derive(Clone)]
@@ -187,11 +188,18 @@ impl Client {
         }
         let channel = endpoint.connect().await.map_err(|e| {
             let detail = error_chain(&e);
-            tls_problem(&detail, tls.ca_cert.as_deref()).unwrap_or(ClientError::Unreachable {
-                url: url.clone(),
-                detail,
-            })
+            match tls_problem(&detail) {
+                Some(mismatch) => mismatch.error(tls.ca_cert.as_deref(), &detail),
+                None => ClientError::Unreachable {
+                    url: url.clone(),
+                    detail,
+                },
+            }
         })?;
+        let uri = endpoint.uri();
+        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let address = format!("{}:{port}", uri.host().unwrap_or("localhost"));
+        let context = TlsContext::new(https, tls.ca_cert.clone(), address);
         let token = match token.filter(|t| !t.is_empty()) {
             None => None,
             Some(t) => Some(format!("Bearer {t}").parse().map_err(|_| {
@@ -199,7 +207,13 @@ impl Client {
             })?),
         };
         let auth = BearerToken(token);
-        let service = |c: Channel| InterceptedService::new(c, auth.clone());
+        let service = |channel: Channel| {
+            let explained = Explained {
+                channel,
+                context: context.clone(),
+            };
+            InterceptedService::new(explained, auth.clone())
+        };
         Ok(Client {
             jobs: JobServiceClient::new(service(channel.clone()))
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),

@@ -25,88 +25,118 @@ pub enum ClientError {
     /// The request was malformed before it was sent (e.g. a bad job spec).
     #[error("{0}")]
     Invalid(String),
-    /// The TLS settings of the two ends do not fit (see [`TlsMismatch`]).
-    #[error("{0}")]
-    Tls(TlsMismatch),
+    /// The TLS settings of the two ends do not fit; the message says what to change.
+    #[error("{message}")]
+    Tls {
+        mismatch: TlsMismatch,
+        message: String,
+    },
 }
 
-/// Why a connection failed at the TLS level, in words that say what to change.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why a connection failed at the TLS level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TlsMismatch {
     /// A plain-text (`http://`) client reached a server that speaks TLS.
-    #[error("the server speaks TLS: use an https:// URL (with --ca-cert FILE if its certificate comes from a private CA) [{detail}]")]
-    ServerSpeaksTls { detail: String },
+    ServerSpeaksTls,
     /// An `https://` client reached a server that does not speak TLS.
-    #[error("the server does not speak TLS: use an http:// URL, or start the server with --tls-cert and --tls-key [{detail}]")]
-    ServerNotTls { detail: String },
+    ServerNotTls,
     /// The server's certificate is not signed by the CA the client trusts.
-    #[error("the server's certificate is not signed by {trusted} [{detail}]")]
-    UntrustedCertificate { trusted: String, detail: String },
+    UntrustedCertificate,
     /// The server's certificate does not name the host of the URL.
-    #[error("the server's certificate is not valid for the host in the URL: connect with a name the certificate carries [{detail}]")]
-    WrongHost { detail: String },
+    WrongHost,
     /// The server requires a client certificate (mutual TLS) and got none, or one it does
     /// not accept.
-    #[error("the server requires a client certificate signed by its client CA: pass --client-cert FILE --client-key FILE [{detail}]")]
-    ClientCertificateRequired { detail: String },
+    ClientCertificateRequired,
+}
+
+/// Metadata key that carries a [`TlsMismatch`] from the transport layer of the client to
+/// [`ClientError`] (a status made there keeps its metadata, not its source).
+pub(crate) const MISMATCH_KEY: &str = "ebm-client-tls-mismatch";
+
+impl TlsMismatch {
+    pub fn name(self) -> &'static str {
+        match self {
+            TlsMismatch::ServerSpeaksTls => "tls_required",
+            TlsMismatch::ServerNotTls => "tls_not_spoken",
+            TlsMismatch::UntrustedCertificate => "untrusted_certificate",
+            TlsMismatch::WrongHost => "certificate_wrong_host",
+            TlsMismatch::ClientCertificateRequired => "client_certificate_required",
+        }
+    }
+
+    fn from_name(name: &str) -> Option<TlsMismatch> {
+        [
+            TlsMismatch::ServerSpeaksTls,
+            TlsMismatch::ServerNotTls,
+            TlsMismatch::UntrustedCertificate,
+            TlsMismatch::WrongHost,
+            TlsMismatch::ClientCertificateRequired,
+        ]
+        .into_iter()
+        .find(|m| m.name() == name)
+    }
+
+    /// What to do about it. `ca_cert`: the CA file the client was given.
+    pub fn advice(self, ca_cert: Option<&std::path::Path>) -> String {
+        match self {
+            TlsMismatch::ServerSpeaksTls => "the server speaks TLS: use an https:// URL (with --ca-cert FILE if its certificate comes from a private CA)".into(),
+            TlsMismatch::ServerNotTls => "the server does not speak TLS: use an http:// URL, or start the server with --tls-cert and --tls-key".into(),
+            TlsMismatch::UntrustedCertificate => match ca_cert {
+                Some(path) => format!("the server's certificate is not signed by the CA given (--ca-cert {})", path.display()),
+                None => "the server's certificate is not signed by a public CA: give the CA that signed it with --ca-cert FILE (or EBM_CA_CERT)".into(),
+            },
+            TlsMismatch::WrongHost => "the server's certificate is not valid for the host in the URL: connect with a name the certificate carries".into(),
+            TlsMismatch::ClientCertificateRequired => "the server requires a client certificate signed by its client CA (mutual TLS): pass --client-cert FILE --client-key FILE".into(),
+        }
+    }
+
+    pub(crate) fn error(self, ca_cert: Option<&std::path::Path>, detail: &str) -> ClientError {
+        ClientError::Tls {
+            mismatch: self,
+            message: format!("{} [{detail}]", self.advice(ca_cert)),
+        }
+    }
 }
 
 impl From<tonic::Status> for ClientError {
     fn from(status: tonic::Status) -> Self {
-        // Transport failures reach the caller as a status with the error chain as source;
-        // a TLS mismatch is told apart by that text (rustls' and h2's error messages).
-        if matches!(
-            status.code(),
-            Code::Unavailable | Code::Unknown | Code::Internal
-        ) {
-            let mut detail = status.message().to_string();
-            let mut source = std::error::Error::source(&status);
-            while let Some(cause) = source {
-                detail.push_str(": ");
-                detail.push_str(&cause.to_string());
-                source = cause.source();
-            }
-            if let Some(tls) = tls_problem(&detail, None) {
-                return tls;
-            }
+        let mismatch = status
+            .metadata()
+            .get(MISMATCH_KEY)
+            .and_then(|v| v.to_str().ok())
+            .and_then(TlsMismatch::from_name);
+        match mismatch {
+            Some(mismatch) => ClientError::Tls {
+                mismatch,
+                message: status.message().to_string(),
+            },
+            None => ClientError::Status(status),
         }
-        ClientError::Status(status)
     }
 }
 
-/// The TLS mismatch an error text describes, if any. `ca_cert`: the CA file the client was
-/// given (named in the message when the server's certificate is not signed by it).
-pub(crate) fn tls_problem(detail: &str, ca_cert: Option<&std::path::Path>) -> Option<ClientError> {
+/// The TLS mismatch an error text describes, if any (rustls' messages).
+pub(crate) fn tls_problem(detail: &str) -> Option<TlsMismatch> {
     let has = |needle: &str| detail.contains(needle);
-    let detail = detail.to_string();
-    let mismatch = if has("UnknownIssuer") || has("BadSignature") || has("unknown issuer") {
-        let trusted = match ca_cert {
-            Some(path) => format!("the CA given (--ca-cert {})", path.display()),
-            None => "the CA given (--ca-cert), or by a public CA if none was given".to_string(),
-        };
-        TlsMismatch::UntrustedCertificate { trusted, detail }
-    } else if has("NotValidForName") || has("not valid for name") {
-        TlsMismatch::WrongHost { detail }
-    } else if has("CertificateRequired")
-        || has("certificate required")
-        || (has("received fatal alert") && (has("BadCertificate") || has("UnknownCA")))
-    {
-        TlsMismatch::ClientCertificateRequired { detail }
-    } else if has("InvalidContentType")
-        || has("corrupt message")
-        || has("tls handshake eof")
-        || has("peer is incompatible")
-    {
-        TlsMismatch::ServerNotTls { detail }
-    } else if has("frame with invalid size")
-        || has("FRAME_SIZE_ERROR")
-        || has("invalid HTTP version")
-    {
-        TlsMismatch::ServerSpeaksTls { detail }
-    } else {
-        return None;
-    };
-    Some(ClientError::Tls(mismatch))
+    Some(
+        if has("UnknownIssuer") || has("BadSignature") || has("unknown issuer") {
+            TlsMismatch::UntrustedCertificate
+        } else if has("NotValidForName") || has("not valid for name") {
+            TlsMismatch::WrongHost
+        } else if has("CertificateRequired")
+            || (has("received fatal alert") && (has("BadCertificate") || has("UnknownCA")))
+        {
+            TlsMismatch::ClientCertificateRequired
+        } else if has("InvalidContentType")
+            || has("corrupt message")
+            || has("tls handshake eof")
+            || has("peer is incompatible")
+        {
+            TlsMismatch::ServerNotTls
+        } else {
+            return None;
+        },
+    )
 }
 
 impl ClientError {
@@ -125,13 +155,7 @@ impl ClientError {
             ClientError::BadUrl { .. } => "bad_url",
             ClientError::Io { .. } => "io",
             ClientError::Invalid(_) => "invalid_argument",
-            ClientError::Tls(TlsMismatch::ServerSpeaksTls { .. }) => "tls_required",
-            ClientError::Tls(TlsMismatch::ServerNotTls { .. }) => "tls_not_spoken",
-            ClientError::Tls(TlsMismatch::UntrustedCertificate { .. }) => "untrusted_certificate",
-            ClientError::Tls(TlsMismatch::WrongHost { .. }) => "certificate_wrong_host",
-            ClientError::Tls(TlsMismatch::ClientCertificateRequired { .. }) => {
-                "client_certificate_required"
-            }
+            ClientError::Tls { mismatch, .. } => mismatch.name(),
             ClientError::Status(status) => code_name(status.code()),
         }
     }

@@ -17,6 +17,7 @@ pub mod npy;
 pub mod rbm;
 pub mod spec;
 pub mod sweep;
+mod transport;
 mod watch;
 
 pub use client::{Client, DatasetFormat, TlsOptions, CHUNK_BYTES};

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 pub use ebm_client;
 
 pub mod process;
+pub mod tls;
 
 /// Which database a test server stores into.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -13,5 +13,7 @@ mod models;
 mod restart;
 mod roles;
 mod sweeps;
+mod tls;
+mod tokens;
 mod train;
 mod wgpu_availability;

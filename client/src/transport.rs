@@ -1,0 +1,140 @@
+//! The client's channel, wrapped so that a transport failure caused by mismatched TLS
+//! settings reaches the caller as a [`TlsMismatch`](crate::TlsMismatch) with advice, not as
+//! "transport error".
+//!
+//! Some mismatches name themselves in rustls' error text (an unknown issuer, a plain server
+//! answering a TLS hello). Two do not, because the server just closes the connection and
+//! the client sees "connection closed" or "broken pipe" on its first request:
+//! - mutual TLS: with TLS 1.3 the client's handshake is done before the server checks the
+//!   client certificate; the server's alert is often lost to the closed connection. An
+//!   https connection closed on its first request, before the server ever answered, is
+//!   reported as "the server requires a client certificate".
+//! - a plain-text client against a TLS server: the TLS server drops the HTTP/2 preface. The
+//!   client then probes the address: an HTTP/2 server sends its SETTINGS frame as soon as a
+//!   connection opens, a TLS server says nothing until it gets a client hello. Silence
+//!   for [`PROBE_WAIT`] means "the server speaks TLS".
+//!
+//! A connection that has answered once is not second-guessed: later failures are plain
+//! transport errors (a restarted server, a network problem).
+use crate::error::{tls_problem, TlsMismatch, MISMATCH_KEY};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tonic::codegen::http;
+use tonic::codegen::{BoxFuture, Service};
+use tonic::transport::Channel;
+
+/// How long the probe waits for an HTTP/2 server's first bytes.
+const PROBE_WAIT: Duration = Duration::from_millis(500);
+
+/// What the connection was set up with.
+pub(crate) struct TlsContext {
+    pub https: bool,
+    pub ca_cert: Option<PathBuf>,
+    /// host:port of the URL (for the probe).
+    pub address: String,
+    /// Set once the server answered a request on this client.
+    answered: AtomicBool,
+}
+
+impl TlsContext {
+    pub fn new(https: bool, ca_cert: Option<PathBuf>, address: String) -> Arc<TlsContext> {
+        Arc::new(TlsContext {
+            https,
+            ca_cert,
+            address,
+            answered: AtomicBool::new(false),
+        })
+    }
+
+    /// The mismatch behind a transport error text, if it is one.
+    pub async fn explain(&self, detail: &str) -> Option<TlsMismatch> {
+        if let Some(mismatch) = tls_problem(detail) {
+            return Some(mismatch);
+        }
+        if self.answered.load(Ordering::Relaxed) {
+            return None;
+        }
+        let closed = [
+            "connection closed",
+            "broken pipe",
+            "connection reset",
+            "Canceled",
+        ]
+        .iter()
+        .any(|needle| detail.contains(needle));
+        if !closed {
+            return None;
+        }
+        if self.https {
+            Some(TlsMismatch::ClientCertificateRequired)
+        } else if probe_says_tls(&self.address).await {
+            Some(TlsMismatch::ServerSpeaksTls)
+        } else {
+            None
+        }
+    }
+}
+
+/// True if a fresh connection to `address` stays silent (a TLS server waiting for a hello)
+/// where an HTTP/2 server would have sent its SETTINGS frame.
+async fn probe_says_tls(address: &str) -> bool {
+    use tokio::io::AsyncReadExt;
+    let connect = tokio::net::TcpStream::connect(address);
+    let Ok(Ok(mut stream)) = tokio::time::timeout(Duration::from_secs(2), connect).await else {
+        return false;
+    };
+    let mut first = [0u8; 1];
+    tokio::time::timeout(PROBE_WAIT, stream.read(&mut first))
+        .await
+        .is_err()
+}
+
+/// The channel, with failures explained by [`TlsContext`].
+#[derive(Clone)]
+pub(crate) struct Explained {
+    pub channel: Channel,
+    pub context: Arc<TlsContext>,
+}
+
+impl Service<http::Request<tonic::body::Body>> for Explained {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = tonic::codegen::StdError;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.channel.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
+        let call = self.channel.call(request);
+        let context = self.context.clone();
+        Box::pin(async move {
+            match call.await {
+                Ok(response) => {
+                    context.answered.store(true, Ordering::Relaxed);
+                    Ok(response)
+                }
+                Err(error) => {
+                    let detail = crate::client::error_chain(&error);
+                    match context.explain(&detail).await {
+                        Some(mismatch) => {
+                            let message = format!(
+                                "{} [{detail}]",
+                                mismatch.advice(context.ca_cert.as_deref())
+                            );
+                            let mut status = tonic::Status::unavailable(message);
+                            if let Ok(value) = mismatch.name().parse() {
+                                status.metadata_mut().insert(MISMATCH_KEY, value);
+                            }
+                            Err(Box::new(status) as tonic::codegen::StdError)
+                        }
+                        None => Err(error.into()),
+                    }
+                }
+            }
+        })
+    }
+}
