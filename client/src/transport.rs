@@ -138,3 +138,28 @@ impl Service<http::Request<tonic::body::Body>> for Explained {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::probe_says_tls;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn probe_tells_an_http2_server_from_a_silent_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = ebm_server::config::Config::for_tests(dir.path());
+        let server = ebm_server::startup::Server::start(config).await.unwrap();
+        let plain = server.grpc_addr().to_string();
+        assert!(
+            !probe_says_tls(&plain).await,
+            "an HTTP/2 server speaks first"
+        );
+        // A listener that accepts and says nothing, as a TLS server waiting for a hello.
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = silent.local_addr().unwrap().to_string();
+        let held = tokio::spawn(async move { silent.accept().await.map(|(s, _)| s) });
+        assert!(probe_says_tls(&address).await);
+        drop(held);
+        assert!(!probe_says_tls("127.0.0.1:1").await, "nothing listening");
+        server.shutdown().await.unwrap();
+    }
+}
