@@ -9,7 +9,8 @@
 //!   client certificate; the server's alert is often lost to the closed connection. An
 //!   https connection closed on its first request, before the server ever answered, is
 //!   reported as "the server requires a client certificate".
-//! - a plain-text client against a TLS server: the TLS server drops the HTTP/2 preface. The
+//! - a plain-text client against a TLS server: the TLS server drops the HTTP/2 preface (or
+//!   answers with an alert, which HTTP/2 reads as a frame of impossible size). The
 //!   client then probes the address: an HTTP/2 server sends its SETTINGS frame as soon as a
 //!   connection opens, a TLS server says nothing until it gets a client hello. Silence
 //!   for [`PROBE_WAIT`] means "the server speaks TLS".
@@ -57,11 +58,15 @@ impl TlsContext {
         if self.answered.load(Ordering::Relaxed) {
             return None;
         }
+        // The server hung up, or (a TLS server's alert read as HTTP/2) sent a frame header
+        // that makes no sense.
         let closed = [
             "connection closed",
             "broken pipe",
             "connection reset",
             "Canceled",
+            "FRAME_SIZE_ERROR",
+            "frame with invalid size",
         ]
         .iter()
         .any(|needle| detail.contains(needle));
