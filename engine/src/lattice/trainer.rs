@@ -7,6 +7,7 @@
 //! (+1/-1, or 0/1 read as -1/+1), row-major.
 
 use super::checkerboard::{LatticeChains, LatticeUpdate};
+use super::sampler::{CpuLatticeSampler, LatticeSampler};
 use super::LatticeIsing;
 use crate::data::{Dataset, ValueKind};
 use crate::error::{EngineError, Result};
@@ -53,6 +54,8 @@ pub struct LatticeTrainer {
     updates: u64,
     rng_sweep: RngStream,
     rng_swap: RngStream,
+    /// Where the chains' sweeps run (the CPU, or a device making the same decisions).
+    sampler: Box<dyn LatticeSampler>,
 }
 
 /// Settings with the lattice defaults (k = 10 sweeps, 100 chains) where the spec is silent.
@@ -161,11 +164,30 @@ fn spins_of(data: &Dataset) -> Result<Vec<i8>> {
 }
 
 impl LatticeTrainer {
+    /// A trainer whose sweeps run on the CPU.
     pub fn new(
         model_spec: &ModelSpec,
         train_spec: &TrainSpec,
         seed: u64,
         data: Dataset,
+    ) -> Result<Self> {
+        Self::with_sampler(
+            model_spec,
+            train_spec,
+            seed,
+            data,
+            Box::new(CpuLatticeSampler),
+        )
+    }
+
+    /// A trainer whose sweeps run on `sampler`; everything else (moments, the step,
+    /// metrics, checkpoints) is the same host code on every backend.
+    pub fn with_sampler(
+        model_spec: &ModelSpec,
+        train_spec: &TrainSpec,
+        seed: u64,
+        data: Dataset,
+        sampler: Box<dyn LatticeSampler>,
     ) -> Result<Self> {
         let size = check_spec(model_spec, train_spec, data.cols)?;
         let model = LatticeIsing::new(size, 0.0, 0.0)?;
@@ -178,6 +200,7 @@ impl LatticeTrainer {
         let data_bond = sums.iter().map(|s| s.0 as f64).sum::<f64>() / (2.0 * n * rows as f64);
         let data_magnetization = sums.iter().map(|s| s.1 as f64).sum::<f64>() / (n * rows as f64);
         let replicas = settings.betas.len().max(1);
+        sampler.check_size(size, settings.chains * replicas)?;
         let chains = LatticeChains::random(
             size,
             settings.chains * replicas,
@@ -203,6 +226,7 @@ impl LatticeTrainer {
             updates: 0,
             rng_sweep: RngStream::new(seed, streams::VISIBLE),
             rng_swap: RngStream::new(seed, streams::SWAP),
+            sampler,
             settings,
         })
     }
@@ -214,7 +238,21 @@ impl LatticeTrainer {
         data: Dataset,
         bytes: &[u8],
     ) -> Result<Self> {
-        let mut t = Self::new(model_spec, train_spec, seed, data)?;
+        let cpu = Box::new(CpuLatticeSampler);
+        Self::resume_with_sampler(model_spec, train_spec, seed, data, bytes, cpu)
+    }
+
+    /// [`Self::resume`] with the sweeps on `sampler` (a checkpoint holds no backend state,
+    /// so it continues on any backend).
+    pub fn resume_with_sampler(
+        model_spec: &ModelSpec,
+        train_spec: &TrainSpec,
+        seed: u64,
+        data: Dataset,
+        bytes: &[u8],
+        sampler: Box<dyn LatticeSampler>,
+    ) -> Result<Self> {
+        let mut t = Self::with_sampler(model_spec, train_spec, seed, data, sampler)?;
         let file = TensorReader::parse(bytes, "the checkpoint")?;
         let state: State = read_state(&file)?;
         state.run.check(&t.identity())?;
@@ -284,21 +322,23 @@ impl LatticeTrainer {
                     starts.extend_from_slice(&self.data[r * sites..(r + 1) * sites]);
                 }
                 self.chains = LatticeChains::from_spins(self.model.size, n, &starts)?;
-                self.chains.sweep(
+                self.sampler.sweep(
+                    &mut self.chains,
                     &self.model,
                     &vec![1.0; n],
                     self.update,
                     &mut self.rng_sweep,
                     k,
-                );
+                )?;
             }
-            Method::Pcd => self.chains.sweep(
+            Method::Pcd => self.sampler.sweep(
+                &mut self.chains,
                 &self.model,
                 &vec![1.0; n],
                 self.update,
                 &mut self.rng_sweep,
                 k,
-            ),
+            )?,
             Method::Pt => {
                 let mut pt = self
                     .tempering
@@ -313,13 +353,18 @@ impl LatticeTrainer {
                 let mut done = 0;
                 while done < k {
                     let sweeps = self.settings.pt_swap_every.min(k - done);
-                    self.chains.sweep(
+                    let swept = self.sampler.sweep(
+                        &mut self.chains,
                         &self.model,
                         &betas,
                         self.update,
                         &mut self.rng_sweep,
                         sweeps,
                     );
+                    if let Err(e) = swept {
+                        self.tempering = Some(pt);
+                        return Err(e);
+                    }
                     let key = self.rng_swap.next_key();
                     pt.swap_neighbours(&mut Replicas { trainer: self, n }, key)?;
                     done += sweeps;
@@ -516,7 +561,7 @@ impl FamilyTrainer for LatticeTrainer {
             &self.settings,
             &self.model_spec,
             &self.train_spec,
-            "cpu",
+            self.sampler.backend().name(),
         );
         super::file::to_bytes(&self.model, &meta)
     }
