@@ -208,6 +208,21 @@ impl Trainer {
                     t.initialize_from(init_model)?;
                     Box::new(t)
                 }
+                #[cfg(feature = "wgpu")]
+                BackendKind::Wgpu => {
+                    let backend = crate::backend::cube::WgpuBackend::new()?;
+                    let mut t = RbmTrainer::new(backend, model, train, seed, data)?;
+                    t.initialize_from(init_model)?;
+                    Box::new(t)
+                }
+                #[cfg(feature = "cuda")]
+                BackendKind::Cuda => {
+                    let backend = crate::backend::cube::CudaBackend::new()?;
+                    let mut t = RbmTrainer::new(backend, model, train, seed, data)?;
+                    t.initialize_from(init_model)?;
+                    Box::new(t)
+                }
+                #[allow(unreachable_patterns)]
                 other => return Err(unavailable(other)),
             },
             ModelType::Potts => {

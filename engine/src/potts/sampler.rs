@@ -13,6 +13,10 @@ use crate::potts::sweep::{sweeps, PottsUpdate};
 use crate::potts::PottsModel;
 use crate::rng::RngKey;
 
+/// The largest alphabet the device sweep kernels hold (`backend::cube::potts::MAX_STATES`),
+/// here so that a server without the GPU features can refuse a request before it runs.
+pub const DEVICE_MAX_STATES: usize = 32;
+
 /// Sweeps of Potts chains on some backend.
 pub trait PottsSampler: Send {
     /// The backend the sweeps run on.

@@ -15,7 +15,7 @@ use super::philox::{key_launch, philox_words, uniform, uniform_from_bits, Philox
 use crate::rng::RngKey;
 
 /// Largest alphabet the sweep kernel holds in registers.
-pub const MAX_STATES: usize = 32;
+pub const MAX_STATES: usize = crate::potts::sampler::DEVICE_MAX_STATES;
 
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
