@@ -6,6 +6,7 @@
 
 pub mod checkerboard;
 pub mod file;
+pub mod options;
 pub mod sampler;
 pub mod trainer;
 #[cfg(test)]
