@@ -11,6 +11,10 @@ use crate::backend::BackendKind;
 use crate::data::Dataset;
 use crate::error::{EngineError, Result};
 use crate::estimate::heldout::HeldOutAis;
+use crate::lattice::sampler::{CpuLatticeSampler, LatticeSampler};
+use crate::lattice::trainer::LatticeTrainer;
+use crate::potts::sampler::{CpuPottsSampler, PottsSampler};
+use crate::potts::trainer::PottsTrainer;
 use crate::rbm::trainer::RbmTrainer;
 use crate::spec::{validate_train, DataShape, ModelSpec, ModelType, TrainSpec};
 use std::collections::BTreeMap;
@@ -89,6 +93,40 @@ fn unavailable(backend: BackendKind) -> EngineError {
     ))
 }
 
+/// The sweeps of Potts training on `backend`.
+fn potts_sampler(backend: BackendKind) -> Result<Box<dyn PottsSampler>> {
+    Ok(match backend {
+        BackendKind::Cpu => Box::new(CpuPottsSampler),
+        #[cfg(feature = "wgpu")]
+        BackendKind::Wgpu => Box::new(crate::backend::cube::samplers::CubePottsSampler::<
+            cubecl::wgpu::WgpuRuntime,
+        >::new()?),
+        #[cfg(feature = "cuda")]
+        BackendKind::Cuda => Box::new(crate::backend::cube::samplers::CubePottsSampler::<
+            cubecl::cuda::CudaRuntime,
+        >::new()?),
+        #[allow(unreachable_patterns)]
+        other => return Err(unavailable(other)),
+    })
+}
+
+/// The sweeps of lattice training on `backend`.
+fn lattice_sampler(backend: BackendKind) -> Result<Box<dyn LatticeSampler>> {
+    Ok(match backend {
+        BackendKind::Cpu => Box::new(CpuLatticeSampler),
+        #[cfg(feature = "wgpu")]
+        BackendKind::Wgpu => Box::new(crate::backend::cube::samplers::CubeLatticeSampler::<
+            cubecl::wgpu::WgpuRuntime,
+        >::new()?),
+        #[cfg(feature = "cuda")]
+        BackendKind::Cuda => Box::new(crate::backend::cube::samplers::CubeLatticeSampler::<
+            cubecl::cuda::CudaRuntime,
+        >::new()?),
+        #[allow(unreachable_patterns)]
+        other => return Err(unavailable(other)),
+    })
+}
+
 impl Trainer {
     pub fn new(
         model: &ModelSpec,
@@ -128,18 +166,20 @@ impl Trainer {
                 #[allow(unreachable_patterns)]
                 other => return Err(unavailable(other)),
             },
-            ModelType::Potts => match backend {
-                BackendKind::Cpu => Box::new(crate::potts::trainer::PottsTrainer::new(
-                    model, train, seed, data,
-                )?),
-                other => return Err(unavailable(other)),
-            },
-            ModelType::LatticeIsing => match backend {
-                BackendKind::Cpu => Box::new(crate::lattice::trainer::LatticeTrainer::new(
-                    model, train, seed, data,
-                )?),
-                other => return Err(unavailable(other)),
-            },
+            ModelType::Potts => Box::new(PottsTrainer::with_sampler(
+                model,
+                train,
+                seed,
+                data,
+                potts_sampler(backend)?,
+            )?),
+            ModelType::LatticeIsing => Box::new(LatticeTrainer::with_sampler(
+                model,
+                train,
+                seed,
+                data,
+                lattice_sampler(backend)?,
+            )?),
         };
         Ok(Trainer {
             inner,
@@ -168,25 +208,35 @@ impl Trainer {
                     t.initialize_from(init_model)?;
                     Box::new(t)
                 }
-                other => return Err(unavailable(other)),
-            },
-            ModelType::Potts => match backend {
-                BackendKind::Cpu => {
-                    let mut t = crate::potts::trainer::PottsTrainer::new(model, train, seed, data)?;
+                #[cfg(feature = "wgpu")]
+                BackendKind::Wgpu => {
+                    let backend = crate::backend::cube::WgpuBackend::new()?;
+                    let mut t = RbmTrainer::new(backend, model, train, seed, data)?;
                     t.initialize_from(init_model)?;
                     Box::new(t)
                 }
-                other => return Err(unavailable(other)),
-            },
-            ModelType::LatticeIsing => match backend {
-                BackendKind::Cpu => {
-                    let mut t =
-                        crate::lattice::trainer::LatticeTrainer::new(model, train, seed, data)?;
+                #[cfg(feature = "cuda")]
+                BackendKind::Cuda => {
+                    let backend = crate::backend::cube::CudaBackend::new()?;
+                    let mut t = RbmTrainer::new(backend, model, train, seed, data)?;
                     t.initialize_from(init_model)?;
                     Box::new(t)
                 }
+                #[allow(unreachable_patterns)]
                 other => return Err(unavailable(other)),
             },
+            ModelType::Potts => {
+                let sampler = potts_sampler(backend)?;
+                let mut t = PottsTrainer::with_sampler(model, train, seed, data, sampler)?;
+                t.initialize_from(init_model)?;
+                Box::new(t)
+            }
+            ModelType::LatticeIsing => {
+                let sampler = lattice_sampler(backend)?;
+                let mut t = LatticeTrainer::with_sampler(model, train, seed, data, sampler)?;
+                t.initialize_from(init_model)?;
+                Box::new(t)
+            }
         };
         Ok(Trainer {
             inner,
@@ -232,18 +282,22 @@ impl Trainer {
                 #[allow(unreachable_patterns)]
                 other => return Err(unavailable(other)),
             },
-            ModelType::Potts => match backend {
-                BackendKind::Cpu => Box::new(crate::potts::checkpoint::resume(
-                    model, train, seed, data, checkpoint,
-                )?),
-                other => return Err(unavailable(other)),
-            },
-            ModelType::LatticeIsing => match backend {
-                BackendKind::Cpu => Box::new(crate::lattice::trainer::LatticeTrainer::resume(
-                    model, train, seed, data, checkpoint,
-                )?),
-                other => return Err(unavailable(other)),
-            },
+            ModelType::Potts => Box::new(crate::potts::checkpoint::resume_with_sampler(
+                model,
+                train,
+                seed,
+                data,
+                checkpoint,
+                potts_sampler(backend)?,
+            )?),
+            ModelType::LatticeIsing => Box::new(LatticeTrainer::resume_with_sampler(
+                model,
+                train,
+                seed,
+                data,
+                checkpoint,
+                lattice_sampler(backend)?,
+            )?),
         };
         Ok(Trainer {
             inner,

@@ -22,6 +22,9 @@
 //!   error it reports (and that error must be small), and against each other. This holds
 //!   whichever device runs the AIS transitions (the engine may run them on the cpu and say
 //!   so in a log event, or on the device), so the test stays right when AIS moves there.
+//! * Potts and lattice training (`potts_and_lattice_on_wgpu_match_cpu`): the chains' sweeps
+//!   run on the device with the CPU's random numbers, the rest on the host, so the same job
+//!   on wgpu and on cpu gives the same parameters (see there for why, and the bound).
 use ebm_client::npy::Matrix;
 use ebm_client::v1::{self, JobEvent, JobSpec, JobState};
 use ebm_client::Client;
@@ -332,4 +335,140 @@ async fn check_ais(client: &Client, model: &str, dataset: &str, exact: f64) {
         (gpu - cpu).abs() <= tolerance,
         "AIS wgpu {gpu} vs cpu {cpu}: more than {tolerance} apart"
     );
+}
+
+/// Submits a train job, waits for it to succeed, and returns its model file and the
+/// `backend` its metadata names.
+async fn train_model(client: &Client, toml: &str) -> (Vec<u8>, String) {
+    let spec = ebm_client::spec::parse_spec(toml, &[])
+        .unwrap_or_else(|e| panic!("a valid spec: {e}\n{toml}"))
+        .spec;
+    let job = client.submit(spec, None).await.expect("submit a train job");
+    let job = wait_until(client, &job.id, JOB_TIMEOUT, |j| {
+        j.state() != JobState::Queued && j.state() != JobState::Running
+    })
+    .await;
+    assert_eq!(job.state(), JobState::Succeeded, "{toml}: {}", job.error);
+    let bytes = client
+        .download_model(&job.result.expect("a result").model_id)
+        .await
+        .expect("download the model");
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).expect("a header");
+    let backend = header
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get("backend").cloned())
+        .unwrap_or_default();
+    (bytes, backend)
+}
+
+/// Potts (pt, metropolis, on a FASTA alignment: L = 8, q = 21) and lattice (pcd, heat
+/// bath, 8 x 8 torus) jobs with backend = "wgpu" and "cpu", same seed: the same
+/// parameters, exactly. Why exactly: the device runs only the sweeps, with the CPU's
+/// Philox elements; the moments, steps and swaps are the host's code on the downloaded
+/// chains. Lattice decisions compare the same words with the same integer thresholds, so
+/// they are the CPU's. Potts draws differ only at f32 near ties (the device sums local
+/// fields afresh, the CPU incrementally): relative difference < (L + 4) 2^-24 + 2e-7
+/// ~ 1e-6 per weight, so a draw can differ with probability <= 2 (q - 1) 1e-6 = 4e-5;
+/// 30 chains x 2 replicas x 8 sites x 2 sweeps x 2 epochs = 1,920 draws: <= 0.08 expected,
+/// and the seed is fixed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn potts_and_lattice_on_wgpu_match_cpu() {
+    let server = TestServer::start(StoreKind::Sqlite).await;
+    let client = &server.client;
+    let fasta: String = ["ACDEFGHI", "ACDEFGHK", "ACDQFGHI", "MCDEFGYI", "ACDEWGHI", "ACNEFGHI"]
+        .iter()
+        .cycle()
+        .take(48)
+        .enumerate()
+        .map(|(i, s)| format!(">s{i}\n{s}\n"))
+        .collect();
+    let alignment = client
+        .upload_dataset_bytes("tiny-msa", ebm_client::DatasetFormat::Fasta, fasta.into_bytes())
+        .await
+        .expect("upload the alignment");
+    // 8 x 8 spins, 0/1, +1 with probability ~0.7 (a fixed LCG).
+    let mut state = 9u64;
+    let values = (0..40 * 64)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            if (state >> 40) % 10 < 7 {
+                1.0
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let spins = upload(
+        client,
+        "spins",
+        &Matrix {
+            rows: 40,
+            cols: 64,
+            values,
+        },
+    )
+    .await;
+    let potts = |backend: &str| {
+        format!(
+            r#"kind = "train"
+seed = 21
+dataset = "{}"
+backend = "{backend}"
+[model]
+type = "potts"
+[train]
+method = "pt"
+betas = [0.5, 1.0]
+chains = 30
+k = 2
+epochs = 2
+optimizer = "adam"
+learning_rate = 0.02
+sampler = "metropolis"
+"#,
+            alignment.id
+        )
+    };
+    let lattice = |backend: &str| {
+        format!(
+            r#"kind = "train"
+seed = 22
+dataset = "{}"
+backend = "{backend}"
+[model]
+type = "lattice_ising"
+[train]
+method = "pcd"
+chains = 20
+k = 5
+epochs = 3
+learning_rate = 0.1
+sampler = "gibbs"
+"#,
+            spins.id
+        )
+    };
+    let (gpu, gpu_backend) = train_model(client, &potts("wgpu")).await;
+    let (cpu, cpu_backend) = train_model(client, &potts("cpu")).await;
+    assert_eq!((gpu_backend.as_str(), cpu_backend.as_str()), ("wgpu", "cpu"));
+    let (gpu, cpu) = (
+        ebm_engine::potts::file::from_bytes(&gpu).expect("a Potts model file"),
+        ebm_engine::potts::file::from_bytes(&cpu).expect("a Potts model file"),
+    );
+    assert!(cpu.couplings.iter().any(|&j| j != 0.0), "training moved J");
+    assert_eq!(gpu, cpu, "Potts parameters on wgpu and cpu");
+
+    let (gpu, gpu_backend) = train_model(client, &lattice("wgpu")).await;
+    let (cpu, _) = train_model(client, &lattice("cpu")).await;
+    assert_eq!(gpu_backend, "wgpu");
+    let (gpu, cpu) = (
+        ebm_engine::lattice::file::from_bytes(&gpu).expect("a lattice model file"),
+        ebm_engine::lattice::file::from_bytes(&cpu).expect("a lattice model file"),
+    );
+    assert!(cpu.coupling != 0.0 && cpu.field != 0.0, "training moved J and h");
+    assert_eq!(gpu, cpu, "lattice parameters on wgpu and cpu");
+    server.stop().await;
 }

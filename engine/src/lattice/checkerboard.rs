@@ -79,6 +79,25 @@ impl Thresholds {
     }
 }
 
+/// The integer thresholds [`LatticeChains::sweep`] uses for one chain at inverse
+/// temperature `beta`, flat: Metropolis for spin -1 (entries 0..5), for spin +1 (5..10),
+/// heat bath (10..15), entry `(n + 4) / 2` of each for neighbour sum n. A device kernel
+/// given these tables and the same Philox words makes exactly the CPU's decisions.
+pub fn threshold_table(model: &LatticeIsing, beta: f32) -> [u32; 15] {
+    let t = Thresholds::new(model, beta);
+    let mut out = [0u32; 15];
+    out[..5].copy_from_slice(&t.flip[0]);
+    out[5..10].copy_from_slice(&t.flip[1]);
+    out[10..].copy_from_slice(&t.up);
+    out
+}
+
+/// Philox elements per chain of a half-sweep (`E` of the module docs): 16 per block of 64
+/// colour sites.
+pub fn elements_per_chain(size: usize) -> usize {
+    16 * (size * size).div_ceil(128)
+}
+
 impl LatticeChains {
     /// Chains from canonical states, row-major [chains, L, L], spins +1/-1.
     pub fn from_spins(size: usize, chains: usize, spins: &[i8]) -> Result<Self, EngineError> {
@@ -218,7 +237,7 @@ impl LatticeChains {
         let [c0, c1] = &mut self.colours;
         let (cur, other): (&mut Vec<i8>, &Vec<i8>) = if colour == 0 { (c0, c1) } else { (c1, c0) };
         let total_rows = self.chains * l;
-        let elements_per_chain = 16 * (l * l).div_ceil(128);
+        let elements_per_chain = elements_per_chain(l);
         let other: &[i8] = other;
         let run = |first_row: usize, rows: &mut [i8], nsum: &mut [i8], words: &mut [u32]| {
             let job = RowsJob {

@@ -6,6 +6,8 @@
 
 pub mod checkerboard;
 pub mod file;
+pub mod options;
+pub mod sampler;
 pub mod trainer;
 #[cfg(test)]
 mod trainer_tests;

@@ -7,12 +7,15 @@
 //! (+1/-1, or 0/1 read as -1/+1), row-major.
 
 use super::checkerboard::{LatticeChains, LatticeUpdate};
+use super::options::{check_spec, lattice_settings, spins_of};
+pub use super::options::{check_values, validate};
+use super::sampler::{CpuLatticeSampler, LatticeSampler};
 use super::LatticeIsing;
-use crate::data::{Dataset, ValueKind};
+use crate::data::Dataset;
 use crate::error::{EngineError, Result};
 use crate::potts::step::{apply, Rule};
 use crate::rng::{streams, RngKey, RngStream};
-use crate::spec::{refuse_rbm_options, DataShape, Method, ModelSpec, TrainSettings, TrainSpec};
+use crate::spec::{Method, ModelSpec, TrainSettings, TrainSpec};
 use crate::tempering::{ParallelTempering, TemperedChains};
 use crate::tensors::{TensorReader, TensorWriter};
 use crate::train::{EpochReport, FamilyTrainer};
@@ -53,119 +56,35 @@ pub struct LatticeTrainer {
     updates: u64,
     rng_sweep: RngStream,
     rng_swap: RngStream,
-}
-
-/// Settings with the lattice defaults (k = 10 sweeps, 100 chains) where the spec is silent.
-/// Options of minibatch RBM training are refused rather than ignored: every update uses the
-/// moments of all the data (two numbers), so there is no `batch_size`, and centering is an
-/// RBM gradient.
-pub fn lattice_settings(train: &TrainSpec, rows: usize) -> Result<TrainSettings> {
-    if let Some(b) = train.batch_size {
-        return Err(EngineError::invalid(format!(
-            "train.batch_size ({b}) does not apply to lattice_ising: every update uses the bond \
-             and magnetisation averages of all the data (one epoch = one full-batch update); \
-             remove train.batch_size"
-        )));
-    }
-    refuse_rbm_options(train, "lattice_ising")?;
-    let mut spec = train.clone();
-    spec.k = spec.k.or(Some(10));
-    spec.chains = spec.chains.or(Some(100));
-    spec.resolve(rows)
-}
-
-/// Checks a lattice_ising training request against the data's shape.
-pub fn validate(model: &ModelSpec, train: &TrainSpec, data: &DataShape) -> Result<()> {
-    if data.kind == ValueKind::Categorical {
-        return Err(EngineError::invalid(
-            "lattice_ising needs spin data (+1/-1 or 0/1) in the data set, not an alignment",
-        ));
-    }
-    check_spec(model, train, data.cols)?;
-    lattice_settings(train, data.rows).map(|_| ())
-}
-
-/// The checks of a lattice request that need the values: every value a spin.
-pub fn check_values(data: &Dataset) -> Result<()> {
-    spins_of(data).map(|_| ())
-}
-
-fn check_spec(model: &ModelSpec, train: &TrainSpec, cols: usize) -> Result<usize> {
-    if model.hidden.is_some() || model.q.is_some() {
-        return Err(EngineError::invalid(
-            "model.hidden and model.q do not apply to lattice_ising",
-        ));
-    }
-    for (name, set) in [
-        ("model.learn_sigma", model.learn_sigma.is_some()),
-        ("model.standardize", model.standardize.is_some()),
-        ("model.reweight_identity", model.reweight_identity.is_some()),
-        ("model.pseudocount", model.pseudocount.is_some()),
-        ("model.unknown_residues", model.unknown_residues.is_some()),
-    ] {
-        if set {
-            return Err(EngineError::invalid(format!(
-                "{name} does not apply to lattice_ising: remove it"
-            )));
-        }
-    }
-    let side = (cols as f64).sqrt().round() as usize;
-    let size = model.size.map_or(side, |s| s as usize);
-    if size * size != cols {
-        return Err(EngineError::invalid(match model.size {
-            Some(_) => format!(
-                "model.size = {size} needs rows of {} spins (L x L, row-major), but the data set \
-                 has {cols} columns: set model.size to match the data or leave it out",
-                size * size
-            ),
-            None => format!(
-                "lattice_ising needs rows of L x L spins, but the data set has {cols} columns, \
-                 not a square number"
-            ),
-        }));
-    }
-    LatticeIsing::new(size, 0.0, 0.0).map_err(|e| match e {
-        EngineError::InvalidInput(m) => EngineError::invalid(format!("model.size: {m}")),
-        other => other,
-    })?;
-    LatticeUpdate::from_name(train.sampler.trim()).map_err(|_| {
-        EngineError::invalid(format!(
-            "train.sampler for lattice_ising must be \"metropolis\" or \"gibbs\" (heat bath), not {:?}",
-            train.sampler
-        ))
-    })?;
-    if train.validation_fraction.is_some_and(|f| f > 0.0) {
-        return Err(EngineError::invalid(
-            "train.validation_fraction is not supported for lattice_ising",
-        ));
-    }
-    Ok(size)
-}
-
-fn spins_of(data: &Dataset) -> Result<Vec<i8>> {
-    let binary = data.values.iter().all(|&v| v == 0.0 || v == 1.0);
-    data.values
-        .iter()
-        .enumerate()
-        .map(|(i, &v)| match v {
-            1.0 => Ok(1),
-            -1.0 => Ok(-1),
-            0.0 if binary => Ok(-1),
-            _ => Err(EngineError::invalid(format!(
-                "lattice_ising data must be spins +1/-1 (or 0/1), but row {}, column {} is {v}",
-                i / data.cols,
-                i % data.cols
-            ))),
-        })
-        .collect()
+    /// Where the chains' sweeps run (the CPU, or a device making the same decisions).
+    sampler: Box<dyn LatticeSampler>,
 }
 
 impl LatticeTrainer {
+    /// A trainer whose sweeps run on the CPU.
     pub fn new(
         model_spec: &ModelSpec,
         train_spec: &TrainSpec,
         seed: u64,
         data: Dataset,
+    ) -> Result<Self> {
+        Self::with_sampler(
+            model_spec,
+            train_spec,
+            seed,
+            data,
+            Box::new(CpuLatticeSampler),
+        )
+    }
+
+    /// A trainer whose sweeps run on `sampler`; everything else (moments, the step,
+    /// metrics, checkpoints) is the same host code on every backend.
+    pub fn with_sampler(
+        model_spec: &ModelSpec,
+        train_spec: &TrainSpec,
+        seed: u64,
+        data: Dataset,
+        sampler: Box<dyn LatticeSampler>,
     ) -> Result<Self> {
         let size = check_spec(model_spec, train_spec, data.cols)?;
         let model = LatticeIsing::new(size, 0.0, 0.0)?;
@@ -178,6 +97,7 @@ impl LatticeTrainer {
         let data_bond = sums.iter().map(|s| s.0 as f64).sum::<f64>() / (2.0 * n * rows as f64);
         let data_magnetization = sums.iter().map(|s| s.1 as f64).sum::<f64>() / (n * rows as f64);
         let replicas = settings.betas.len().max(1);
+        sampler.check_size(size, settings.chains * replicas)?;
         let chains = LatticeChains::random(
             size,
             settings.chains * replicas,
@@ -203,6 +123,7 @@ impl LatticeTrainer {
             updates: 0,
             rng_sweep: RngStream::new(seed, streams::VISIBLE),
             rng_swap: RngStream::new(seed, streams::SWAP),
+            sampler,
             settings,
         })
     }
@@ -214,7 +135,21 @@ impl LatticeTrainer {
         data: Dataset,
         bytes: &[u8],
     ) -> Result<Self> {
-        let mut t = Self::new(model_spec, train_spec, seed, data)?;
+        let cpu = Box::new(CpuLatticeSampler);
+        Self::resume_with_sampler(model_spec, train_spec, seed, data, bytes, cpu)
+    }
+
+    /// [`Self::resume`] with the sweeps on `sampler` (a checkpoint holds no backend state,
+    /// so it continues on any backend).
+    pub fn resume_with_sampler(
+        model_spec: &ModelSpec,
+        train_spec: &TrainSpec,
+        seed: u64,
+        data: Dataset,
+        bytes: &[u8],
+        sampler: Box<dyn LatticeSampler>,
+    ) -> Result<Self> {
+        let mut t = Self::with_sampler(model_spec, train_spec, seed, data, sampler)?;
         let file = TensorReader::parse(bytes, "the checkpoint")?;
         let state: State = read_state(&file)?;
         state.run.check(&t.identity())?;
@@ -284,21 +219,23 @@ impl LatticeTrainer {
                     starts.extend_from_slice(&self.data[r * sites..(r + 1) * sites]);
                 }
                 self.chains = LatticeChains::from_spins(self.model.size, n, &starts)?;
-                self.chains.sweep(
+                self.sampler.sweep(
+                    &mut self.chains,
                     &self.model,
                     &vec![1.0; n],
                     self.update,
                     &mut self.rng_sweep,
                     k,
-                );
+                )?;
             }
-            Method::Pcd => self.chains.sweep(
+            Method::Pcd => self.sampler.sweep(
+                &mut self.chains,
                 &self.model,
                 &vec![1.0; n],
                 self.update,
                 &mut self.rng_sweep,
                 k,
-            ),
+            )?,
             Method::Pt => {
                 let mut pt = self
                     .tempering
@@ -313,13 +250,18 @@ impl LatticeTrainer {
                 let mut done = 0;
                 while done < k {
                     let sweeps = self.settings.pt_swap_every.min(k - done);
-                    self.chains.sweep(
+                    let swept = self.sampler.sweep(
+                        &mut self.chains,
                         &self.model,
                         &betas,
                         self.update,
                         &mut self.rng_sweep,
                         sweeps,
                     );
+                    if let Err(e) = swept {
+                        self.tempering = Some(pt);
+                        return Err(e);
+                    }
                     let key = self.rng_swap.next_key();
                     pt.swap_neighbours(&mut Replicas { trainer: self, n }, key)?;
                     done += sweeps;
@@ -516,7 +458,7 @@ impl FamilyTrainer for LatticeTrainer {
             &self.settings,
             &self.model_spec,
             &self.train_spec,
-            "cpu",
+            self.sampler.backend().name(),
         );
         super::file::to_bytes(&self.model, &meta)
     }

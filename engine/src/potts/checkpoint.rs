@@ -6,6 +6,7 @@
 use super::trainer::PottsTrainer;
 use crate::data::Dataset;
 use crate::error::{EngineError, Result};
+use crate::potts::sampler::{CpuPottsSampler, PottsSampler};
 use crate::spec::{ModelSpec, TrainSpec};
 use crate::tensors::{TensorReader, TensorWriter};
 use crate::training::checkpoint::{
@@ -75,8 +76,28 @@ pub fn resume(
     data: Dataset,
     bytes: &[u8],
 ) -> Result<PottsTrainer> {
+    resume_with_sampler(
+        model_spec,
+        train_spec,
+        seed,
+        data,
+        bytes,
+        Box::new(CpuPottsSampler),
+    )
+}
+
+/// [`resume`] with the sweeps on `sampler` (a checkpoint continues on any backend: it
+/// holds no backend state).
+pub fn resume_with_sampler(
+    model_spec: &ModelSpec,
+    train_spec: &TrainSpec,
+    seed: u64,
+    data: Dataset,
+    bytes: &[u8],
+    sampler: Box<dyn PottsSampler>,
+) -> Result<PottsTrainer> {
     let fp = fingerprint(&data);
-    let mut t = PottsTrainer::new(model_spec, train_spec, seed, data)?;
+    let mut t = PottsTrainer::with_sampler(model_spec, train_spec, seed, data, sampler)?;
     let file = TensorReader::parse(bytes, "the checkpoint")?;
     let state: State = read_state(&file)?;
     state
@@ -106,5 +127,6 @@ pub fn resume(
     t.rng_sweep.step = state.rng_sweep;
     t.rng_swap.step = state.rng_swap;
     state.tempering.restore(t.tempering.as_mut())?;
+    t.sampler.parameters_changed();
     Ok(t)
 }

@@ -9,6 +9,7 @@ pub mod checkpoint;
 pub mod data;
 pub mod file;
 pub mod options;
+pub mod sampler;
 pub mod stats;
 pub mod step;
 pub mod sweep;

@@ -15,9 +15,10 @@ use crate::data::Dataset;
 use crate::error::{EngineError, Result};
 use crate::potts::data::{states_of, weigh, Sequences};
 use crate::potts::options::{check_sizes, potts_settings, PottsOptions};
+use crate::potts::sampler::{CpuPottsSampler, PottsSampler};
 use crate::potts::stats::{pearson, Frequencies};
 use crate::potts::step::{apply, Rule};
-use crate::potts::sweep::{field_only_states, sweep, sweeps};
+use crate::potts::sweep::field_only_states;
 use crate::potts::PottsModel;
 use crate::rng::{permutation, streams, RngKey, RngStream};
 use crate::spec::{validation_rows, Method, ModelSpec, TrainSettings, TrainSpec};
@@ -63,14 +64,35 @@ pub struct PottsTrainer {
     pub(super) updates: u64,
     pub(super) rng_sweep: RngStream,
     pub(super) rng_swap: RngStream,
+    /// Where the chains' sweeps run (the CPU, or a device with the same random numbers).
+    pub(super) sampler: Box<dyn PottsSampler>,
 }
 
 impl PottsTrainer {
+    /// A trainer whose sweeps run on the CPU.
     pub fn new(
         model_spec: &ModelSpec,
         train_spec: &TrainSpec,
         seed: u64,
         data: Dataset,
+    ) -> Result<Self> {
+        Self::with_sampler(
+            model_spec,
+            train_spec,
+            seed,
+            data,
+            Box::new(CpuPottsSampler),
+        )
+    }
+
+    /// A trainer whose sweeps run on `sampler`; everything else (data statistics, the
+    /// gradient step, metrics, checkpoints) is the same host code on every backend.
+    pub fn with_sampler(
+        model_spec: &ModelSpec,
+        train_spec: &TrainSpec,
+        seed: u64,
+        data: Dataset,
+        sampler: Box<dyn PottsSampler>,
     ) -> Result<Self> {
         let options = PottsOptions::resolve(model_spec, train_spec, &data)?;
         let (states, kept, mut notes) = states_of(&data, options.q, options.unknown_residues)?;
@@ -135,6 +157,7 @@ impl PottsTrainer {
             }
         }
         let replicas = settings.betas.len().max(1);
+        sampler.check_size(sites, q, settings.chains * replicas)?;
         // The persistent chains start in equilibrium for this starting model (J = 0: sites
         // independent, drawn from f_i), as adabmDCA's do. Uniformly random starts are far
         // from it: the first updates then fit the chains' relaxation instead of the data,
@@ -172,6 +195,7 @@ impl PottsTrainer {
             updates: 0,
             rng_sweep: RngStream::new(seed, streams::VISIBLE),
             rng_swap: RngStream::new(seed, streams::SWAP),
+            sampler,
             settings,
         })
     }
@@ -190,6 +214,7 @@ impl PottsTrainer {
             )));
         }
         self.model = init;
+        self.sampler.parameters_changed();
         Ok(())
     }
 
@@ -223,9 +248,9 @@ impl PottsTrainer {
                     self.chains[c * l..(c + 1) * l]
                         .copy_from_slice(&self.train_set.states[r * l..(r + 1) * l]);
                 }
-                self.sweeps_single(k);
+                self.sweeps_single(k)?;
             }
-            Method::Pcd => self.sweeps_single(k),
+            Method::Pcd => self.sweeps_single(k)?,
             Method::Pt => {
                 let mut pt = self
                     .tempering
@@ -253,16 +278,16 @@ impl PottsTrainer {
         Ok(())
     }
 
-    fn sweeps_single(&mut self, k: usize) {
+    fn sweeps_single(&mut self, k: usize) -> Result<()> {
         let betas = vec![1.0f32; self.settings.chains];
         let keys: Vec<RngKey> = (0..k).map(|_| self.rng_sweep.next_key()).collect();
-        sweeps(
+        self.sampler.sweeps(
             &self.model,
             &mut self.chains,
             &betas,
             self.options.update,
             &keys,
-        );
+        )
     }
 
     /// One full-batch gradient step from the current chains.
@@ -298,6 +323,7 @@ impl PottsTrainer {
             &rule,
             true,
         );
+        self.sampler.parameters_changed();
         // Diagonal blocks stay exactly zero (their gradient and decay are zero; momentum too).
         if let Some(i) = self
             .model
@@ -379,14 +405,13 @@ impl TemperedChains for Replicas<'_> {
         let span = self.chains_per_replica * t.model.sites;
         let betas = vec![beta as f32; self.chains_per_replica];
         let key = t.rng_sweep.next_key();
-        sweep(
+        t.sampler.sweeps(
             &t.model,
             &mut t.chains[replica * span..(replica + 1) * span],
             &betas,
             t.options.update,
-            key,
-        );
-        Ok(())
+            &[key],
+        )
     }
 
     fn energies(&mut self, replica: usize) -> Result<Vec<f64>> {
@@ -488,7 +513,7 @@ impl FamilyTrainer for PottsTrainer {
             &self.settings,
             &self.model_spec,
             &self.train_spec,
-            "cpu",
+            self.sampler.backend().name(),
         );
         meta.insert("pseudocount".into(), self.pseudocount.to_string());
         meta.insert("m_eff".into(), self.train_set.m_eff().to_string());

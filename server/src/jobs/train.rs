@@ -117,24 +117,17 @@ pub fn validate(
     };
     validate_train(&model, &train, &shape)?;
     let backend = spec.backend.trim();
-    if !backend.is_empty() && backend != "cpu" {
-        if let Some(why) = cpu_only(config) {
+    if config.r#type.trim() == "potts" && !backend.is_empty() && backend != "cpu" {
+        let q = model.q.map_or(dataset.q as usize, |q| q as usize);
+        let max = ebm_engine::potts::sampler::DEVICE_MAX_STATES;
+        if q > max {
             return Err(EngineError::invalid(format!(
-                "backend = {backend:?}: {why} trains on the cpu backend only; set backend = \"cpu\" \
-                 or leave it out"
+                "backend = {backend:?}: the device Potts sweeps hold at most {max} states per \
+                 site, but this model has q = {q}: set backend = \"cpu\""
             )));
         }
     }
     Ok(())
-}
-
-/// Why a request trains on the CPU only (no GPU trainer for it yet), if it does.
-fn cpu_only(config: &v1::ModelConfig) -> Option<String> {
-    match config.r#type.trim() {
-        t @ ("potts" | "lattice_ising") => Some(format!("a {t} model")),
-        _ if !config.init_model.is_empty() => Some("a model started from model.init_model".into()),
-        _ => None,
-    }
 }
 
 /// Whether a submission's data set must be read to validate it: its value kind leaves
@@ -259,12 +252,9 @@ fn train(ctx: &mut JobContext) -> Result<Outcome, EngineError> {
         .ok_or_else(|| EngineError::invalid("a train job needs a model: set [model]"))?;
     let model = model_spec(&config);
     let train = ctx.spec.train.as_ref().map(train_spec).unwrap_or_default();
-    // A request the GPU backends cannot train yet runs on the CPU when the spec names no
-    // backend, whatever the server's default (submission refuses one that names a GPU).
-    let backend = match cpu_only(&config) {
-        Some(_) if ctx.spec.backend.trim().is_empty() => BackendKind::Cpu,
-        _ => BackendKind::from_name(ctx.backend_name())?,
-    };
+    // Every family trains on every backend (Potts and lattice sweeps run on the device,
+    // the rest on the host; see the engine's `potts::sampler`, `lattice::sampler`).
+    let backend = BackendKind::from_name(ctx.backend_name())?;
     let seed = ctx.spec.seed;
     let mut trainer = match ctx.inputs.checkpoint.take() {
         Some(checkpoint) => {

@@ -10,7 +10,7 @@
 use cubecl::prelude::*;
 
 use super::device::{cube_dim, cubes_for, linear_pos, DeviceArray};
-use super::philox::{key_launch, uniform, PhiloxKey};
+use super::philox::{key_launch, philox_words, uniform, PhiloxKey};
 use super::rbm::sigmoid;
 use crate::rng::RngKey;
 
@@ -73,6 +73,79 @@ pub fn checkerboard_kernel(
         } else {
             let delta = 2.0f32 * f32::cast_from(s) * local;
             if u < f32::exp(-beta * delta) {
+                spins[site as usize] = s * (s * 0 - 1);
+            }
+        }
+    }
+}
+
+/// One half-sweep with the CPU checkerboard's random-number contract
+/// (`crate::lattice::checkerboard`): colour site k = row * (L/2) + col/2 of chain c uses
+/// word ((k mod 64) / 16) of element `c * E + 16 (k / 64) + (k mod 16)`, and its 24 high
+/// bits u decide against the host's integer thresholds `tables[c * 15 ..]`
+/// (`checkerboard::threshold_table`): Metropolis flips iff u < T[spin][(n + 4) / 2], heat
+/// bath sets +1 iff u < T_up[(n + 4) / 2]. Integer comparisons of the same words and
+/// thresholds: exactly the CPU's decisions.
+#[cube(launch)]
+#[allow(clippy::too_many_arguments, clippy::erasing_op)]
+pub fn checkerboard_table_kernel(
+    spins: &mut Array<i32>,
+    tables: &Array<u32>,
+    key: PhiloxKey,
+    chains: u32,
+    size: u32,
+    color: u32,
+    elements_per_chain: u32,
+    heat_bath: u32,
+) {
+    let t = linear_pos();
+    let half_row = size / 2;
+    let per_chain = size * half_row;
+    if t < chains * per_chain {
+        let chain = t / per_chain;
+        let k = t % per_chain;
+        let row = k / half_row;
+        let col = 2 * (k % half_row) + ((row + color) % 2);
+        let base = chain * size * size;
+        let up = (row + size - 1) % size;
+        let down = (row + 1) % size;
+        let left = (col + size - 1) % size;
+        let right = (col + 1) % size;
+        let nb = spins[(base + up * size + col) as usize]
+            + spins[(base + down * size + col) as usize]
+            + spins[(base + row * size + left) as usize]
+            + spins[(base + row * size + right) as usize];
+        let element = chain * elements_per_chain + 16 * (k / 64) + (k % 16);
+        let words = philox_words(&key, element);
+        let slot = (k % 64) / 16;
+        let mut word = words.w0;
+        if slot == 1 {
+            word = words.w1;
+        }
+        if slot == 2 {
+            word = words.w2;
+        }
+        if slot == 3 {
+            word = words.w3;
+        }
+        let u = word >> 8;
+        let n = u32::cast_from(nb + 4) / 2;
+        let site = base + row * size + col;
+        let s = spins[site as usize];
+        let table = chain * 15;
+        if heat_bath != 0 {
+            // Written from `s` so that the compiler keeps a runtime i32.
+            let mut new_spin = s * 0 - 1;
+            if u < tables[(table + 10 + n) as usize] {
+                new_spin = s * 0 + 1;
+            }
+            spins[site as usize] = new_spin;
+        } else {
+            let mut which = 0u32;
+            if s > 0 {
+                which = 5u32;
+            }
+            if u < tables[(table + which + n) as usize] {
                 spins[site as usize] = s * (s * 0 - 1);
             }
         }
@@ -175,6 +248,35 @@ pub fn sweep<R: Runtime>(
             (rule == SpinRule::HeatBath) as u32,
         );
     }
+}
+
+/// One half-sweep of colour `color` of every chain with [`checkerboard_table_kernel`].
+#[allow(clippy::too_many_arguments)]
+pub fn table_half_sweep<R: Runtime>(
+    client: &ComputeClient<R>,
+    spins: &DeviceArray<i32>,
+    tables: &DeviceArray<u32>,
+    key: RngKey,
+    chains: usize,
+    size: usize,
+    color: u32,
+    elements_per_chain: usize,
+    rule: SpinRule,
+) {
+    let threads = chains * size * size / 2;
+    checkerboard_table_kernel::launch::<R>(
+        client,
+        cubes_for(threads),
+        cube_dim(),
+        spins.arg(),
+        tables.arg(),
+        key_launch(key),
+        chains as u32,
+        size as u32,
+        color,
+        elements_per_chain as u32,
+        (rule == SpinRule::HeatBath) as u32,
+    );
 }
 
 /// Per-chain sums into `bonds` and `magnetization`; with `dbeta != 0` also the AIS

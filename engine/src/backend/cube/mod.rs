@@ -13,7 +13,8 @@
 //! `potts` (site-sequential heat-bath), `tempering` (replica swaps), `ais` (RBM AIS
 //! transition, log-weights, log-sum-exp), `observe` (per-chain statistics, histograms),
 //! `chains` (device-resident chains of the estimators, `sample` and `observe`),
-//! `gaussian_chains` (the same for Gaussian-Bernoulli RBMs).
+//! `gaussian_chains` (the same for Gaussian-Bernoulli RBMs), `samplers` (the Potts and
+//! lattice trainers' sweeps, with the CPU's random numbers).
 
 pub mod ais;
 pub mod bench;
@@ -28,6 +29,7 @@ pub mod potts;
 pub mod rbm;
 pub mod rbm_backend;
 pub mod rows;
+pub mod samplers;
 pub mod tempering;
 
 pub use device::{CubeRuntime, DeviceArray};

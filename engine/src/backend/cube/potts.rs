@@ -11,11 +11,11 @@
 use cubecl::prelude::*;
 
 use super::device::{cube_dim, cubes_for, linear_pos, DeviceArray};
-use super::philox::{key_launch, uniform, PhiloxKey};
+use super::philox::{key_launch, philox_words, uniform, uniform_from_bits, PhiloxKey};
 use crate::rng::RngKey;
 
 /// Largest alphabet the sweep kernel holds in registers.
-pub const MAX_STATES: usize = 32;
+pub const MAX_STATES: usize = crate::potts::sampler::DEVICE_MAX_STATES;
 
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
@@ -132,6 +132,51 @@ pub fn potts_sweep_scaled_kernel(
     }
 }
 
+/// Site-sequential Metropolis sweep, the device twin of the CPU's
+/// (`crate::potts::sweep`, `PottsUpdate::Metropolis`): site i of chain c reads words 0 and
+/// 1 of element `c * L + i`; the proposal is b = (s + 1 + ((word1 >> 8) (q - 1) >> 24))
+/// mod q (uniform over the other q - 1 states), accepted iff uniform_from_bits(word0) <
+/// exp(beta_scale betas[c] (e_b - e_s)), e_a = h_i(a) + sum_{j != i} J_ij(a, s_j).
+#[cube(launch)]
+#[allow(clippy::too_many_arguments)]
+pub fn potts_metropolis_kernel(
+    states: &mut Array<u32>,
+    coupling: &Array<f32>,
+    field: &Array<f32>,
+    betas: &Array<f32>,
+    key: PhiloxKey,
+    chains: u32,
+    sites: u32,
+    q: u32,
+    beta_scale: f32,
+) {
+    let chain = linear_pos();
+    if chain < chains {
+        let beta = beta_scale * betas[chain as usize];
+        let base = chain * sites;
+        for i in 0..sites {
+            let words = philox_words(&key, base + i);
+            let old = states[(base + i) as usize];
+            let offset = ((words.w1 >> 8) * (q - 1)) >> 24;
+            let proposal = (old + 1 + offset) % q;
+            let mut e_old = field[(i * q + old) as usize];
+            let mut e_new = field[(i * q + proposal) as usize];
+            let row_old = (i * q + old) * sites;
+            let row_new = (i * q + proposal) * sites;
+            for j in 0..sites {
+                if j != i {
+                    let sj = states[(base + j) as usize];
+                    e_old += coupling[((row_old + j) * q + sj) as usize];
+                    e_new += coupling[((row_new + j) * q + sj) as usize];
+                }
+            }
+            if uniform_from_bits(words.w0) < f32::exp(beta * (e_new - e_old)) {
+                states[(base + i) as usize] = proposal;
+            }
+        }
+    }
+}
+
 /// Per-chain energy E(s) (one unit per chain), summed in two levels in f32: site i's
 /// field and couplings to the later sites (<= L terms) into a row sum, then the L row
 /// sums into the total. Each of the L (L + 1) / 2 terms thus passes through at most 2L
@@ -181,6 +226,39 @@ pub fn sweep<R: Runtime>(
 ) {
     for key in keys {
         potts_sweep_kernel::launch::<R>(
+            client,
+            cubes_for(chains),
+            cube_dim(),
+            states.arg(),
+            coupling.arg(),
+            field.arg(),
+            betas.arg(),
+            key_launch(*key),
+            chains as u32,
+            sites as u32,
+            q as u32,
+            beta_scale,
+        );
+    }
+}
+
+/// `keys.len()` Metropolis sweeps of every chain ([`potts_metropolis_kernel`]); sweep `s`
+/// uses `keys[s]`.
+#[allow(clippy::too_many_arguments)]
+pub fn sweep_metropolis<R: Runtime>(
+    client: &ComputeClient<R>,
+    states: &DeviceArray<u32>,
+    coupling: &DeviceArray<f32>,
+    field: &DeviceArray<f32>,
+    betas: &DeviceArray<f32>,
+    keys: &[RngKey],
+    chains: usize,
+    sites: usize,
+    q: usize,
+    beta_scale: f32,
+) {
+    for key in keys {
+        potts_metropolis_kernel::launch::<R>(
             client,
             cubes_for(chains),
             cube_dim(),

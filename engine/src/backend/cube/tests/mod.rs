@@ -15,6 +15,7 @@ mod gaussian_chains;
 mod lattice;
 mod potts_tempering;
 mod rbm;
+mod training;
 
 use cubecl::prelude::ComputeClient;
 use cubecl::wgpu::WgpuRuntime;
