@@ -13,6 +13,7 @@ mod idempotency;
 mod models;
 mod restart;
 mod roles;
+mod scores;
 mod sweeps;
 mod train;
 mod wgpu_availability;

@@ -470,9 +470,9 @@ async fn draw_job(client: &Client, job: &Job, png: &PngArgs) -> anyhow::Result<O
         return Ok(None);
     };
     let kind = job.spec.as_ref().map(|s| s.kind.as_str()).unwrap_or("");
-    if !matches!(kind, "sample" | "observe") {
+    if !matches!(kind, "sample" | "observe" | "scan") {
         bail!(
-            "--png draws sample and observe jobs; job {} is a {kind} job",
+            "--png draws sample, observe and scan jobs; job {} is a {kind} job",
             job.id
         );
     }
@@ -496,6 +496,9 @@ async fn draw_job(client: &Client, job: &Job, png: &PngArgs) -> anyhow::Result<O
         return Ok(Some(info));
     }
     let bytes = client.download_artifact(&job.id, &result.artifact).await?;
+    if kind == "scan" {
+        return Ok(Some(draw_scan(&bytes, path)?));
+    }
     Ok(Some(draw_samples(
         &bytes,
         &result.artifact,
@@ -524,6 +527,27 @@ fn draw_samples(
         .map(|w| w as usize);
     let (image, mut info) =
         picture::sample_grid(&samples, png.shape, width_hint, png.png_samples as usize)?;
+    image.write(path)?;
+    info["path"] = path.display().to_string().into();
+    Ok(info)
+}
+
+/// A scan job's heat map: one column per site, one row per state, blue where a mutant
+/// lowers the energy, red where it raises it (white: no change, the reference states).
+fn draw_scan(bytes: &[u8], path: &Path) -> anyhow::Result<Value> {
+    let scan = ebm_client::npy::read(bytes)
+        .map_err(|e| anyhow::anyhow!("the scan artifact is not a .npy matrix ({e})"))?;
+    let (sites, states) = (scan.rows, scan.cols);
+    let transposed: Vec<f64> = (0..states * sites)
+        .map(|k| scan.values[(k % sites) * states + k / sites] as f64)
+        .collect();
+    let (image, mut info) = picture::heat_map(
+        states,
+        sites,
+        &transposed,
+        picture::ColourScale::Diverging,
+        &[],
+    )?;
     image.write(path)?;
     info["path"] = path.display().to_string().into();
     Ok(info)
