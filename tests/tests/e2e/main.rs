@@ -15,5 +15,6 @@ mod restart;
 mod roles;
 mod scores;
 mod sweeps;
+mod temperatures;
 mod train;
 mod wgpu_availability;
