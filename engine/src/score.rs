@@ -80,7 +80,7 @@ pub fn score_rows(
     let states = model.data_states(data, chains.as_ref())?;
     let log_z = match log_z {
         LogZ::Given { value, stderr } => {
-            if !value.is_finite() || !(stderr.is_finite() && *stderr >= 0.0) {
+            if !(value.is_finite() && stderr.is_finite() && *stderr >= 0.0) {
                 return Err(EngineError::invalid(
                     "score.log_z must be finite (and its stderr finite and >= 0)",
                 ));
