@@ -7,7 +7,10 @@
 //! The names follow the proto message through its serde form, so new proto fields are known
 //! without changes here; the one rename is that the `[model]` table is `model_config` in the
 //! proto (a bare `model` is the model id).
-use crate::v1::{EstimateConfig, JobSpec, ModelConfig, ObserveConfig, SampleConfig, TrainConfig};
+use crate::v1::{
+    EstimateConfig, JobSpec, ModelConfig, ObserveConfig, SampleConfig, ScanConfig, ScoreConfig,
+    TrainConfig,
+};
 use serde_json::Value;
 
 /// The keys a `JobSpec` has, as a JSON object tree (nested configs filled with defaults so
@@ -19,6 +22,8 @@ pub fn known_keys() -> Value {
         estimate: Some(EstimateConfig::default()),
         sample: Some(SampleConfig::default()),
         observe: Some(ObserveConfig::default()),
+        score: Some(ScoreConfig::default()),
+        scan: Some(ScanConfig::default()),
         ..Default::default()
     };
     serde_json::to_value(full).unwrap_or(Value::Null)

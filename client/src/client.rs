@@ -569,6 +569,30 @@ impl Client {
     }
 
     /// Downloads a model's safetensors file.
+    /// Contact prediction of a potts model: ranked site pairs (zero-sum-gauge Frobenius
+    /// norm with APC), at most `top` (0 = all), with j - i >= `min_separation`, and the
+    /// sites x sites score matrix when `include_matrix`.
+    pub async fn get_contacts(
+        &self,
+        id: &str,
+        top: u32,
+        min_separation: u32,
+        include_matrix: bool,
+    ) -> Result<v1::Contacts> {
+        let request = v1::GetContactsRequest {
+            id: id.into(),
+            top,
+            min_separation,
+            include_matrix,
+        };
+        Ok(self
+            .models
+            .clone()
+            .get_contacts(request)
+            .await?
+            .into_inner())
+    }
+
     pub async fn download_model(&self, id: &str) -> Result<Vec<u8>> {
         let request = v1::DownloadModelRequest { id: id.into() };
         let stream = self

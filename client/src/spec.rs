@@ -15,7 +15,14 @@ use serde_json::Value as Json;
 use toml::{Table, Value};
 
 /// Job kinds the service runs.
-pub const KINDS: &[&str] = &["train", "estimate_log_z", "sample", "observe"];
+pub const KINDS: &[&str] = &[
+    "train",
+    "estimate_log_z",
+    "sample",
+    "observe",
+    "score",
+    "scan",
+];
 
 /// A parsed spec, plus the local data file to upload first if it named one.
 #[derive(Clone, Debug, PartialEq)]

@@ -17,6 +17,7 @@ pub mod potts;
 pub mod rbm;
 pub mod rng;
 pub mod sample;
+pub mod score;
 pub mod spec;
 pub mod stats;
 pub mod tempering;

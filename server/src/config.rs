@@ -245,6 +245,9 @@ pub struct Limits {
     pub max_labels: usize,
     /// Length of a label key or value.
     pub max_label_len: usize,
+    /// Values one answer computed on request may carry: contact pairs, or the entries of a
+    /// contact matrix (sites x sites), of `GetContacts`.
+    pub max_result_values: u64,
 }
 
 impl Default for Config {
@@ -292,6 +295,7 @@ impl Default for Limits {
             max_sweep_variants: 256,
             max_labels: 32,
             max_label_len: 128,
+            max_result_values: 4_000_000,
         }
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod map;
 pub mod statistic;
+pub mod temperatures;
 #[cfg(test)]
 mod tests;
 
@@ -236,6 +237,80 @@ pub struct ObserveSpec {
     pub weights: Vec<f32>,
     pub units: Vec<u32>,
     pub thin: Option<u32>,
+    /// lattice_ising: observe at each of these inverse temperatures (or couplings) instead.
+    pub betas: Vec<f64>,
+    pub couplings: Vec<f64>,
+}
+
+impl ObserveSpec {
+    /// The points of an observe over temperatures, if the spec asks for one.
+    pub fn points(&self) -> Result<Option<temperatures::Points>, EngineError> {
+        match (self.betas.is_empty(), self.couplings.is_empty()) {
+            (true, true) => Ok(None),
+            (false, false) => Err(EngineError::InvalidInput(
+                "give observe.betas or observe.couplings, not both".into(),
+            )),
+            (false, true) => Ok(Some(temperatures::Points::Betas(self.betas.clone()))),
+            (true, false) => Ok(Some(temperatures::Points::Couplings(
+                self.couplings.clone(),
+            ))),
+        }
+    }
+}
+
+/// Runs an observe over temperatures (`betas` or `couplings`) of a lattice_ising model.
+pub fn run_observe_points(
+    model_file: &[u8],
+    spec: &ObserveSpec,
+    seed: u64,
+    should_stop: &dyn Fn() -> bool,
+    progress: &mut dyn FnMut(f64),
+) -> Result<Vec<temperatures::PointSummary>, EngineError> {
+    let points = spec
+        .points()?
+        .ok_or_else(|| EngineError::Internal("no points to observe at".into()))?;
+    let plan = chain_plan(
+        "observe",
+        spec.samples,
+        spec.burn_in,
+        spec.thin,
+        spec.chains,
+        (DEFAULT_OBSERVE_SAMPLES, DEFAULT_OBSERVE_CHAINS),
+    )?;
+    check_points_work(&plan, points.values().len())?;
+    let crate::estimate::model::LoadedModel::LatticeIsing(base) = load_model(model_file)? else {
+        return Err(EngineError::InvalidInput(
+            "observe over temperatures (observe.betas / observe.couplings) is offered for lattice_ising models".into(),
+        ));
+    };
+    let mut rng = RngStream::new(seed, OBSERVE_STREAM);
+    temperatures::observe_points(
+        &base,
+        &points,
+        spec.statistic.trim(),
+        &plan,
+        &mut rng,
+        should_stop,
+        progress,
+    )
+}
+
+/// Bound on the draws of all points together.
+fn check_points_work(plan: &ChainPlan, points: usize) -> Result<(), EngineError> {
+    let draws = (plan.chains * plan.per_chain()).saturating_mul(points);
+    if draws > 100_000_000 {
+        return Err(EngineError::InvalidInput(format!(
+            "observe over {points} points of {} samples each is {draws} draws; at most 100000000 are allowed",
+            plan.samples
+        )));
+    }
+    if plan.chains < temperatures::MIN_CHAINS {
+        return Err(EngineError::InvalidInput(format!(
+            "observe over temperatures needs at least {} chains (its error bars come from the spread between chains)",
+            temperatures::MIN_CHAINS
+        )));
+    }
+    Ok(())
 }
 
 pub const DEFAULT_OBSERVE_SAMPLES: usize = 10_000;
@@ -323,6 +398,32 @@ pub fn check_observe_request(
         )));
     }
     crate::estimate::job::check_model_type(model_type)?;
+    if let Some(points) = spec.points()? {
+        if model_type != "lattice_ising" {
+            return Err(EngineError::InvalidInput(format!(
+                "observe over temperatures (observe.betas / observe.couplings) is offered for lattice_ising models; this model is a {model_type}"
+            )));
+        }
+        points.check()?;
+        let plan = chain_plan(
+            "observe",
+            spec.samples,
+            spec.burn_in,
+            spec.thin,
+            spec.chains,
+            (DEFAULT_OBSERVE_SAMPLES, DEFAULT_OBSERVE_CHAINS),
+        )?;
+        check_points_work(&plan, points.values().len())?;
+        if !matches!(
+            spec.statistic.trim(),
+            "energy" | "magnetization" | "magnetisation" | "fraction_on"
+        ) {
+            return Err(EngineError::InvalidInput(format!(
+                "observe over temperatures takes statistic energy, magnetization or fraction_on, got {:?}",
+                spec.statistic
+            )));
+        }
+    }
     let units = crate::estimate::job::units_from_dims(model_type, dims).unwrap_or(0) as usize;
     let bad = |m: String| Err(EngineError::InvalidInput(m));
     match spec.statistic.trim() {

@@ -6,6 +6,7 @@
 //! models (log Z, marginals; f64 with log-sum-exp) and the pseudo-log-likelihood.
 
 pub mod checkpoint;
+pub mod contacts;
 pub mod data;
 pub mod file;
 pub mod options;

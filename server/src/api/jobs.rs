@@ -106,7 +106,7 @@ impl JobApi {
                 }
                 Ok(())
             }
-            kind @ ("estimate_log_z" | "sample" | "observe") => {
+            kind @ ("estimate_log_z" | "sample" | "observe" | "score" | "scan") => {
                 check_id(
                     "spec.model (the model id)",
                     &spec.model,
@@ -132,7 +132,7 @@ impl JobApi {
                         ))
                     })?;
                 if !spec.dataset.is_empty() {
-                    if kind != "estimate_log_z" {
+                    if !matches!(kind, "estimate_log_z" | "score") {
                         return Err(Status::invalid_argument(format!(
                             "a {kind} job takes no data set: remove spec.dataset"
                         )));
@@ -158,18 +158,34 @@ impl JobApi {
                         )));
                     }
                 }
+                let log_z_job = spec.score.as_ref().map(|s| s.log_z_job.as_str()).unwrap_or("");
+                if kind == "score" && !log_z_job.is_empty() {
+                    check_id("score.log_z_job", log_z_job, limits.max_name_len)?;
+                    let estimate = self
+                        .state
+                        .store
+                        .get_job(tenant, log_z_job)
+                        .await
+                        .map_err(store_status)?
+                        .ok_or_else(|| {
+                            Status::not_found(format!("score.log_z_job {log_z_job} not found"))
+                        })?;
+                    jobs::score::log_z_of(&estimate, &spec.model)
+                        .map_err(Status::invalid_argument)?;
+                }
                 match kind {
                     "estimate_log_z" => jobs::estimate::validate(spec, &model),
+                    "score" | "scan" => jobs::score::validate(spec, &model),
                     "sample" => jobs::sample::validate(spec, &model),
                     _ => jobs::observe::validate(spec, &model),
                 }
                 .map_err(super::engine_status)
             }
             "" => Err(Status::invalid_argument(
-                "spec.kind is required: train, estimate_log_z, sample or observe",
+                "spec.kind is required: train, estimate_log_z, sample, observe, score or scan",
             )),
             other => Err(Status::invalid_argument(format!(
-                "unknown job kind {other:?}: use train, estimate_log_z, sample or observe"
+                "unknown job kind {other:?}: use train, estimate_log_z, sample, observe, score or scan"
             ))),
         }
     }

@@ -144,4 +144,88 @@ impl ModelService for ModelApi {
         tracing::info!(model = %record.id, r#type = %record.model_type, "model imported");
         Ok(Response::new(model_message(&record)))
     }
+
+    async fn get_contacts(
+        &self,
+        request: Request<v1::GetContactsRequest>,
+    ) -> Result<Response<v1::Contacts>, Status> {
+        let tenant = tenant(&request)?;
+        let request = request.into_inner();
+        let limits = &self.state.config.limits;
+        check_id("id", &request.id, limits.max_name_len)?;
+        let model = self
+            .state
+            .store
+            .get_model(&tenant, &request.id)
+            .await
+            .map_err(store_status)?
+            .ok_or_else(|| Status::not_found(format!("model {} not found", request.id)))?;
+        if model.model_type != "potts" {
+            return Err(Status::invalid_argument(format!(
+                "contacts are read from the couplings of a potts model; model {} is a {}",
+                model.id, model.model_type
+            )));
+        }
+        let sites = model.dims.get("sites").copied().unwrap_or(0);
+        let max = limits.max_result_values;
+        let pair_total = sites.saturating_mul(sites.saturating_sub(1)) / 2;
+        let wanted = if request.top == 0 {
+            pair_total
+        } else {
+            u64::from(request.top).min(pair_total)
+        };
+        if wanted > max {
+            return Err(Status::invalid_argument(format!(
+                "{wanted} contact pairs asked for; at most {max} come back in one answer \
+                 (limits.max_result_values): ask for fewer with top"
+            )));
+        }
+        if request.include_matrix && sites.saturating_mul(sites) > max {
+            return Err(Status::invalid_argument(format!(
+                "a contact matrix of {sites} x {sites} values is more than the {max} one answer \
+                 may carry (limits.max_result_values): leave out include_matrix"
+            )));
+        }
+        let data = self
+            .state
+            .store
+            .model_bytes(&tenant, &request.id)
+            .await
+            .map_err(store_status)?
+            .ok_or_else(|| Status::not_found(format!("model {} not found", request.id)))?;
+        let (top, separation, include_matrix) = (
+            (request.top > 0).then_some(request.top as usize),
+            request.min_separation as usize,
+            request.include_matrix,
+        );
+        let model_id = model.id.clone();
+        let contacts = tokio::task::spawn_blocking(move || {
+            let map = ebm_engine::potts::contacts::contacts_from_file(&data)?;
+            let pairs = map.ranked(separation, top);
+            Ok::<_, ebm_engine::EngineError>(v1::Contacts {
+                model_id,
+                sites: map.sites as u32,
+                q: map.q as u32,
+                total_pairs: map.pair_count(separation) as u64,
+                pairs: pairs
+                    .iter()
+                    .map(|p| v1::ContactPair {
+                        i: p.i as u32,
+                        j: p.j as u32,
+                        score: p.score,
+                        frobenius: p.frobenius,
+                    })
+                    .collect(),
+                matrix: if include_matrix {
+                    map.apc.iter().map(|&x| x as f32).collect()
+                } else {
+                    Vec::new()
+                },
+            })
+        })
+        .await
+        .map_err(|e| Status::internal(format!("computing contacts failed: {e}")))?
+        .map_err(super::engine_status)?;
+        Ok(Response::new(contacts))
+    }
 }

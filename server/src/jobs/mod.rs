@@ -5,6 +5,7 @@
 pub mod estimate;
 pub mod observe;
 pub mod sample;
+pub mod score;
 pub mod train;
 
 use crate::config::Limits;
@@ -83,6 +84,8 @@ pub struct Inputs {
     pub init_model: Option<(ModelRecord, Vec<u8>)>,
     /// The latest checkpoint of an earlier attempt.
     pub checkpoint: Option<Checkpoint>,
+    /// A score job's `score.log_z_job`: that estimate's ln Z and its standard error.
+    pub log_z: Option<(f64, f64)>,
 }
 
 /// Everything a compute thread gets.
@@ -187,6 +190,7 @@ pub fn run(ctx: JobContext) -> Outcome {
         "estimate_log_z" => estimate::run(ctx),
         "sample" => sample::run(ctx),
         "observe" => observe::run(ctx),
+        "score" | "scan" => score::run(ctx),
         other => Outcome::Failed(format!(
             "job kind {other:?} is not supported by this server"
         )),

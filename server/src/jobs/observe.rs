@@ -20,6 +20,8 @@ pub fn observe_spec(config: Option<&v1::ObserveConfig>) -> ObserveSpec {
         weights: config.weights,
         units: config.units,
         thin: config.thin,
+        betas: config.betas,
+        couplings: config.couplings,
     }
 }
 
@@ -45,6 +47,9 @@ fn observe(ctx: &mut JobContext) -> Result<Outcome, EngineError> {
         .take()
         .ok_or_else(|| EngineError::invalid("an observe job needs a model (spec.model)"))?;
     let spec = observe_spec(ctx.spec.observe.as_ref());
+    if spec.points()?.is_some() {
+        return observe_points(ctx, &model, &spec);
+    }
     let backend = BackendKind::from_name(ctx.backend_name())?;
     let stop = ctx.stop.clone();
     let should_stop = move || stop.is_set();
@@ -91,6 +96,52 @@ fn observe(ctx: &mut JobContext) -> Result<Outcome, EngineError> {
             ess: finite(s.ess),
             r_hat: finite(s.r_hat),
             map_statistic: finite(report.map_statistic),
+            ..Default::default()
+        },
+        model: None,
+        artifacts: Vec::new(),
+    })
+}
+
+/// An observe over `betas` / `couplings`: one summary per point.
+fn observe_points(
+    ctx: &mut JobContext,
+    model: &[u8],
+    spec: &ebm_engine::observe::ObserveSpec,
+) -> Result<Outcome, EngineError> {
+    let stop = ctx.stop.clone();
+    let should_stop = move || stop.is_set();
+    let seed = ctx.spec.seed;
+    let points = {
+        let mut progress = |fraction: f64| ctx.progress(fraction, 0, 0);
+        ebm_engine::observe::run_observe_points(model, spec, seed, &should_stop, &mut progress)?
+    };
+    if let Some(p) = points.iter().find(|p| p.r_hat.is_finite() && p.r_hat > 1.1) {
+        ctx.report(Report::Log(format!(
+            "R-hat is {:.3} (> 1.1) at beta = {}, J = {}: the chains disagree there; use more burn-in or samples",
+            p.r_hat, p.beta, p.coupling
+        )));
+    }
+    Ok(Outcome::Succeeded {
+        result: v1::JobResult {
+            statistic: spec.statistic.trim().to_string(),
+            points: points
+                .iter()
+                .map(|p| v1::ObservePoint {
+                    beta: p.beta,
+                    coupling: p.coupling,
+                    field: p.field,
+                    mean: p.mean,
+                    mean_stderr: p.mean_stderr,
+                    variance: p.variance,
+                    variance_stderr: p.variance_stderr,
+                    per_site: p.per_site,
+                    per_site_stderr: p.per_site_stderr,
+                    binder: p.binder,
+                    binder_stderr: p.binder_stderr,
+                    r_hat: p.r_hat,
+                })
+                .collect(),
             ..Default::default()
         },
         model: None,

@@ -92,6 +92,19 @@ async fn prepare(
         }
     }
     inputs.checkpoint = store.load_checkpoint(&job.id).await.map_err(failed)?;
+    let log_z_job = spec
+        .score
+        .as_ref()
+        .map(|s| s.log_z_job.as_str())
+        .unwrap_or("");
+    if spec.kind == "score" && !log_z_job.is_empty() {
+        let estimate = store
+            .get_job(&job.tenant, log_z_job)
+            .await
+            .map_err(failed)?
+            .ok_or_else(|| format!("score.log_z_job {log_z_job} no longer exists"))?;
+        inputs.log_z = Some(crate::jobs::score::log_z_of(&estimate, &spec.model)?);
+    }
     Ok((spec, inputs))
 }
 

@@ -219,6 +219,22 @@ enum ModelsCommand {
         #[arg(short = 'o', long = "out", value_name = "FILE")]
         out: PathBuf,
     },
+    /// Contact prediction of a potts model (DCA): site pairs ranked by the APC-corrected
+    /// Frobenius norm of their couplings in the zero-sum gauge. Text output is CSV
+    /// (rank,i,j,score,frobenius); --output json gives {"pairs": [...], ...}.
+    Contacts {
+        id: String,
+        /// At most this many pairs, best first (0 = every pair).
+        #[arg(long, default_value_t = 0)]
+        top: u32,
+        /// Only pairs of sites at least this far apart in the sequence (j - i >= S).
+        #[arg(long, value_name = "S", default_value_t = 1)]
+        min_separation: u32,
+        /// Also draw the contact map: APC scores (white to dark blue), the listed pairs
+        /// (at most the top L with --top 0) marked red below the diagonal.
+        #[arg(long, value_name = "FILE")]
+        png: Option<PathBuf>,
+    },
     /// Import a safetensors file as a model.
     Import {
         file: PathBuf,
@@ -372,6 +388,21 @@ async fn run(cli: Cli, printer: &Printer) -> anyhow::Result<ExitCode> {
                     write_file(out, &bytes)?;
                     printer.written(id, out, bytes.len());
                 }
+                ModelsCommand::Contacts {
+                    id,
+                    top,
+                    min_separation,
+                    png,
+                } => {
+                    let contacts = client
+                        .get_contacts(id, *top, *min_separation, png.is_some())
+                        .await?;
+                    let picture = match png {
+                        Some(path) => Some(draw_contacts(&contacts, *top, path)?),
+                        None => None,
+                    };
+                    print_contacts(printer, &contacts, picture.as_ref());
+                }
                 ModelsCommand::Import {
                     file,
                     model_type,
@@ -454,9 +485,9 @@ async fn draw_job(client: &Client, job: &Job, png: &PngArgs) -> anyhow::Result<O
         return Ok(None);
     };
     let kind = job.spec.as_ref().map(|s| s.kind.as_str()).unwrap_or("");
-    if !matches!(kind, "sample" | "observe") {
+    if !matches!(kind, "sample" | "observe" | "scan") {
         bail!(
-            "--png draws sample and observe jobs; job {} is a {kind} job",
+            "--png draws sample, observe and scan jobs; job {} is a {kind} job",
             job.id
         );
     }
@@ -480,6 +511,9 @@ async fn draw_job(client: &Client, job: &Job, png: &PngArgs) -> anyhow::Result<O
         return Ok(Some(info));
     }
     let bytes = client.download_artifact(&job.id, &result.artifact).await?;
+    if kind == "scan" {
+        return Ok(Some(draw_scan(&bytes, path)?));
+    }
     Ok(Some(draw_samples(
         &bytes,
         &result.artifact,
@@ -511,6 +545,88 @@ fn draw_samples(
     image.write(path)?;
     info["path"] = path.display().to_string().into();
     Ok(info)
+}
+
+/// A scan job's heat map: one column per site, one row per state, blue where a mutant
+/// lowers the energy, red where it raises it (white: no change, the reference states).
+fn draw_scan(bytes: &[u8], path: &Path) -> anyhow::Result<Value> {
+    let scan = ebm_client::npy::read(bytes)
+        .map_err(|e| anyhow::anyhow!("the scan artifact is not a .npy matrix ({e})"))?;
+    let (sites, states) = (scan.rows, scan.cols);
+    let transposed: Vec<f64> = (0..states * sites)
+        .map(|k| scan.values[(k % sites) * states + k / sites] as f64)
+        .collect();
+    let (image, mut info) = picture::heat_map(
+        states,
+        sites,
+        &transposed,
+        picture::ColourScale::Diverging,
+        &[],
+    )?;
+    image.write(path)?;
+    info["path"] = path.display().to_string().into();
+    Ok(info)
+}
+
+/// The contact map of `ebm models contacts --png`: the APC scores as a heat map, and the
+/// listed pairs (at most the top L when every pair was asked for) marked below the diagonal.
+fn draw_contacts(
+    contacts: &ebm_client::v1::Contacts,
+    top: u32,
+    path: &Path,
+) -> anyhow::Result<Value> {
+    let l = contacts.sites as usize;
+    if contacts.matrix.len() != l * l {
+        bail!("the server sent no contact matrix to draw");
+    }
+    let values: Vec<f64> = contacts.matrix.iter().map(|&x| x as f64).collect();
+    let marked = if top == 0 { l } else { top as usize };
+    let marks: Vec<(usize, usize)> = contacts
+        .pairs
+        .iter()
+        .take(marked)
+        .map(|p| (p.j as usize, p.i as usize))
+        .collect();
+    let (image, mut info) =
+        picture::heat_map(l, l, &values, picture::ColourScale::Sequential, &marks)?;
+    image.write(path)?;
+    info["path"] = path.display().to_string().into();
+    Ok(info)
+}
+
+fn print_contacts(printer: &Printer, contacts: &ebm_client::v1::Contacts, picture: Option<&Value>) {
+    if printer.is_json() {
+        let pairs: Vec<Value> = contacts
+            .pairs
+            .iter()
+            .enumerate()
+            .map(|(k, p)| {
+                serde_json::json!({"rank": k + 1, "i": p.i, "j": p.j, "score": p.score, "frobenius": p.frobenius})
+            })
+            .collect();
+        let mut doc = serde_json::json!({
+            "model_id": contacts.model_id,
+            "sites": contacts.sites,
+            "q": contacts.q,
+            "total_pairs": contacts.total_pairs,
+            "pairs": pairs,
+        });
+        if let Some(p) = picture {
+            doc["picture"] = p.clone();
+        }
+        printer.json(&doc);
+        return;
+    }
+    println!("rank,i,j,score,frobenius");
+    for (k, p) in contacts.pairs.iter().enumerate() {
+        println!("{},{},{},{},{}", k + 1, p.i, p.j, p.score, p.frobenius);
+    }
+    if let Some(p) = picture {
+        eprintln!(
+            "contact map written to {}",
+            p["path"].as_str().unwrap_or("")
+        );
+    }
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {

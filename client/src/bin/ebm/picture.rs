@@ -278,6 +278,119 @@ pub fn histogram_chart(
     Ok((img, info))
 }
 
+/// How a heat map colours its values.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ColourScale {
+    /// White (the smallest value, or 0 if all are positive) to dark blue (the largest).
+    Sequential,
+    /// Blue (negative) through white (0) to red (positive), symmetric about 0.
+    Diverging,
+}
+
+/// Colour of `t` in [0, 1] on a white-to-dark-blue ramp.
+pub fn sequential_rgb(t: f64) -> [u8; 3] {
+    let t = if t.is_finite() {
+        t.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    let mix = |from: f64, to: f64| (from + (to - from) * t).round() as u8;
+    [mix(255.0, 8.0), mix(255.0, 48.0), mix(255.0, 107.0)]
+}
+
+/// Colour of `t` in [-1, 1]: blue (-1), white (0), red (+1).
+pub fn diverging_rgb(t: f64) -> [u8; 3] {
+    let t = if t.is_finite() {
+        t.clamp(-1.0, 1.0)
+    } else {
+        0.0
+    };
+    let fade = |c: f64, s: f64| (255.0 + (c - 255.0) * s).round() as u8;
+    if t >= 0.0 {
+        [fade(178.0, t), fade(24.0, t), fade(43.0, t)]
+    } else {
+        let s = -t;
+        [fade(33.0, s), fade(102.0, s), fade(172.0, s)]
+    }
+}
+
+/// Mark colour of a heat map's highlighted cells (red).
+pub const MARK_RGB: [u8; 3] = [220, 30, 30];
+
+/// A `rows x cols` matrix (row-major) as a heat map, `cell` pixels per entry (chosen to give
+/// about 800 pixels across when `None`), with the cells in `marks` (row, col) drawn in
+/// [`MARK_RGB`]. Non-finite values are drawn grey. The description gives the geometry and
+/// the value range that the colours span.
+pub fn heat_map(
+    rows: usize,
+    cols: usize,
+    values: &[f64],
+    scale: ColourScale,
+    marks: &[(usize, usize)],
+) -> anyhow::Result<(Image, Value)> {
+    if rows == 0 || cols == 0 || values.len() != rows * cols {
+        bail!("nothing to draw: the matrix is empty or malformed");
+    }
+    let cell = (800 / rows.max(cols)).clamp(1, 32);
+    let (width, height) = (cols * cell, rows * cell);
+    if width > MAX_SIDE || height > MAX_SIDE {
+        bail!("the picture would be {width} x {height} pixels (at most {MAX_SIDE} per side)");
+    }
+    let finite = values.iter().copied().filter(|v| v.is_finite());
+    let lo = finite.clone().fold(f64::INFINITY, f64::min);
+    let hi = finite.fold(f64::NEG_INFINITY, f64::max);
+    let (lo, hi) = if lo.is_finite() { (lo, hi) } else { (0.0, 0.0) };
+    let colour = |v: f64| -> [u8; 3] {
+        if !v.is_finite() {
+            return [128, 128, 128];
+        }
+        match scale {
+            ColourScale::Sequential => {
+                let base = lo.min(0.0);
+                sequential_rgb(if hi > base {
+                    (v - base) / (hi - base)
+                } else {
+                    0.0
+                })
+            }
+            ColourScale::Diverging => {
+                let m = lo.abs().max(hi.abs());
+                diverging_rgb(if m > 0.0 { v / m } else { 0.0 })
+            }
+        }
+    };
+    let mut img = Image::new(width, height, [255, 255, 255]);
+    for r in 0..rows {
+        for c in 0..cols {
+            let rgb = colour(values[r * cols + c]);
+            img.fill(c * cell, r * cell, (c + 1) * cell, (r + 1) * cell, rgb);
+        }
+    }
+    for &(r, c) in marks {
+        if r < rows && c < cols {
+            img.fill(c * cell, r * cell, (c + 1) * cell, (r + 1) * cell, MARK_RGB);
+        }
+    }
+    let range = match scale {
+        ColourScale::Sequential => [lo.min(0.0), hi],
+        ColourScale::Diverging => {
+            let m = lo.abs().max(hi.abs());
+            [-m, m]
+        }
+    };
+    let info = json!({
+        "kind": "heat_map",
+        "width": width,
+        "height": height,
+        "rows": rows,
+        "cols": cols,
+        "cell": cell,
+        "colour_range": range,
+        "marked": marks.len(),
+    });
+    Ok((img, info))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -320,5 +433,24 @@ mod tests {
                 assert_eq!(img.rgb[p], (values[k * 16 + u] * 255.0) as u8);
             }
         }
+    }
+
+    #[test]
+    fn a_heat_map_colours_each_cell_and_marks() {
+        let values = vec![-2.0, 0.0, 1.0, 2.0, f64::NAN, -1.0];
+        let (img, info) = heat_map(2, 3, &values, ColourScale::Diverging, &[(1, 2)]).unwrap();
+        let cell = info["cell"].as_u64().unwrap() as usize;
+        assert_eq!((img.width, img.height), (3 * cell, 2 * cell));
+        let at = |r: usize, c: usize| {
+            let p = ((r * cell + cell / 2) * img.width + c * cell + cell / 2) * 3;
+            [img.rgb[p], img.rgb[p + 1], img.rgb[p + 2]]
+        };
+        assert_eq!(at(0, 0), diverging_rgb(-1.0));
+        assert_eq!(at(0, 1), [255, 255, 255]);
+        assert_eq!(at(1, 0), diverging_rgb(1.0));
+        assert_eq!(at(1, 1), [128, 128, 128]);
+        assert_eq!(at(1, 2), MARK_RGB);
+        assert_eq!(sequential_rgb(0.0), [255, 255, 255]);
+        assert!(heat_map(2, 2, &values, ColourScale::Sequential, &[]).is_err());
     }
 }
