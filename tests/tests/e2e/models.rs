@@ -654,6 +654,19 @@ async fn bad_combinations_are_refused_naming_the_field() {
         )
         .await
         .expect("upload real data");
+    // Integer states 0..39 as real numbers: a Potts alphabet of q = 40.
+    let wide = client
+        .upload_dataset_bytes(
+            "wide-alphabet",
+            DatasetFormat::Npy,
+            npy::write_f32(&npy::Matrix {
+                rows: 20,
+                cols: 4,
+                values: (0..80).map(|i| ((i * 7) % 40) as f32).collect(),
+            }),
+        )
+        .await
+        .expect("upload wide-alphabet data");
     let trained_rbm = {
         let spec = train_spec(&digits.id, 4, 1);
         let jobs = run_all(client, vec![("rbm", spec)]).await;
@@ -923,14 +936,16 @@ async fn bad_combinations_are_refused_naming_the_field() {
             potts("", "").clone_with_type("boltzmann"),
             "model.type",
         ),
+        // Every family trains on the GPU backends, but their Potts kernels hold at most 32
+        // states per site (a build without the backend refuses it too, also naming cpu).
         (
-            "potts on a gpu backend",
-            on_backend(potts("", ""), "wgpu"),
+            "potts with q > 32 on wgpu",
+            on_backend(spec(&wide.id, "type = \"potts\"\nq = 40", ""), "wgpu"),
             "cpu",
         ),
         (
-            "lattice on a gpu backend",
-            on_backend(ising("", ""), "cuda"),
+            "potts with q > 32 on cuda",
+            on_backend(spec(&wide.id, "type = \"potts\"\nq = 40", ""), "cuda"),
             "cpu",
         ),
     ];

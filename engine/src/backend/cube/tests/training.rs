@@ -37,7 +37,7 @@ fn potts_data(rows: usize, q: u32) -> Dataset {
         let mut prev = 0u32;
         for i in 0..l {
             let w = key.words((r * l + i) as u32);
-            let fresh = ((w[1] >> 8) as u64 * q as u64 >> 24) as u32;
+            let fresh = (((w[1] >> 8) as u64 * q as u64) >> 24) as u32;
             let s = if i > 0 && crate::rng::uniform_from_bits(w[0]) < 0.6 {
                 prev
             } else {
