@@ -389,6 +389,46 @@ fn result_lines(r: &JobResult) -> Vec<(&'static str, String)> {
                 lines.push(("", line));
             }
         }
+        if !r.points.is_empty() {
+            lines.push((
+                "points",
+                "beta  J  h  mean±se  variance±se  per_site±se  binder±se".into(),
+            ));
+            for p in &r.points {
+                lines.push((
+                    "",
+                    format!(
+                        "{:.4}  {:.4}  {:.4}  {:.5}±{:.5}  {:.5}±{:.5}  {:.5}±{:.5}  {:.5}±{:.5}",
+                        p.beta,
+                        p.coupling,
+                        p.field,
+                        p.mean,
+                        p.mean_stderr,
+                        p.variance,
+                        p.variance_stderr,
+                        p.per_site,
+                        p.per_site_stderr,
+                        p.binder,
+                        p.binder_stderr
+                    ),
+                ));
+            }
+        }
+    }
+    if !r.score_column.is_empty() {
+        lines.push(("scored", r.score_column.clone()));
+        if let Some(e) = r.reference_energy {
+            lines.push(("reference", format!("{e:.6}")));
+        }
+        if let Some(m) = r.mean {
+            lines.push(("mean", format!("{m:.6}")));
+        }
+        if let Some(m) = r.mean_log_likelihood {
+            lines.push(("mean log-lik.", format!("{m:.6}")));
+        }
+        if !r.log_z_source.is_empty() {
+            lines.push(("ln Z from", r.log_z_source.clone()));
+        }
     }
     lines
 }
