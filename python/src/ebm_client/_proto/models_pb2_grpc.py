@@ -55,6 +55,11 @@ class ModelServiceStub:
                 request_serializer=ebm_dot_v1_dot_models__pb2.ImportModelRequest.SerializeToString,
                 response_deserializer=ebm_dot_v1_dot_models__pb2.Model.FromString,
                 _registered_method=True)
+        self.GetContacts = channel.unary_unary(
+                '/ebm.v1.ModelService/GetContacts',
+                request_serializer=ebm_dot_v1_dot_models__pb2.GetContactsRequest.SerializeToString,
+                response_deserializer=ebm_dot_v1_dot_models__pb2.Contacts.FromString,
+                _registered_method=True)
 
 
 class ModelServiceServicer:
@@ -85,6 +90,15 @@ class ModelServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetContacts(self, request, context):
+        """Contact prediction from a potts model (direct-coupling analysis): each coupling block
+        J_ij in the zero-sum gauge, its Frobenius norm, the average product correction (APC);
+        site pairs ranked by the APC score, highest first (docs/cli.md, `ebm models contacts`).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ModelServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -107,6 +121,11 @@ def add_ModelServiceServicer_to_server(servicer, server):
                     servicer.ImportModel,
                     request_deserializer=ebm_dot_v1_dot_models__pb2.ImportModelRequest.FromString,
                     response_serializer=ebm_dot_v1_dot_models__pb2.Model.SerializeToString,
+            ),
+            'GetContacts': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetContacts,
+                    request_deserializer=ebm_dot_v1_dot_models__pb2.GetContactsRequest.FromString,
+                    response_serializer=ebm_dot_v1_dot_models__pb2.Contacts.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -217,6 +236,33 @@ class ModelService:
             '/ebm.v1.ModelService/ImportModel',
             ebm_dot_v1_dot_models__pb2.ImportModelRequest.SerializeToString,
             ebm_dot_v1_dot_models__pb2.Model.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetContacts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ebm.v1.ModelService/GetContacts',
+            ebm_dot_v1_dot_models__pb2.GetContactsRequest.SerializeToString,
+            ebm_dot_v1_dot_models__pb2.Contacts.FromString,
             options,
             channel_credentials,
             insecure,
