@@ -8,6 +8,7 @@ mod auth;
 mod bad_input;
 mod cancel;
 mod estimators;
+mod fairness;
 mod idempotency;
 mod models;
 mod restart;
