@@ -43,7 +43,20 @@ impl ServerProcess {
     /// Starts `ebm-server` on `database_url` with `workers` workers, and waits (up to 60 s)
     /// until it answers.
     pub async fn start(database_url: &str, workers: u32) -> (ServerProcess, Client) {
+        ServerProcess::start_configured(database_url, workers, "").await
+    }
+
+    /// [`ServerProcess::start`] with `config_toml` as its configuration file (`--config`),
+    /// e.g. tokens and quotas. The returned client sends no token; with tokens configured,
+    /// an Unauthenticated answer shows that the server is up.
+    pub async fn start_configured(
+        database_url: &str,
+        workers: u32,
+        config_toml: &str,
+    ) -> (ServerProcess, Client) {
         let dir = tempfile::tempdir().expect("a temporary directory");
+        let config_path = dir.path().join("ebm.toml");
+        std::fs::write(&config_path, config_toml).expect("write the configuration file");
         let port = free_port();
         let url = format!("http://127.0.0.1:{port}");
         let child = Command::new(workspace_binary("ebm-server"))
@@ -52,6 +65,8 @@ impl ServerProcess {
             .args(["--database-url", database_url])
             .arg("--data-dir")
             .arg(dir.path())
+            .arg("--config")
+            .arg(&config_path)
             .env("EBM__WORKERS", workers.to_string())
             .env("EBM__POLL_SECONDS", "0.2")
             .env("EBM__HEARTBEAT_SECONDS", "0.2")
@@ -67,8 +82,14 @@ impl ServerProcess {
         let start = Instant::now();
         loop {
             if let Ok(client) = Client::connect(url.clone(), None).await {
-                if client.list_datasets().await.is_ok() {
-                    return (server, client);
+                match client.list_datasets().await {
+                    Ok(_) => return (server, client),
+                    Err(ebm_client::ClientError::Status(status))
+                        if status.code() == tonic::Code::Unauthenticated =>
+                    {
+                        return (server, client)
+                    }
+                    Err(_) => {}
                 }
             }
             if let Ok(Some(status)) = server.child.try_wait() {

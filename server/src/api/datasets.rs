@@ -102,9 +102,10 @@ impl DatasetService for DatasetApi {
             notes: parsed.notes.join("; "),
             created_at: now_ms(),
         };
+        let quota = self.state.quota(&record.tenant);
         self.state
             .store
-            .insert_dataset(&record, &data)
+            .insert_dataset_within(&record, &data, &quota)
             .await
             .map_err(store_status)?;
         tracing::info!(dataset = %record.id, rows = record.rows, cols = record.cols, "data set uploaded");

@@ -260,10 +260,11 @@ impl JobService for JobApi {
             spec: spec_json,
             priority: i64::from(request.priority),
         };
+        let quota = self.state.quota(&new.tenant);
         let job = match self
             .state
             .store
-            .submit_labelled_job(&new, &labels)
+            .submit_job_within(&new, &labels, &quota)
             .await
             .map_err(store_status)?
         {

@@ -29,8 +29,22 @@ pub struct ApiState {
 
 /// Store failures are the server's fault: log the details, tell the client little.
 pub fn store_status(error: StoreError) -> Status {
+    if let StoreError::QuotaExceeded(message) = error {
+        return Status::resource_exhausted(message);
+    }
     tracing::error!(error = %error, "store error");
     Status::internal(format!("the server's database failed: {error}"))
+}
+
+impl ApiState {
+    /// The queued-jobs and stored-bytes limits of `tenant` (`[quotas]` and its overrides).
+    pub fn quota(&self, tenant: &str) -> crate::store::Quota {
+        let limits = self.config.quotas.for_tenant(tenant);
+        crate::store::Quota {
+            max_queued_jobs: limits.max_queued_jobs,
+            max_stored_bytes: limits.max_stored_bytes,
+        }
+    }
 }
 
 /// Engine errors on client input become INVALID_ARGUMENT with the engine's message.

@@ -136,9 +136,10 @@ impl ModelService for ModelApi {
             metadata: info.metadata,
             created_at: now_ms(),
         };
+        let quota = self.state.quota(&record.tenant);
         self.state
             .store
-            .insert_model(&record, &data)
+            .insert_model_within(&record, &data, &quota)
             .await
             .map_err(store_status)?;
         tracing::info!(model = %record.id, r#type = %record.model_type, "model imported");

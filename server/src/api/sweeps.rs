@@ -172,10 +172,11 @@ impl SweepService for SweepApi {
             variants: new_variants.len() as i64,
             created_at: 0,
         };
+        let quota = self.state.quota(&record.tenant);
         let sweep = match self
             .state
             .store
-            .submit_sweep(&record, &new_variants)
+            .submit_sweep_within(&record, &new_variants, &quota)
             .await
             .map_err(store_status)?
         {

@@ -1,5 +1,6 @@
 //! Data sets, models, checkpoints and artifacts: files kept as blobs in the database, with
 //! the metadata the API lists.
+use super::quotas::{self, Quota};
 use super::{now_ms, Result, Store};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
@@ -91,6 +92,20 @@ pub type Cursor = Option<(i64, String)>;
 
 impl Store {
     pub async fn insert_dataset(&self, dataset: &DatasetRecord, data: &[u8]) -> Result<()> {
+        self.insert_dataset_within(dataset, data, &Quota::UNLIMITED)
+            .await
+    }
+
+    /// [`Store::insert_dataset`] checked against the tenant's stored-bytes `quota` in the
+    /// insert's transaction ([`StoreError::QuotaExceeded`] over it).
+    pub async fn insert_dataset_within(
+        &self,
+        dataset: &DatasetRecord,
+        data: &[u8],
+        quota: &Quota,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        quotas::lock_tenant(&mut tx, self.dialect, &dataset.tenant, quota).await?;
         sqlx::query(&format!(
             "INSERT INTO datasets ({DATASET_COLUMNS}, data)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
@@ -107,8 +122,12 @@ impl Store {
         .bind(&dataset.notes)
         .bind(dataset.created_at)
         .bind(data)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        let size = dataset.size_bytes.max(0) as u64;
+        let adding = quotas::Adding::Bytes("data set", size);
+        quotas::check(&mut tx, &dataset.tenant, quota, adding).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -168,8 +187,23 @@ impl Store {
 
     /// Stores a model that no job produced (ImportModel).
     pub async fn insert_model(&self, model: &ModelRecord, data: &[u8]) -> Result<()> {
+        self.insert_model_within(model, data, &Quota::UNLIMITED)
+            .await
+    }
+
+    /// [`Store::insert_model`] checked against the tenant's stored-bytes `quota` in the
+    /// insert's transaction ([`StoreError::QuotaExceeded`] over it).
+    pub async fn insert_model_within(
+        &self,
+        model: &ModelRecord,
+        data: &[u8],
+        quota: &Quota,
+    ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
+        quotas::lock_tenant(&mut tx, self.dialect, &model.tenant, quota).await?;
         insert_model(&mut tx, model, data).await?;
+        let adding = quotas::Adding::Bytes("model", model.size_bytes.max(0) as u64);
+        quotas::check(&mut tx, &model.tenant, quota, adding).await?;
         tx.commit().await?;
         Ok(())
     }

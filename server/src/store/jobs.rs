@@ -1,6 +1,7 @@
 //! Jobs as the API sees them: submit (idempotent by request id), read, list, cancel, and
 //! the sequenced event log that WatchJob replays.
 use super::labels::{insert_labels, Labels};
+use super::quotas::{self, Quota};
 use super::{new_id, now_ms, Result, Store, StoreError};
 use ebm_api::v1::{JobEvent, JobState};
 use sqlx::any::AnyRow;
@@ -105,10 +106,27 @@ impl Store {
 
     /// [`Store::submit_job`] with labels, stored with the job in the same transaction.
     pub async fn submit_labelled_job(&self, new: &NewJob, labels: &Labels) -> Result<Submitted> {
+        self.submit_job_within(new, labels, &Quota::UNLIMITED).await
+    }
+
+    /// [`Store::submit_labelled_job`] checked against the tenant's `quota` in the insert's
+    /// transaction ([`StoreError::QuotaExceeded`] over it). A retry of a job that exists
+    /// already is never refused.
+    pub async fn submit_job_within(
+        &self,
+        new: &NewJob,
+        labels: &Labels,
+        quota: &Quota,
+    ) -> Result<Submitted> {
         let id = new_id("job");
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
+        quotas::lock_tenant(&mut tx, self.dialect, &new.tenant, quota).await?;
         let inserted = insert_job(&mut tx, &id, new, labels, now).await?;
+        if inserted {
+            // Dropping `tx` on the error rolls the insert back.
+            quotas::check(&mut tx, &new.tenant, quota, quotas::Adding::Jobs(1)).await?;
+        }
         tx.commit().await?;
         let row = sqlx::query(&format!(
             "SELECT {JOB_COLUMNS} FROM jobs WHERE tenant = $1 AND request_id = $2"

@@ -18,6 +18,7 @@ mod labels;
 mod leases;
 mod migrate;
 pub mod postgres;
+mod quotas;
 pub mod sqlite;
 mod sweeps;
 mod tokens;
@@ -26,6 +27,7 @@ pub use blobs::{Checkpoint, DatasetRecord, ModelRecord};
 pub use jobs::{EventRecord, JobRecord, NewEvent, NewJob, Submitted};
 pub use labels::Labels;
 pub use leases::{ClaimedJob, Finish, Lease, RetryPolicy, RunningLimits};
+pub use quotas::Quota;
 pub use sweeps::{NewVariant, SweepRecord, SweepSubmitted};
 pub use tokens::{TokenRecord, LAST_USED_RESOLUTION_MS};
 
@@ -42,6 +44,10 @@ pub enum StoreError {
     /// A fenced write found that the job no longer belongs to this attempt and owner.
     #[error("the job's lease was lost (it was requeued or finished elsewhere)")]
     LeaseLost,
+    /// An insert would take the tenant over one of its quotas (the message says which, and
+    /// the current use); nothing was stored.
+    #[error("{0}")]
+    QuotaExceeded(String),
 }
 
 impl From<serde_json::Error> for StoreError {

@@ -4,6 +4,7 @@
 //! failure leaves none of it.
 use super::jobs::{insert_job, JobRecord, NewJob, JOB_COLUMNS};
 use super::labels::Labels;
+use super::quotas::{self, Quota};
 use super::{now_ms, Result, Store};
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -72,8 +73,21 @@ impl Store {
         sweep: &SweepRecord,
         variants: &[NewVariant],
     ) -> Result<SweepSubmitted> {
+        self.submit_sweep_within(sweep, variants, &Quota::UNLIMITED)
+            .await
+    }
+
+    /// [`Store::submit_sweep`] checked against the tenant's `quota` (all of the sweep's jobs
+    /// count as queued) in the insert's transaction.
+    pub async fn submit_sweep_within(
+        &self,
+        sweep: &SweepRecord,
+        variants: &[NewVariant],
+        quota: &Quota,
+    ) -> Result<SweepSubmitted> {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
+        quotas::lock_tenant(&mut tx, self.dialect, &sweep.tenant, quota).await?;
         let inserted = sqlx::query(&format!(
             "INSERT INTO sweeps ({SWEEP_COLUMNS})
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
@@ -106,6 +120,8 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             }
+            let adding = quotas::Adding::Jobs(variants.len() as u64);
+            quotas::check(&mut tx, &sweep.tenant, quota, adding).await?;
         }
         tx.commit().await?;
         let row = sqlx::query(&format!(

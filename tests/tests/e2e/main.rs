@@ -9,6 +9,7 @@ mod bad_input;
 mod cancel;
 mod dca;
 mod estimators;
+mod fairness;
 mod idempotency;
 mod models;
 mod restart;
