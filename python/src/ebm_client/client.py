@@ -109,13 +109,26 @@ class Client:
     ``url``: ``http://host:port`` or ``https://host:port`` (a bare ``host:port`` means http;
     default ``$EBM_SERVER`` or http://127.0.0.1:50051). ``token``: bearer token (default
     ``$EBM_TOKEN``). ``ca_cert``: PEM file (path or bytes) to trust for https (default
-    ``$EBM_CA_CERT``, else the system's roots).
+    ``$EBM_CA_CERT``, else the system's roots). ``client_cert`` and ``client_key``: PEM client
+    certificate chain and its private key (paths or bytes; default ``$EBM_CLIENT_CERT`` and
+    ``$EBM_CLIENT_KEY``), for servers that require one (mutual TLS); give both or neither.
     """
 
-    def __init__(self, url: str | None = None, token: str | None = None, ca_cert: str | os.PathLike | bytes | None = None):
+    def __init__(
+        self,
+        url: str | None = None,
+        token: str | None = None,
+        ca_cert: str | os.PathLike | bytes | None = None,
+        client_cert: str | os.PathLike | bytes | None = None,
+        client_key: str | os.PathLike | bytes | None = None,
+    ):
         url = url or os.environ.get("EBM_SERVER") or DEFAULT_URL
         token = token if token is not None else os.environ.get("EBM_TOKEN")
         ca_cert = ca_cert if ca_cert is not None else os.environ.get("EBM_CA_CERT") or None
+        client_cert = client_cert if client_cert is not None else os.environ.get("EBM_CLIENT_CERT") or None
+        client_key = client_key if client_key is not None else os.environ.get("EBM_CLIENT_KEY") or None
+        if (client_cert is None) != (client_key is None):
+            raise ValueError("client_cert and client_key go together: give both or neither")
         if "://" not in url:
             url = "http://" + url
         scheme, _, target = url.partition("://")
@@ -124,14 +137,15 @@ class Client:
             raise ValueError(f"invalid server URL {url!r}: use http://HOST:PORT or https://HOST:PORT")
         self.url = url
         if scheme == "https":
-            roots = None
-            if ca_cert is not None:
-                roots = ca_cert if isinstance(ca_cert, bytes) else Path(ca_cert).read_bytes()
-            credentials = grpc.ssl_channel_credentials(root_certificates=roots)
+            credentials = grpc.ssl_channel_credentials(
+                root_certificates=_pem(ca_cert),
+                private_key=_pem(client_key),
+                certificate_chain=_pem(client_cert),
+            )
             self._channel = grpc.secure_channel(target, credentials, options=_CHANNEL_OPTIONS)
         else:
-            if ca_cert is not None:
-                raise ValueError("ca_cert is for https:// servers; this URL is http://")
+            if ca_cert is not None or client_cert is not None:
+                raise ValueError("ca_cert, client_cert and client_key are for https:// servers; this URL is http://")
             self._channel = grpc.insecure_channel(target, options=_CHANNEL_OPTIONS)
         if token and not all(33 <= ord(c) < 127 for c in token):
             raise ValueError("the token may contain only visible ASCII characters")
@@ -326,6 +340,13 @@ class Client:
         options.update(statistic=statistic, samples=samples, burn_in=burn_in, chains=chains, bins=bins)
         options = {k: (np.asarray(v).tolist() if isinstance(v, np.ndarray) else v) for k, v in options.items()}
         return self._run("observe", model, "observe", options, seed, backend).result
+
+
+def _pem(value: str | os.PathLike | bytes | None) -> bytes | None:
+    """PEM bytes given as bytes or read from a path."""
+    if value is None or isinstance(value, bytes):
+        return value
+    return Path(value).read_bytes()
 
 
 def _format_of(path: Path) -> str:
