@@ -125,3 +125,17 @@ def test_missing_things_raise_not_found(client):
     with pytest.raises(ebm_client.NotFoundError) as missing:
         client.model("mdl_does_not_exist")
     assert missing.value.code == grpc.StatusCode.NOT_FOUND and missing.value.message
+
+
+def test_labels_are_kept_and_filter_the_job_list(client, trained):
+    dataset, _, _ = trained
+    a = client.submit(SPEC, dataset=dataset, labels={"exp": "py-labels", "lr": "0.05"})
+    b = client.submit(SPEC, dataset=dataset, labels={"exp": "py-labels", "lr": "0.1"})
+    assert client.job(a.id).labels == {"exp": "py-labels", "lr": "0.05"}
+    assert {j.id for j in client.jobs(labels={"exp": "py-labels"})} == {a.id, b.id}
+    assert [j.id for j in client.jobs(labels={"exp": "py-labels", "lr": "0.1"})] == [b.id]
+    assert client.jobs(labels={"exp": "nothing-has-this"}) == []
+    with pytest.raises(ebm_client.EbmError):
+        client.submit(SPEC, dataset=dataset, labels={"bad key!": "x"})
+    for job in (a, b):
+        job.wait()

@@ -240,14 +240,15 @@ class Client:
         self._call(self._datasets.DeleteDataset, datasets_pb2.DeleteDatasetRequest(id=id))
 
     # ---- jobs ----
-    def submit(self, spec: Mapping[str, Any] | str | os.PathLike, request_id: str | None = None, priority: int = 0, **overrides) -> Job:
+    def submit(self, spec: Mapping[str, Any] | str | os.PathLike, request_id: str | None = None, priority: int = 0, labels: Mapping[str, str] | None = None, **overrides) -> Job:
         """Submits a job spec: a dict, TOML text, or a path to a TOML file (docs/job-spec.md).
 
         ``overrides`` change values first: ``train__epochs=5`` (double underscore = dot),
         ``seed=3``; ``dataset=`` and ``model=`` also take a Dataset or Model. A
         ``dataset_path`` is uploaded first (once per content; a relative path is looked up
         beside a spec file, then in the current directory). Retrying with the same
-        ``request_id`` returns the original job.
+        ``request_id`` returns the original job. ``labels``: ``{"key": "value"}`` pairs to
+        find the job by (``jobs(labels=...)``).
         """
         base = Path.cwd()
         if isinstance(spec, os.PathLike):
@@ -260,21 +261,24 @@ class Client:
             if not path.is_absolute() and (base / path).exists():
                 path = base / path
             message.dataset = self.ensure_uploaded(path).id
-        request = jobs_pb2.SubmitJobRequest(request_id=request_id or str(uuid.uuid4()), spec=message, priority=priority)
+        request = jobs_pb2.SubmitJobRequest(
+            request_id=request_id or str(uuid.uuid4()), spec=message, priority=priority, labels=dict(labels or {})
+        )
         return Job(self, self._call(self._jobs.SubmitJob, request))
 
     def job(self, id: str) -> Job:
         return Job(self, self._call(self._jobs.GetJob, jobs_pb2.GetJobRequest(id=id)))
 
-    def jobs(self, state: str | None = None) -> list[Job]:
-        """Every job, or those in ``state`` (queued, running, succeeded, failed, cancelled)."""
+    def jobs(self, state: str | None = None, labels: Mapping[str, str] | None = None) -> list[Job]:
+        """Every job, or those in ``state`` (queued, running, succeeded, failed, cancelled)
+        and carrying every one of ``labels`` (key and value equal)."""
         value = 0
         if state is not None:
             names = {state_name(v): v for v in range(1, 6)}
             if state not in names:
                 raise ValueError(f"unknown job state {state!r}: use one of {', '.join(names)}")
             value = names[state]
-        pages = self._pages(self._jobs.ListJobs, jobs_pb2.ListJobsRequest, "jobs", state=value)
+        pages = self._pages(self._jobs.ListJobs, jobs_pb2.ListJobsRequest, "jobs", state=value, labels=dict(labels or {}))
         return [Job(self, j) for j in pages]
 
     # ---- models ----
