@@ -31,15 +31,22 @@ def server_binary() -> Path:
 
 
 class ServerProcess:
-    def __init__(self, data_dir: Path, port: int = 0):
+    def __init__(self, data_dir: Path, port: int = 0, tls: "dict[str, Path] | None" = None):
+        """``tls``: ``cert``/``key`` (PEM files, served over TLS), optional ``client_ca`` (mutual
+        TLS), and ``ca`` plus ``client_cert``/``client_key`` for the health check."""
         self.data_dir = data_dir
         self.port = port
+        self.tls = tls
         self.process: subprocess.Popen | None = None
         self.log: list[str] = []
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+
+    def command(self, *args: str) -> list[str]:
+        """An ``ebm-server`` command line on this server's store (e.g. ``tokens create``)."""
+        return [str(server_binary()), "--data-dir", str(self.data_dir), *args]
 
     def start(self) -> "ServerProcess":
         binary = server_binary()
@@ -51,7 +58,7 @@ class ServerProcess:
         started = threading.Event()
         self.process = subprocess.Popen(
             [str(binary), "--listen", f"127.0.0.1:{self.port}", "--metrics-listen", "127.0.0.1:0",
-             "--data-dir", str(self.data_dir), "--log-format", "json"],
+             "--data-dir", str(self.data_dir), "--log-format", "json", *self._tls_args()],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
             env={**os.environ, "RUST_LOG": "info"}, cwd=self.data_dir,
         )
@@ -76,10 +83,26 @@ class ServerProcess:
         self._wait_healthy(deadline)
         return self
 
+    def _tls_args(self) -> list[str]:
+        if not self.tls:
+            return []
+        args = ["--tls-cert", str(self.tls["cert"]), "--tls-key", str(self.tls["key"])]
+        if self.tls.get("client_ca"):
+            args += ["--tls-client-ca", str(self.tls["client_ca"])]
+        return args
+
+    def _channel(self) -> grpc.Channel:
+        target = f"127.0.0.1:{self.port}"
+        if not self.tls:
+            return grpc.insecure_channel(target)
+        read = lambda key: Path(self.tls[key]).read_bytes() if self.tls.get(key) else None
+        credentials = grpc.ssl_channel_credentials(read("ca"), read("client_key"), read("client_cert"))
+        return grpc.secure_channel(target, credentials)
+
     def _wait_healthy(self, deadline: float) -> None:
         # grpc.health.v1.Health/Check with an empty HealthCheckRequest; the response
         # HealthCheckResponse{status: SERVING} encodes as field 1, varint 1: b"\x08\x01".
-        with grpc.insecure_channel(f"127.0.0.1:{self.port}") as channel:
+        with self._channel() as channel:
             check = channel.unary_unary("/grpc.health.v1.Health/Check")
             while True:
                 try:

@@ -125,3 +125,32 @@ def test_missing_things_raise_not_found(client):
     with pytest.raises(ebm_client.NotFoundError) as missing:
         client.model("mdl_does_not_exist")
     assert missing.value.code == grpc.StatusCode.NOT_FOUND and missing.value.message
+
+
+def test_labels_are_kept_and_filter_the_job_list(client, trained):
+    dataset, _, _ = trained
+    a = client.submit(SPEC, dataset=dataset, labels={"exp": "py-labels", "lr": "0.05"})
+    b = client.submit(SPEC, dataset=dataset, labels={"exp": "py-labels", "lr": "0.1"})
+    assert client.job(a.id).labels == {"exp": "py-labels", "lr": "0.05"}
+    assert {j.id for j in client.jobs(labels={"exp": "py-labels"})} == {a.id, b.id}
+    assert [j.id for j in client.jobs(labels={"exp": "py-labels", "lr": "0.1"})] == [b.id]
+    assert client.jobs(labels={"exp": "nothing-has-this"}) == []
+    with pytest.raises(ebm_client.EbmError):
+        client.submit(SPEC, dataset=dataset, labels={"bad key!": "x"})
+    for job in (a, b):
+        job.wait()
+
+
+def test_sweep_runs_every_grid_point_and_seed(client, trained):
+    dataset, _, _ = trained
+    sweep = client.sweep(SPEC, grid={"train.learning_rate": [0.01, 0.05]}, seeds=2, dataset=dataset, labels={"exp": "py-sweep"})
+    assert sweep.id.startswith("swp_") and sweep.variants == 4 and len(sweep.jobs) == 4
+    assert sweep.grid == {"train.learning_rate": ["0.01", "0.05"]}
+    assert client.get_sweep(sweep.id).id == sweep.id
+    rows = sweep.wait().table()
+    assert sorted((r["train.learning_rate"], r["seed"]) for r in rows) == [
+        ("0.01", "11"), ("0.01", "12"), ("0.05", "11"), ("0.05", "12")]  # seeds: the spec's seed = 11, then 12
+    assert all(r["state"] == "succeeded" and "pseudo_log_likelihood" in r for r in rows), rows
+    assert {j.id for j in client.jobs(labels={"sweep": sweep.id})} == {r["job"] for r in rows}
+    with pytest.raises(ebm_client.EbmError):
+        client.sweep(SPEC, grid={"train.no_such_field": [1]}, dataset=dataset)

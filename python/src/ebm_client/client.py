@@ -22,6 +22,7 @@ import numpy as np
 from . import spec as specs
 from . import tensors
 from ._proto import datasets_pb2, datasets_pb2_grpc, jobs_pb2, jobs_pb2_grpc, models_pb2, models_pb2_grpc
+from ._proto import sweeps_pb2, sweeps_pb2_grpc
 from .errors import EbmError, from_rpc_error
 from .jobs import Job, JobResult, state_name
 
@@ -109,13 +110,26 @@ class Client:
     ``url``: ``http://host:port`` or ``https://host:port`` (a bare ``host:port`` means http;
     default ``$EBM_SERVER`` or http://127.0.0.1:50051). ``token``: bearer token (default
     ``$EBM_TOKEN``). ``ca_cert``: PEM file (path or bytes) to trust for https (default
-    ``$EBM_CA_CERT``, else the system's roots).
+    ``$EBM_CA_CERT``, else the system's roots). ``client_cert`` and ``client_key``: PEM client
+    certificate chain and its private key (paths or bytes; default ``$EBM_CLIENT_CERT`` and
+    ``$EBM_CLIENT_KEY``), for servers that require one (mutual TLS); give both or neither.
     """
 
-    def __init__(self, url: str | None = None, token: str | None = None, ca_cert: str | os.PathLike | bytes | None = None):
+    def __init__(
+        self,
+        url: str | None = None,
+        token: str | None = None,
+        ca_cert: str | os.PathLike | bytes | None = None,
+        client_cert: str | os.PathLike | bytes | None = None,
+        client_key: str | os.PathLike | bytes | None = None,
+    ):
         url = url or os.environ.get("EBM_SERVER") or DEFAULT_URL
         token = token if token is not None else os.environ.get("EBM_TOKEN")
         ca_cert = ca_cert if ca_cert is not None else os.environ.get("EBM_CA_CERT") or None
+        client_cert = client_cert if client_cert is not None else os.environ.get("EBM_CLIENT_CERT") or None
+        client_key = client_key if client_key is not None else os.environ.get("EBM_CLIENT_KEY") or None
+        if (client_cert is None) != (client_key is None):
+            raise ValueError("client_cert and client_key go together: give both or neither")
         if "://" not in url:
             url = "http://" + url
         scheme, _, target = url.partition("://")
@@ -124,14 +138,15 @@ class Client:
             raise ValueError(f"invalid server URL {url!r}: use http://HOST:PORT or https://HOST:PORT")
         self.url = url
         if scheme == "https":
-            roots = None
-            if ca_cert is not None:
-                roots = ca_cert if isinstance(ca_cert, bytes) else Path(ca_cert).read_bytes()
-            credentials = grpc.ssl_channel_credentials(root_certificates=roots)
+            credentials = grpc.ssl_channel_credentials(
+                root_certificates=_pem(ca_cert),
+                private_key=_pem(client_key),
+                certificate_chain=_pem(client_cert),
+            )
             self._channel = grpc.secure_channel(target, credentials, options=_CHANNEL_OPTIONS)
         else:
-            if ca_cert is not None:
-                raise ValueError("ca_cert is for https:// servers; this URL is http://")
+            if ca_cert is not None or client_cert is not None:
+                raise ValueError("ca_cert, client_cert and client_key are for https:// servers; this URL is http://")
             self._channel = grpc.insecure_channel(target, options=_CHANNEL_OPTIONS)
         if token and not all(33 <= ord(c) < 127 for c in token):
             raise ValueError("the token may contain only visible ASCII characters")
@@ -139,6 +154,7 @@ class Client:
         self._jobs = jobs_pb2_grpc.JobServiceStub(self._channel)
         self._datasets = datasets_pb2_grpc.DatasetServiceStub(self._channel)
         self._models = models_pb2_grpc.ModelServiceStub(self._channel)
+        self._sweeps = sweeps_pb2_grpc.SweepServiceStub(self._channel)
 
     def __repr__(self) -> str:
         return f"Client({self.url!r})"
@@ -226,15 +242,7 @@ class Client:
         self._call(self._datasets.DeleteDataset, datasets_pb2.DeleteDatasetRequest(id=id))
 
     # ---- jobs ----
-    def submit(self, spec: Mapping[str, Any] | str | os.PathLike, request_id: str | None = None, priority: int = 0, **overrides) -> Job:
-        """Submits a job spec: a dict, TOML text, or a path to a TOML file (docs/job-spec.md).
-
-        ``overrides`` change values first: ``train__epochs=5`` (double underscore = dot),
-        ``seed=3``; ``dataset=`` and ``model=`` also take a Dataset or Model. A
-        ``dataset_path`` is uploaded first (once per content; a relative path is looked up
-        beside a spec file, then in the current directory). Retrying with the same
-        ``request_id`` returns the original job.
-        """
+    def _spec_message(self, spec, overrides) -> jobs_pb2.JobSpec:
         base = Path.cwd()
         if isinstance(spec, os.PathLike):
             base = Path(spec).parent
@@ -246,22 +254,55 @@ class Client:
             if not path.is_absolute() and (base / path).exists():
                 path = base / path
             message.dataset = self.ensure_uploaded(path).id
-        request = jobs_pb2.SubmitJobRequest(request_id=request_id or str(uuid.uuid4()), spec=message, priority=priority)
+        return message
+
+    def submit(self, spec: Mapping[str, Any] | str | os.PathLike, request_id: str | None = None, priority: int = 0, labels: Mapping[str, str] | None = None, **overrides) -> Job:
+        """Submits a job spec: a dict, TOML text, or a path to a TOML file (docs/job-spec.md).
+
+        ``overrides`` change values first: ``train__epochs=5`` (double underscore = dot),
+        ``seed=3``; ``dataset=`` and ``model=`` also take a Dataset or Model. A
+        ``dataset_path`` is uploaded first (once per content; a relative path is looked up
+        beside a spec file, then in the current directory). Retrying with the same
+        ``request_id`` returns the original job. ``labels``: ``{"key": "value"}`` pairs to
+        find the job by (``jobs(labels=...)``).
+        """
+        message = self._spec_message(spec, overrides)
+        request = jobs_pb2.SubmitJobRequest(
+            request_id=request_id or str(uuid.uuid4()), spec=message, priority=priority, labels=dict(labels or {})
+        )
         return Job(self, self._call(self._jobs.SubmitJob, request))
 
     def job(self, id: str) -> Job:
         return Job(self, self._call(self._jobs.GetJob, jobs_pb2.GetJobRequest(id=id)))
 
-    def jobs(self, state: str | None = None) -> list[Job]:
-        """Every job, or those in ``state`` (queued, running, succeeded, failed, cancelled)."""
+    def jobs(self, state: str | None = None, labels: Mapping[str, str] | None = None) -> list[Job]:
+        """Every job, or those in ``state`` (queued, running, succeeded, failed, cancelled)
+        and carrying every one of ``labels`` (key and value equal)."""
         value = 0
         if state is not None:
             names = {state_name(v): v for v in range(1, 6)}
             if state not in names:
                 raise ValueError(f"unknown job state {state!r}: use one of {', '.join(names)}")
             value = names[state]
-        pages = self._pages(self._jobs.ListJobs, jobs_pb2.ListJobsRequest, "jobs", state=value)
+        pages = self._pages(self._jobs.ListJobs, jobs_pb2.ListJobsRequest, "jobs", state=value, labels=dict(labels or {}))
         return [Job(self, j) for j in pages]
+
+    # ---- sweeps ----
+    def sweep(self, spec: Mapping[str, Any] | str | os.PathLike, grid: Mapping[str, Any] | None = None, seeds: int = 1, request_id: str | None = None, priority: int = 0, labels: Mapping[str, str] | None = None, **overrides) -> "Sweep":
+        """Submits one job per grid point and seed: ``grid={"train.learning_rate": [0.01,
+        0.05], "model.hidden": [16, 32]}`` (dotted job-spec fields; values as in TOML),
+        ``seeds=n`` repeats each point n times with seeds seed, seed+1, ... (the spec's seed; docs/job-spec.md). ``spec`` and
+        ``overrides`` as for :meth:`submit`."""
+        message = self._spec_message(spec, overrides)
+        axes = [sweeps_pb2.GridAxis(field=f, values=[_grid_value(v) for v in values]) for f, values in (grid or {}).items()]
+        request = sweeps_pb2.SubmitSweepRequest(
+            request_id=request_id or str(uuid.uuid4()), spec=message, grid=axes, seeds=seeds,
+            priority=priority, labels=dict(labels or {}),
+        )
+        return Sweep(self, self._call(self._sweeps.SubmitSweep, request))
+
+    def get_sweep(self, id: str) -> "Sweep":
+        return Sweep(self, self._call(self._sweeps.GetSweep, sweeps_pb2.GetSweepRequest(id=id)))
 
     # ---- models ----
     def model(self, id: str | Model) -> Model:
@@ -326,6 +367,69 @@ class Client:
         options.update(statistic=statistic, samples=samples, burn_in=burn_in, chains=chains, bins=bins)
         options = {k: (np.asarray(v).tolist() if isinstance(v, np.ndarray) else v) for k, v in options.items()}
         return self._run("observe", model, "observe", options, seed, backend).result
+
+
+class Sweep:
+    """A submitted sweep: ``id``, ``jobs`` (in variant order), ``refresh()``, ``wait()`` and
+    ``table()`` (one row per job: its grid labels, seed, state and final metrics)."""
+
+    def __init__(self, client: Client, message: sweeps_pb2.Sweep):
+        self._client = client
+        self._message = message
+
+    def __repr__(self) -> str:
+        return f"Sweep(id={self.id!r}, variants={self.variants})"
+
+    id = property(lambda self: self._message.id)
+    variants = property(lambda self: self._message.variants)
+    grid = property(lambda self: {a.field: list(a.values) for a in self._message.grid})
+    labels = property(lambda self: dict(self._message.labels))
+    jobs = property(lambda self: [Job(self._client, j) for j in self._message.jobs])
+
+    def refresh(self) -> "Sweep":
+        self._message = self._client.get_sweep(self.id)._message
+        return self
+
+    def cancel(self) -> "Sweep":
+        self._message = self._client._call(self._client._sweeps.CancelSweep, sweeps_pb2.CancelSweepRequest(id=self.id))
+        return self
+
+    def wait(self) -> "Sweep":
+        """Waits for every job to end (a failed job does not raise; see ``table()``)."""
+        for job in self.jobs:
+            try:
+                job.wait()
+            except EbmError:
+                pass
+        return self.refresh()
+
+    def table(self) -> list[dict[str, Any]]:
+        """One dict per job: ``job``, ``state``, the job's grid-field and ``seed`` labels, and
+        its final metrics (empty until it succeeded)."""
+        keys = set(self.grid) | {"seed"}
+        rows = []
+        for job in self.jobs:
+            row: dict[str, Any] = {"job": job.id, "state": job.state}
+            row.update({k: v for k, v in job.labels.items() if k in keys})
+            result = job.result
+            if result is not None:
+                row.update(result.final_metrics)
+            rows.append(row)
+        return rows
+
+
+def _grid_value(value: Any) -> str:
+    """A grid value as the server parses it (TOML-like text: true/false, numbers, strings)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _pem(value: str | os.PathLike | bytes | None) -> bytes | None:
+    """PEM bytes given as bytes or read from a path."""
+    if value is None or isinstance(value, bytes):
+        return value
+    return Path(value).read_bytes()
 
 
 def _format_of(path: Path) -> str:

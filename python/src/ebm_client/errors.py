@@ -91,4 +91,26 @@ def from_rpc_error(error: grpc.RpcError) -> EbmError:
     """The exception for a failed call, keeping its code and the server's message."""
     code = error.code() if hasattr(error, "code") else grpc.StatusCode.UNKNOWN
     message = error.details() if hasattr(error, "details") else str(error)
-    return _BY_CODE.get(code, EbmError)(code, message or "")
+    message = message or ""
+    if code == grpc.StatusCode.UNAVAILABLE:
+        message += _tls_advice(message)
+    return _BY_CODE.get(code, EbmError)(code, message)
+
+
+def _tls_advice(detail: str) -> str:
+    """An explanation for gRPC's TLS handshake failures (its detail names only the OpenSSL
+    reason), as the Rust client gives."""
+    lower = detail.lower()
+    if "certificate_verify_failed" in lower or "certificate verify failed" in lower:
+        return (
+            " (the server's TLS certificate is not trusted: pass ca_cert= (or $EBM_CA_CERT) with"
+            " the PEM of the CA that signed it)"
+        )
+    # With TLS 1.3 the server's refusal of a missing client certificate arrives after the
+    # handshake, which gRPC reports only as "Unwrap failed (TSI_DATA_CORRUPTED)".
+    if any(s in lower for s in ("certificate required", "certificate_required", "handshake failure", "tsi_data_corrupted")):
+        return (
+            " (the server refused the TLS connection; if it requires client certificates (mutual"
+            " TLS), pass client_cert= and client_key= (or $EBM_CLIENT_CERT/$EBM_CLIENT_KEY))"
+        )
+    return ""

@@ -168,6 +168,10 @@ class Job:
         return self._message.error
 
     @property
+    def labels(self) -> dict[str, str]:
+        return dict(self._message.labels)
+
+    @property
     def attempt(self) -> int:
         return self._message.attempt
 
