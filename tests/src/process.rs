@@ -43,6 +43,16 @@ impl ServerProcess {
     /// Starts `ebm-server` on `database_url` with `workers` workers, and waits (up to 60 s)
     /// until it answers.
     pub async fn start(database_url: &str, workers: u32) -> (ServerProcess, Client) {
+        ServerProcess::start_with_env(database_url, workers, &[]).await
+    }
+
+    /// As [`ServerProcess::start`], with extra `EBM__...` settings in the environment
+    /// (e.g. `("EBM__LEASE_SECONDS", "1.5")`).
+    pub async fn start_with_env(
+        database_url: &str,
+        workers: u32,
+        env: &[(&str, &str)],
+    ) -> (ServerProcess, Client) {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let port = free_port();
         let url = format!("http://127.0.0.1:{port}");
@@ -56,6 +66,7 @@ impl ServerProcess {
             .env("EBM__POLL_SECONDS", "0.2")
             .env("EBM__HEARTBEAT_SECONDS", "0.2")
             .env("EBM__LOG_FILTER", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .spawn()
             .expect("start ebm-server");
@@ -80,6 +91,14 @@ impl ServerProcess {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+}
+
+impl ServerProcess {
+    /// SIGKILL (`kill -9`: no shutdown, no checkpoint, no lease release) and reap.
+    pub fn kill_9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

@@ -376,15 +376,21 @@ async fn train_model(client: &Client, toml: &str) -> (Vec<u8>, String) {
 async fn potts_and_lattice_on_wgpu_match_cpu() {
     let server = TestServer::start(StoreKind::Sqlite).await;
     let client = &server.client;
-    let fasta: String = ["ACDEFGHI", "ACDEFGHK", "ACDQFGHI", "MCDEFGYI", "ACDEWGHI", "ACNEFGHI"]
-        .iter()
-        .cycle()
-        .take(48)
-        .enumerate()
-        .map(|(i, s)| format!(">s{i}\n{s}\n"))
-        .collect();
+    let fasta: String = [
+        "ACDEFGHI", "ACDEFGHK", "ACDQFGHI", "MCDEFGYI", "ACDEWGHI", "ACNEFGHI",
+    ]
+    .iter()
+    .cycle()
+    .take(48)
+    .enumerate()
+    .map(|(i, s)| format!(">s{i}\n{s}\n"))
+    .collect();
     let alignment = client
-        .upload_dataset_bytes("tiny-msa", ebm_client::DatasetFormat::Fasta, fasta.into_bytes())
+        .upload_dataset_bytes(
+            "tiny-msa",
+            ebm_client::DatasetFormat::Fasta,
+            fasta.into_bytes(),
+        )
         .await
         .expect("upload the alignment");
     // 8 x 8 spins, 0/1, +1 with probability ~0.7 (a fixed LCG).
@@ -453,7 +459,10 @@ sampler = "gibbs"
     };
     let (gpu, gpu_backend) = train_model(client, &potts("wgpu")).await;
     let (cpu, cpu_backend) = train_model(client, &potts("cpu")).await;
-    assert_eq!((gpu_backend.as_str(), cpu_backend.as_str()), ("wgpu", "cpu"));
+    assert_eq!(
+        (gpu_backend.as_str(), cpu_backend.as_str()),
+        ("wgpu", "cpu")
+    );
     let (gpu, cpu) = (
         ebm_engine::potts::file::from_bytes(&gpu).expect("a Potts model file"),
         ebm_engine::potts::file::from_bytes(&cpu).expect("a Potts model file"),
@@ -468,7 +477,10 @@ sampler = "gibbs"
         ebm_engine::lattice::file::from_bytes(&gpu).expect("a lattice model file"),
         ebm_engine::lattice::file::from_bytes(&cpu).expect("a lattice model file"),
     );
-    assert!(cpu.coupling != 0.0 && cpu.field != 0.0, "training moved J and h");
+    assert!(
+        cpu.coupling != 0.0 && cpu.field != 0.0,
+        "training moved J and h"
+    );
     assert_eq!(gpu, cpu, "lattice parameters on wgpu and cpu");
     server.stop().await;
 }
