@@ -43,7 +43,7 @@ impl ServerProcess {
     /// Starts `ebm-server` on `database_url` with `workers` workers, and waits (up to 60 s)
     /// until it answers.
     pub async fn start(database_url: &str, workers: u32) -> (ServerProcess, Client) {
-        ServerProcess::start_configured(database_url, workers, "").await
+        ServerProcess::launch(database_url, workers, "", &[]).await
     }
 
     /// [`ServerProcess::start`] with `config_toml` as its configuration file (`--config`),
@@ -53,6 +53,25 @@ impl ServerProcess {
         database_url: &str,
         workers: u32,
         config_toml: &str,
+    ) -> (ServerProcess, Client) {
+        ServerProcess::launch(database_url, workers, config_toml, &[]).await
+    }
+
+    /// As [`ServerProcess::start`], with extra `EBM__...` settings in the environment
+    /// (e.g. `("EBM__LEASE_SECONDS", "1.5")`).
+    pub async fn start_with_env(
+        database_url: &str,
+        workers: u32,
+        env: &[(&str, &str)],
+    ) -> (ServerProcess, Client) {
+        ServerProcess::launch(database_url, workers, "", env).await
+    }
+
+    async fn launch(
+        database_url: &str,
+        workers: u32,
+        config_toml: &str,
+        env: &[(&str, &str)],
     ) -> (ServerProcess, Client) {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let config_path = dir.path().join("ebm.toml");
@@ -71,6 +90,7 @@ impl ServerProcess {
             .env("EBM__POLL_SECONDS", "0.2")
             .env("EBM__HEARTBEAT_SECONDS", "0.2")
             .env("EBM__LOG_FILTER", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .spawn()
             .expect("start ebm-server");
@@ -101,6 +121,14 @@ impl ServerProcess {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+}
+
+impl ServerProcess {
+    /// SIGKILL (`kill -9`: no shutdown, no checkpoint, no lease release) and reap.
+    pub fn kill_9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

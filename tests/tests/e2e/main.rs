@@ -7,6 +7,7 @@ mod ais_train;
 mod auth;
 mod bad_input;
 mod cancel;
+mod chaos;
 mod dca;
 mod estimators;
 mod fairness;
