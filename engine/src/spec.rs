@@ -1,10 +1,11 @@
 //! Engine-side job specs. `ModelSpec` and `TrainSpec` mirror `ModelConfig` and
 //! `TrainConfig` of proto/ebm/v1/jobs.proto field for field (unset = `None` or `""`), so
-//! the server converts mechanically; `validate_train` checks a spec against the data
-//! before any work starts and says what to fix, and `TrainSpec::resolve` fills in the
-//! defaults (documented on each field) as one `TrainSettings` every family uses.
+//! the server converts mechanically; `validate_common` holds the checks of a training
+//! request that every family shares (each family adds its own: `crate::family`), and
+//! `TrainSpec::resolve` fills in the defaults (documented on each field) as one
+//! `TrainSettings` every family uses.
 
-use crate::data::{Dataset, ValueKind};
+use crate::data::ValueKind;
 use crate::error::{EngineError, Result};
 use serde::{Deserialize, Serialize};
 
@@ -521,8 +522,15 @@ pub fn check_ladder(betas: &[f64]) -> Result<()> {
     Ok(())
 }
 
-/// Checks a training request against the data before any work starts.
-pub fn validate_train(model: &ModelSpec, train: &TrainSpec, data: &DataShape) -> Result<()> {
+/// The checks of a training request that every family shares (the data is not empty, its
+/// columns match `model.visible`, the options resolve, `ais_every` fits the family); each
+/// family's own follow in [`crate::train::validate_train`]. Returns the model type and the
+/// resolved options.
+pub fn validate_common(
+    model: &ModelSpec,
+    train: &TrainSpec,
+    data: &DataShape,
+) -> Result<(ModelType, TrainSettings)> {
     let model_type = ModelType::from_name(&model.model_type)?;
     if data.rows == 0 || data.cols == 0 {
         return Err(EngineError::invalid("the data set is empty"));
@@ -537,45 +545,7 @@ pub fn validate_train(model: &ModelSpec, train: &TrainSpec, data: &DataShape) ->
     }
     let settings = train.resolve(data.rows)?;
     validate_ais(model_type, train, data)?;
-    match model_type {
-        ModelType::BernoulliRbm | ModelType::GaussianRbm => {
-            crate::rbm::validate(model_type, model, train, &settings, data)
-        }
-        ModelType::Potts => crate::potts::options::validate(model, train, data),
-        ModelType::LatticeIsing => crate::lattice::options::validate(model, train, data),
-    }
-}
-
-/// Whether the values of a data set of this kind can make a request that passed
-/// `validate_train` fail, so that a caller that has only the shape (the server, at
-/// submission) should load the values and run [`validate_train_data`]: Bernoulli RBMs need
-/// values in [0, 1], Potts models integer states, the lattice spins; real-valued data can
-/// break each of those, binary and categorical data cannot.
-pub fn values_need_checking(model: &ModelSpec, kind: ValueKind) -> bool {
-    kind == ValueKind::Real
-        && matches!(
-            ModelType::from_name(&model.model_type),
-            Ok(ModelType::BernoulliRbm | ModelType::Potts | ModelType::LatticeIsing)
-        )
-}
-
-/// `validate_train` plus the checks that need the values themselves (see
-/// [`values_need_checking`]): everything a trainer would refuse, without training.
-pub fn validate_train_data(model: &ModelSpec, train: &TrainSpec, data: &Dataset) -> Result<()> {
-    let shape = DataShape {
-        rows: data.rows,
-        cols: data.cols,
-        kind: data.kind,
-        q: data.q,
-    };
-    validate_train(model, train, &shape)?;
-    match ModelType::from_name(&model.model_type)? {
-        model_type @ (ModelType::BernoulliRbm | ModelType::GaussianRbm) => {
-            crate::rbm::check_values(model_type, data)
-        }
-        ModelType::Potts => crate::potts::options::check_values(model, train, data),
-        ModelType::LatticeIsing => crate::lattice::options::check_values(data),
-    }
+    Ok((model_type, settings))
 }
 
 #[cfg(test)]

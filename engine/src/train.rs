@@ -6,38 +6,63 @@
 //! ([`crate::estimate::heldout`]); they draw from a stream of their own, so training and
 //! checkpoints are the same with or without them.
 
-use crate::backend::cpu::CpuBackend;
 use crate::backend::BackendKind;
-use crate::data::Dataset;
+use crate::data::{Dataset, ValueKind};
 use crate::error::{EngineError, Result};
 use crate::estimate::heldout::HeldOutAis;
-use crate::lattice::sampler::{CpuLatticeSampler, LatticeSampler};
-use crate::lattice::trainer::LatticeTrainer;
-use crate::potts::sampler::{CpuPottsSampler, PottsSampler};
-use crate::potts::trainer::PottsTrainer;
-use crate::rbm::trainer::RbmTrainer;
-use crate::spec::{validate_train, DataShape, ModelSpec, ModelType, TrainSpec};
-use std::collections::BTreeMap;
+pub use crate::family::{EpochReport, FamilyTrainer};
+use crate::family::{Family, Start, TrainRequest};
+use crate::registry::family;
+use crate::spec::{validate_common, DataShape, ModelSpec, ModelType, TrainSpec};
 
-/// What one finished epoch reports: `epoch` counts from 1.
-#[derive(Clone, Debug, PartialEq)]
-pub struct EpochReport {
-    pub epoch: usize,
-    pub metrics: BTreeMap<String, f64>,
+/// Runs `then` on a validated request: the common checks, then the family's. (Validation
+/// does not depend on the seed or the backend.)
+fn validated<T>(
+    model: &ModelSpec,
+    train: &TrainSpec,
+    data: &DataShape,
+    (seed, backend): (u64, BackendKind),
+    then: impl FnOnce(&dyn Family, &TrainRequest) -> Result<T>,
+) -> Result<T> {
+    let (model_type, settings) = validate_common(model, train, data)?;
+    let request = TrainRequest {
+        model_type,
+        model,
+        train,
+        settings: &settings,
+        seed,
+        backend,
+    };
+    let family = family(model_type);
+    family.validate(&request, data)?;
+    then(family, &request)
 }
 
-/// A model family's trainer.
-pub trait FamilyTrainer: Send {
-    fn epochs_done(&self) -> usize;
-    fn epochs_total(&self) -> usize;
-    /// See [`Trainer::run_epoch`].
-    fn run_epoch(
-        &mut self,
-        should_stop: &dyn Fn() -> bool,
-        progress: &mut dyn FnMut(f64),
-    ) -> Result<Option<EpochReport>>;
-    fn checkpoint(&self) -> Result<Vec<u8>>;
-    fn model_file(&self) -> Result<Vec<u8>>;
+/// Checks a training request against the data before any work starts: the common checks,
+/// then the family's.
+pub fn validate_train(model: &ModelSpec, train: &TrainSpec, data: &DataShape) -> Result<()> {
+    validated(model, train, data, (0, BackendKind::Cpu), |_, _| Ok(()))
+}
+
+/// Whether the values of a data set of this kind can make a request that passed
+/// `validate_train` fail, so that a caller that has only the shape (the server, at
+/// submission) should load the values and run [`validate_train_data`]: Bernoulli RBMs need
+/// values in [0, 1], Potts models integer states, the lattice spins; real-valued data can
+/// break each of those, binary and categorical data cannot.
+pub fn values_need_checking(model: &ModelSpec, kind: ValueKind) -> bool {
+    ModelType::from_name(&model.model_type).is_ok_and(|t| family(t).values_need_checking(t, kind))
+}
+
+/// `validate_train` plus the checks that need the values themselves (see
+/// [`values_need_checking`]): everything a trainer would refuse, without training.
+pub fn validate_train_data(model: &ModelSpec, train: &TrainSpec, data: &Dataset) -> Result<()> {
+    validated(
+        model,
+        train,
+        &shape_of(data),
+        (0, BackendKind::Cpu),
+        |f, r| f.check_values(r, data),
+    )
 }
 
 /// Trains one model. Create with `new` (or `resume` from a checkpoint), call `run_epoch`
@@ -86,48 +111,27 @@ fn heldout_ais(
     )?))
 }
 
-fn unavailable(backend: BackendKind) -> EngineError {
-    EngineError::invalid(format!(
-        "backend {} is not available in this build: use backend = \"cpu\"",
-        backend.name()
-    ))
-}
-
-/// The sweeps of Potts training on `backend`.
-fn potts_sampler(backend: BackendKind) -> Result<Box<dyn PottsSampler>> {
-    Ok(match backend {
-        BackendKind::Cpu => Box::new(CpuPottsSampler),
-        #[cfg(feature = "wgpu")]
-        BackendKind::Wgpu => Box::new(crate::backend::cube::samplers::CubePottsSampler::<
-            cubecl::wgpu::WgpuRuntime,
-        >::new()?),
-        #[cfg(feature = "cuda")]
-        BackendKind::Cuda => Box::new(crate::backend::cube::samplers::CubePottsSampler::<
-            cubecl::cuda::CudaRuntime,
-        >::new()?),
-        #[allow(unreachable_patterns)]
-        other => return Err(unavailable(other)),
-    })
-}
-
-/// The sweeps of lattice training on `backend`.
-fn lattice_sampler(backend: BackendKind) -> Result<Box<dyn LatticeSampler>> {
-    Ok(match backend {
-        BackendKind::Cpu => Box::new(CpuLatticeSampler),
-        #[cfg(feature = "wgpu")]
-        BackendKind::Wgpu => Box::new(crate::backend::cube::samplers::CubeLatticeSampler::<
-            cubecl::wgpu::WgpuRuntime,
-        >::new()?),
-        #[cfg(feature = "cuda")]
-        BackendKind::Cuda => Box::new(crate::backend::cube::samplers::CubeLatticeSampler::<
-            cubecl::cuda::CudaRuntime,
-        >::new()?),
-        #[allow(unreachable_patterns)]
-        other => return Err(unavailable(other)),
-    })
-}
-
 impl Trainer {
+    /// Validates the request, then builds the family's trainer on `backend` from `start`.
+    fn start(
+        model: &ModelSpec,
+        train: &TrainSpec,
+        seed: u64,
+        data: Dataset,
+        backend: BackendKind,
+        start: Start,
+    ) -> Result<Self> {
+        let shape = shape_of(&data);
+        validated(model, train, &shape, (seed, backend), |family, request| {
+            let ais = heldout_ais(model, train, seed, &data, backend)?;
+            Ok(Trainer {
+                checkpoint_every: request.settings.checkpoint_every,
+                inner: family.trainer(request, data, start)?,
+                ais,
+            })
+        })
+    }
+
     pub fn new(
         model: &ModelSpec,
         train: &TrainSpec,
@@ -135,57 +139,7 @@ impl Trainer {
         data: Dataset,
         backend: BackendKind,
     ) -> Result<Self> {
-        validate_train(model, train, &shape_of(&data))?;
-        let checkpoint_every = train.resolve(data.rows)?.checkpoint_every;
-        let ais = heldout_ais(model, train, seed, &data, backend)?;
-        let inner: Box<dyn FamilyTrainer> = match ModelType::from_name(&model.model_type)? {
-            ModelType::BernoulliRbm | ModelType::GaussianRbm => match backend {
-                BackendKind::Cpu => Box::new(RbmTrainer::new(
-                    CpuBackend::new(),
-                    model,
-                    train,
-                    seed,
-                    data,
-                )?),
-                #[cfg(feature = "wgpu")]
-                BackendKind::Wgpu => Box::new(RbmTrainer::new(
-                    crate::backend::cube::WgpuBackend::new()?,
-                    model,
-                    train,
-                    seed,
-                    data,
-                )?),
-                #[cfg(feature = "cuda")]
-                BackendKind::Cuda => Box::new(RbmTrainer::new(
-                    crate::backend::cube::CudaBackend::new()?,
-                    model,
-                    train,
-                    seed,
-                    data,
-                )?),
-                #[allow(unreachable_patterns)]
-                other => return Err(unavailable(other)),
-            },
-            ModelType::Potts => Box::new(PottsTrainer::with_sampler(
-                model,
-                train,
-                seed,
-                data,
-                potts_sampler(backend)?,
-            )?),
-            ModelType::LatticeIsing => Box::new(LatticeTrainer::with_sampler(
-                model,
-                train,
-                seed,
-                data,
-                lattice_sampler(backend)?,
-            )?),
-        };
-        Ok(Trainer {
-            inner,
-            checkpoint_every,
-            ais,
-        })
+        Self::start(model, train, seed, data, backend, Start::Fresh)
     }
 
     /// Like `new`, starting from the parameters of `init_model` (a model file of the same
@@ -198,51 +152,8 @@ impl Trainer {
         backend: BackendKind,
         init_model: &[u8],
     ) -> Result<Self> {
-        validate_train(model, train, &shape_of(&data))?;
-        let checkpoint_every = train.resolve(data.rows)?.checkpoint_every;
-        let ais = heldout_ais(model, train, seed, &data, backend)?;
-        let inner: Box<dyn FamilyTrainer> = match ModelType::from_name(&model.model_type)? {
-            ModelType::BernoulliRbm | ModelType::GaussianRbm => match backend {
-                BackendKind::Cpu => {
-                    let mut t = RbmTrainer::new(CpuBackend::new(), model, train, seed, data)?;
-                    t.initialize_from(init_model)?;
-                    Box::new(t)
-                }
-                #[cfg(feature = "wgpu")]
-                BackendKind::Wgpu => {
-                    let backend = crate::backend::cube::WgpuBackend::new()?;
-                    let mut t = RbmTrainer::new(backend, model, train, seed, data)?;
-                    t.initialize_from(init_model)?;
-                    Box::new(t)
-                }
-                #[cfg(feature = "cuda")]
-                BackendKind::Cuda => {
-                    let backend = crate::backend::cube::CudaBackend::new()?;
-                    let mut t = RbmTrainer::new(backend, model, train, seed, data)?;
-                    t.initialize_from(init_model)?;
-                    Box::new(t)
-                }
-                #[allow(unreachable_patterns)]
-                other => return Err(unavailable(other)),
-            },
-            ModelType::Potts => {
-                let sampler = potts_sampler(backend)?;
-                let mut t = PottsTrainer::with_sampler(model, train, seed, data, sampler)?;
-                t.initialize_from(init_model)?;
-                Box::new(t)
-            }
-            ModelType::LatticeIsing => {
-                let sampler = lattice_sampler(backend)?;
-                let mut t = LatticeTrainer::with_sampler(model, train, seed, data, sampler)?;
-                t.initialize_from(init_model)?;
-                Box::new(t)
-            }
-        };
-        Ok(Trainer {
-            inner,
-            checkpoint_every,
-            ais,
-        })
+        let start = Start::InitialModel(init_model);
+        Self::start(model, train, seed, data, backend, start)
     }
 
     /// Continues from `checkpoint` (bytes from `checkpoint()`), which must come from the
@@ -255,55 +166,8 @@ impl Trainer {
         backend: BackendKind,
         checkpoint: &[u8],
     ) -> Result<Self> {
-        validate_train(model, train, &shape_of(&data))?;
-        let checkpoint_every = train.resolve(data.rows)?.checkpoint_every;
-        let ais = heldout_ais(model, train, seed, &data, backend)?;
-        let inner: Box<dyn FamilyTrainer> = match ModelType::from_name(&model.model_type)? {
-            ModelType::BernoulliRbm | ModelType::GaussianRbm => match backend {
-                BackendKind::Cpu => {
-                    let mut t = RbmTrainer::new(CpuBackend::new(), model, train, seed, data)?;
-                    crate::rbm::checkpoint::restore(&mut t, checkpoint)?;
-                    Box::new(t)
-                }
-                #[cfg(feature = "wgpu")]
-                BackendKind::Wgpu => {
-                    let backend = crate::backend::cube::WgpuBackend::new()?;
-                    let mut t = RbmTrainer::new(backend, model, train, seed, data)?;
-                    crate::rbm::checkpoint::restore(&mut t, checkpoint)?;
-                    Box::new(t)
-                }
-                #[cfg(feature = "cuda")]
-                BackendKind::Cuda => {
-                    let backend = crate::backend::cube::CudaBackend::new()?;
-                    let mut t = RbmTrainer::new(backend, model, train, seed, data)?;
-                    crate::rbm::checkpoint::restore(&mut t, checkpoint)?;
-                    Box::new(t)
-                }
-                #[allow(unreachable_patterns)]
-                other => return Err(unavailable(other)),
-            },
-            ModelType::Potts => Box::new(crate::potts::checkpoint::resume_with_sampler(
-                model,
-                train,
-                seed,
-                data,
-                checkpoint,
-                potts_sampler(backend)?,
-            )?),
-            ModelType::LatticeIsing => Box::new(LatticeTrainer::resume_with_sampler(
-                model,
-                train,
-                seed,
-                data,
-                checkpoint,
-                lattice_sampler(backend)?,
-            )?),
-        };
-        Ok(Trainer {
-            inner,
-            checkpoint_every,
-            ais,
-        })
+        let start = Start::Checkpoint(checkpoint);
+        Self::start(model, train, seed, data, backend, start)
     }
 
     /// Wraps a family trainer built elsewhere.

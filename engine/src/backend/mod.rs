@@ -65,6 +65,33 @@ impl BackendKind {
     }
 }
 
+/// `$cpu` on the cpu backend, or `$cube` with the type name `$R` bound to the CubeCL
+/// runtime of the device backend (wgpu, cuda) where this build includes it; both are
+/// `Result`s. A backend the build lacks is refused with [`BackendKind::not_built_message`].
+/// One match for every "build X on this backend" choice.
+macro_rules! on_backend {
+    ($backend:expr, cpu => $cpu:expr, cube::<$R:ident> => $cube:expr $(,)?) => {
+        match $backend {
+            $crate::backend::BackendKind::Cpu => $cpu,
+            #[cfg(feature = "wgpu")]
+            $crate::backend::BackendKind::Wgpu => {
+                type $R = cubecl::wgpu::WgpuRuntime;
+                $cube
+            }
+            #[cfg(feature = "cuda")]
+            $crate::backend::BackendKind::Cuda => {
+                type $R = cubecl::cuda::CudaRuntime;
+                $cube
+            }
+            #[allow(unreachable_patterns)]
+            other => Err($crate::error::EngineError::invalid(
+                other.not_built_message(),
+            )),
+        }
+    };
+}
+pub(crate) use on_backend;
+
 /// How visible units are distributed given the hidden layer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum VisibleUnits {

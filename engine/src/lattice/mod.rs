@@ -5,6 +5,7 @@
 //! Canonical state layout: row-major `i8` [L, L], site (y, x) at y * L + x.
 
 pub mod checkerboard;
+pub mod family;
 pub mod file;
 pub mod options;
 pub mod sampler;

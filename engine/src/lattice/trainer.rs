@@ -18,11 +18,10 @@ use crate::rng::{streams, RngKey, RngStream};
 use crate::spec::{Method, ModelSpec, TrainSettings, TrainSpec};
 use crate::tempering::{ParallelTempering, TemperedChains};
 use crate::tensors::{TensorReader, TensorWriter};
-use crate::train::{EpochReport, FamilyTrainer};
 use crate::training::checkpoint::{
     fingerprint, read_state, write_state, RunIdentity, TemperingCounters,
 };
-use crate::training::epoch::{run_epoch, EpochSteps};
+use crate::training::epoch::EpochSteps;
 use crate::training::metadata::training_metadata;
 use crate::training::{optimizer_slots, uniform_rows};
 use serde::{Deserialize, Serialize};
@@ -411,26 +410,12 @@ impl EpochSteps for LatticeTrainer {
     fn tempering(&self) -> Option<&ParallelTempering> {
         self.tempering.as_ref()
     }
-}
 
-impl FamilyTrainer for LatticeTrainer {
-    fn epochs_done(&self) -> usize {
+    fn epoch(&self) -> usize {
         self.epoch
     }
 
-    fn epochs_total(&self) -> usize {
-        self.settings.epochs
-    }
-
-    fn run_epoch(
-        &mut self,
-        should_stop: &dyn Fn() -> bool,
-        progress: &mut dyn FnMut(f64),
-    ) -> Result<Option<EpochReport>> {
-        run_epoch(self, should_stop, progress)
-    }
-
-    fn checkpoint(&self) -> Result<Vec<u8>> {
+    fn save_checkpoint(&self) -> Result<Vec<u8>> {
         let mut out = TensorWriter::new();
         out.add("J", &[], &[self.model.coupling])?;
         out.add("h", &[], &[self.model.field])?;
@@ -451,7 +436,7 @@ impl FamilyTrainer for LatticeTrainer {
         out.to_bytes()
     }
 
-    fn model_file(&self) -> Result<Vec<u8>> {
+    fn save_model(&self) -> Result<Vec<u8>> {
         let meta = training_metadata(
             self.epoch,
             self.seed,

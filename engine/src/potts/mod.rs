@@ -8,6 +8,7 @@
 pub mod checkpoint;
 pub mod contacts;
 pub mod data;
+pub mod family;
 pub mod file;
 pub mod options;
 pub mod sampler;

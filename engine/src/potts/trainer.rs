@@ -23,9 +23,8 @@ use crate::potts::PottsModel;
 use crate::rng::{permutation, streams, RngKey, RngStream};
 use crate::spec::{validation_rows, Method, ModelSpec, TrainSettings, TrainSpec};
 use crate::tempering::{ParallelTempering, TemperedChains};
-use crate::train::{EpochReport, FamilyTrainer};
 use crate::training::checkpoint::fingerprint;
-use crate::training::epoch::{run_epoch, EpochSteps};
+use crate::training::epoch::EpochSteps;
 use crate::training::metadata::training_metadata;
 use crate::training::{optimizer_slots, uniform_rows};
 use std::collections::BTreeMap;
@@ -483,30 +482,16 @@ impl EpochSteps for PottsTrainer {
     fn tempering(&self) -> Option<&ParallelTempering> {
         self.tempering.as_ref()
     }
-}
 
-impl FamilyTrainer for PottsTrainer {
-    fn epochs_done(&self) -> usize {
+    fn epoch(&self) -> usize {
         self.epoch
     }
 
-    fn epochs_total(&self) -> usize {
-        self.settings.epochs
-    }
-
-    fn run_epoch(
-        &mut self,
-        should_stop: &dyn Fn() -> bool,
-        progress: &mut dyn FnMut(f64),
-    ) -> Result<Option<EpochReport>> {
-        run_epoch(self, should_stop, progress)
-    }
-
-    fn checkpoint(&self) -> Result<Vec<u8>> {
+    fn save_checkpoint(&self) -> Result<Vec<u8>> {
         super::checkpoint::save(self)
     }
 
-    fn model_file(&self) -> Result<Vec<u8>> {
+    fn save_model(&self) -> Result<Vec<u8>> {
         let mut meta = training_metadata(
             self.epoch,
             self.seed,

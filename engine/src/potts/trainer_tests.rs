@@ -5,11 +5,11 @@ use super::trainer::PottsTrainer;
 use super::PottsModel;
 use crate::data::{Dataset, ValueKind};
 use crate::error::EngineError;
+use crate::family::FamilyTrainer;
 use crate::potts::stats::pearson;
 use crate::potts::tests::random_model;
 use crate::rng::RngKey;
 use crate::spec::{ModelSpec, TrainSpec};
-use crate::train::FamilyTrainer;
 
 /// `rows` independent exact samples of `model` (inverse CDF over the enumerated states).
 fn exact_samples(model: &PottsModel, rows: usize, seed: u64) -> Dataset {

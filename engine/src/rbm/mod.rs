@@ -5,6 +5,7 @@
 
 pub mod checkpoint;
 pub mod exact;
+pub mod family;
 pub mod trainer;
 
 use crate::backend::cpu::elementwise::{fast_softplus, softplus_change};
@@ -251,7 +252,7 @@ impl RbmModel {
     }
 }
 
-/// Checks an RBM training request (after the common checks in `spec::validate_train`).
+/// Checks an RBM training request (after the common checks in `spec::validate_common`).
 pub fn validate(
     model_type: ModelType,
     model: &ModelSpec,

@@ -20,9 +20,8 @@ use crate::spec::{
     VisibleBiasInit,
 };
 use crate::tempering::{ParallelTempering, TemperedChains};
-use crate::train::{EpochReport, FamilyTrainer};
 use crate::training::checkpoint::fingerprint;
-use crate::training::epoch::{run_epoch, EpochSteps};
+use crate::training::epoch::EpochSteps;
 use crate::training::metadata::training_metadata;
 use crate::training::{optimizer_slots, uniform_rows};
 use std::collections::BTreeMap;
@@ -105,7 +104,7 @@ pub struct RbmTrainer<B: Backend> {
 
 impl<B: Backend> RbmTrainer<B> {
     /// A fresh trainer (parameters initialised from the seed). The spec must already have
-    /// passed `spec::validate_train`.
+    /// passed `train::validate_train`.
     pub fn new(
         backend: B,
         model: &ModelSpec,
@@ -761,30 +760,16 @@ impl<B: Backend> EpochSteps for RbmTrainer<B> {
     fn tempering(&self) -> Option<&ParallelTempering> {
         self.tempering.as_ref()
     }
-}
 
-impl<B: Backend> FamilyTrainer for RbmTrainer<B> {
-    fn epochs_done(&self) -> usize {
+    fn epoch(&self) -> usize {
         self.epoch
     }
 
-    fn epochs_total(&self) -> usize {
-        self.settings.epochs
-    }
-
-    fn run_epoch(
-        &mut self,
-        should_stop: &dyn Fn() -> bool,
-        progress: &mut dyn FnMut(f64),
-    ) -> Result<Option<EpochReport>> {
-        run_epoch(self, should_stop, progress)
-    }
-
-    fn checkpoint(&self) -> Result<Vec<u8>> {
+    fn save_checkpoint(&self) -> Result<Vec<u8>> {
         super::checkpoint::save(self)
     }
 
-    fn model_file(&self) -> Result<Vec<u8>> {
+    fn save_model(&self) -> Result<Vec<u8>> {
         let model = self.model()?;
         model.check_finite()?;
         let meta = training_metadata(

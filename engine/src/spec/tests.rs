@@ -1,6 +1,8 @@
 //! Tests of the job-spec types: defaults, resolution, refusals.
 
 use super::*;
+use crate::data::Dataset;
+use crate::train::{validate_train, validate_train_data, values_need_checking};
 
 fn shape(rows: usize, cols: usize) -> DataShape {
     DataShape {

@@ -4,14 +4,15 @@
 //! rates, fails with `Diverged` on a NaN or infinite metric, and reports progress.
 
 use crate::error::{EngineError, Result};
+use crate::family::{EpochReport, FamilyTrainer};
 use crate::spec::TrainSettings;
 use crate::tempering::ParallelTempering;
-use crate::train::{EpochReport, FamilyTrainer};
 use std::collections::BTreeMap;
 use std::time::Instant;
 
 /// The family-specific steps of an epoch; [`run_epoch`] does the rest.
-pub(crate) trait EpochSteps: FamilyTrainer {
+/// Every `EpochSteps` is a [`FamilyTrainer`] (the blanket impl below).
+pub(crate) trait EpochSteps: Send {
     /// What to suggest when a metric becomes NaN or infinite.
     const DIVERGENCE_HINT: &'static str;
 
@@ -36,6 +37,41 @@ pub(crate) trait EpochSteps: FamilyTrainer {
 
     /// The temperature ladder of `pt`, whose swap rates are reported.
     fn tempering(&self) -> Option<&ParallelTempering>;
+
+    /// Epochs done so far.
+    fn epoch(&self) -> usize;
+
+    /// See [`FamilyTrainer::checkpoint`].
+    fn save_checkpoint(&self) -> Result<Vec<u8>>;
+
+    /// See [`FamilyTrainer::model_file`].
+    fn save_model(&self) -> Result<Vec<u8>>;
+}
+
+impl<T: EpochSteps> FamilyTrainer for T {
+    fn epochs_done(&self) -> usize {
+        self.epoch()
+    }
+
+    fn epochs_total(&self) -> usize {
+        self.settings().epochs
+    }
+
+    fn run_epoch(
+        &mut self,
+        should_stop: &dyn Fn() -> bool,
+        progress: &mut dyn FnMut(f64),
+    ) -> Result<Option<EpochReport>> {
+        run_epoch(self, should_stop, progress)
+    }
+
+    fn checkpoint(&self) -> Result<Vec<u8>> {
+        self.save_checkpoint()
+    }
+
+    fn model_file(&self) -> Result<Vec<u8>> {
+        self.save_model()
+    }
 }
 
 /// Runs (the rest of) one epoch of `trainer`; see [`crate::train::Trainer::run_epoch`].

@@ -9,7 +9,8 @@ use ebm_engine::backend::BackendKind;
 use ebm_engine::data::{parse_dataset, DataFormat, ParseLimits, ValueKind};
 use ebm_engine::error::EngineError;
 use ebm_engine::model_file::inspect_model;
-use ebm_engine::spec::{validate_train, DataShape, ModelSpec, TrainSpec};
+use ebm_engine::spec::{DataShape, ModelSpec, TrainSpec};
+use ebm_engine::train::validate_train;
 use ebm_engine::train::Trainer;
 use std::collections::BTreeMap;
 
@@ -132,7 +133,7 @@ pub fn validate(
 
 /// Whether a submission's data set must be read to validate it: its value kind leaves
 /// open whether the values suit the model (e.g. real numbers for a Potts model must be
-/// integer states); see [`ebm_engine::spec::values_need_checking`].
+/// integer states); see [`ebm_engine::train::values_need_checking`].
 pub fn needs_values(spec: &v1::JobSpec, dataset: &DatasetRecord) -> bool {
     let (Some(config), Ok(kind)) = (
         spec.model_config.as_ref(),
@@ -140,7 +141,7 @@ pub fn needs_values(spec: &v1::JobSpec, dataset: &DatasetRecord) -> bool {
     ) else {
         return false;
     };
-    ebm_engine::spec::values_need_checking(&model_spec(config), kind)
+    ebm_engine::train::values_need_checking(&model_spec(config), kind)
 }
 
 /// The checks of a submission that need the data set's values (parsed from its stored
@@ -161,7 +162,7 @@ pub fn validate_values(
         bytes,
         &parse_limits(limits),
     )?;
-    ebm_engine::spec::validate_train_data(&model_spec(config), &train, &data)
+    ebm_engine::train::validate_train_data(&model_spec(config), &train, &data)
 }
 
 /// Checks `model.init_model` (the listing of the model it names) against the request:

@@ -210,55 +210,34 @@ pub fn potts_energy_kernel(
     }
 }
 
-/// `sweeps` site-sequential sweeps of every chain; sweep `s` uses `keys[s]`.
+/// How a site of a Potts chain moves in [`sweep`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SiteRule {
+    /// Heat bath: a new state drawn from the site's conditional ([`potts_sweep_kernel`]).
+    HeatBath,
+    /// Metropolis: a proposed state accepted or not ([`potts_metropolis_kernel`]).
+    Metropolis,
+}
+
+/// `keys.len()` site-sequential sweeps of every chain by `rule`; sweep `s` uses `keys[s]`.
 #[allow(clippy::too_many_arguments)]
 pub fn sweep<R: Runtime>(
     client: &ComputeClient<R>,
+    rule: SiteRule,
     states: &DeviceArray<u32>,
     coupling: &DeviceArray<f32>,
     field: &DeviceArray<f32>,
     betas: &DeviceArray<f32>,
     keys: &[RngKey],
-    chains: usize,
-    sites: usize,
-    q: usize,
+    (chains, sites, q): (usize, usize, usize),
     beta_scale: f32,
 ) {
+    let launch = match rule {
+        SiteRule::HeatBath => potts_sweep_kernel::launch::<R>,
+        SiteRule::Metropolis => potts_metropolis_kernel::launch::<R>,
+    };
     for key in keys {
-        potts_sweep_kernel::launch::<R>(
-            client,
-            cubes_for(chains),
-            cube_dim(),
-            states.arg(),
-            coupling.arg(),
-            field.arg(),
-            betas.arg(),
-            key_launch(*key),
-            chains as u32,
-            sites as u32,
-            q as u32,
-            beta_scale,
-        );
-    }
-}
-
-/// `keys.len()` Metropolis sweeps of every chain ([`potts_metropolis_kernel`]); sweep `s`
-/// uses `keys[s]`.
-#[allow(clippy::too_many_arguments)]
-pub fn sweep_metropolis<R: Runtime>(
-    client: &ComputeClient<R>,
-    states: &DeviceArray<u32>,
-    coupling: &DeviceArray<f32>,
-    field: &DeviceArray<f32>,
-    betas: &DeviceArray<f32>,
-    keys: &[RngKey],
-    chains: usize,
-    sites: usize,
-    q: usize,
-    beta_scale: f32,
-) {
-    for key in keys {
-        potts_metropolis_kernel::launch::<R>(
+        launch(
             client,
             cubes_for(chains),
             cube_dim(),

@@ -108,14 +108,14 @@ impl<R: CubeRuntime> PottsSampler for CubePottsSampler<R> {
         let host: Vec<u32> = chains.iter().map(|&s| u32::from(s)).collect();
         let states = DeviceArray::upload(client, &host);
         let betas = DeviceArray::upload(client, betas);
-        match update {
-            PottsUpdate::Gibbs => {
-                potts::sweep(client, &states, coupling, field, &betas, keys, n, l, q, 1.0)
-            }
-            PottsUpdate::Metropolis => potts::sweep_metropolis(
-                client, &states, coupling, field, &betas, keys, n, l, q, 1.0,
-            ),
-        }
+        let rule = match update {
+            PottsUpdate::Gibbs => potts::SiteRule::HeatBath,
+            PottsUpdate::Metropolis => potts::SiteRule::Metropolis,
+        };
+        let shape = (n, l, q);
+        potts::sweep(
+            client, rule, &states, coupling, field, &betas, keys, shape, 1.0,
+        );
         for (c, s) in chains.iter_mut().zip(states.download(client)?) {
             *c = s as u8;
         }

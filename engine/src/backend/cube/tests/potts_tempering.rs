@@ -4,6 +4,8 @@ use super::*;
 use crate::backend::cube::device::DeviceArray;
 use crate::backend::cube::{potts, tempering};
 
+const HEAT_BATH: potts::SiteRule = potts::SiteRule::HeatBath;
+
 /// Symmetric couplings with zero diagonal blocks, and fields.
 fn random_potts(seed: u64, sites: usize, q: usize, scale: f32) -> (Vec<f32>, Vec<f32>) {
     let raw = random_vec(seed, 40, sites * q * sites * q, -scale, scale);
@@ -111,8 +113,9 @@ fn potts_sweep_and_energy_match_cpu() {
             DeviceArray::upload(&client, &betas),
         );
         let keys: Vec<RngKey> = (0..3).map(|s| RngKey::new(seed, 43, s)).collect();
+        let shape = (chains, sites, q);
         potts::sweep(
-            &client, &states, &dj, &dh, &db, &keys, chains, sites, q, 1.0,
+            &client, HEAT_BATH, &states, &dj, &dh, &db, &keys, shape, 1.0,
         );
         let ties: usize = keys
             .iter()
@@ -169,23 +172,16 @@ fn potts_chains_match_exact_marginals() {
     );
     let ones = DeviceArray::upload(&client, &vec![1.0f32; chains]);
     let burn: Vec<RngKey> = (0..100).map(|s| RngKey::new(seed, 44, s)).collect();
+    let shape = (chains, sites, q);
     potts::sweep(
-        &client, &states, &dj, &dh, &ones, &burn, chains, sites, q, 1.0,
+        &client, HEAT_BATH, &states, &dj, &dh, &ones, &burn, shape, 1.0,
     );
     let mut counts = vec![0.0f64; chains * sites * q];
     let measured = 200u64;
     for s in 0..measured {
+        let key = [RngKey::new(seed, 44, 100 + s)];
         potts::sweep(
-            &client,
-            &states,
-            &dj,
-            &dh,
-            &ones,
-            &[RngKey::new(seed, 44, 100 + s)],
-            chains,
-            sites,
-            q,
-            1.0,
+            &client, HEAT_BATH, &states, &dj, &dh, &ones, &key, shape, 1.0,
         );
         let st = states.download(&client).unwrap();
         for c in 0..chains {
