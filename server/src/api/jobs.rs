@@ -7,6 +7,7 @@ use crate::jobs::{self, StopReason};
 use crate::store::{new_id, Labels, Submitted};
 use ebm_api::v1::{self, job_service_server::JobService, JobState};
 use ebm_engine::backend::BackendKind;
+use ebm_engine::error::EngineError;
 use sha2::{Digest, Sha256};
 use std::pin::Pin;
 use std::time::Duration;
@@ -85,24 +86,11 @@ impl JobApi {
                         .map_err(super::engine_status)?;
                 }
                 if jobs::train::needs_values(spec, &dataset) {
-                    // The value kind leaves open whether the values suit the model: read them
-                    // (bounded by the upload limit) rather than fail the job after queueing.
-                    let bytes = self
-                        .state
-                        .store
-                        .dataset_bytes(tenant, &spec.dataset)
-                        .await
-                        .map_err(store_status)?
-                        .ok_or_else(|| {
-                            Status::not_found(format!("data set {} not found", spec.dataset))
-                        })?;
-                    let (spec, limits) = (spec.clone(), limits.clone());
-                    tokio::task::spawn_blocking(move || {
-                        jobs::train::validate_values(&spec, &dataset, &bytes, &limits)
+                    let (id, spec, limits) = (&spec.dataset, spec.clone(), limits.clone());
+                    self.check_values(tenant, id, move |bytes| {
+                        jobs::train::validate_values(&spec, &dataset, bytes, &limits)
                     })
-                    .await
-                    .map_err(|e| Status::internal(format!("checking the data failed: {e}")))?
-                    .map_err(super::engine_status)?;
+                    .await?;
                 }
                 Ok(())
             }
@@ -157,6 +145,13 @@ impl JobApi {
                             units.unwrap_or(0)
                         )));
                     }
+                    if kind == "score" && jobs::score::needs_values(&model, &dataset) {
+                        let (model, limits) = (model.clone(), limits.clone());
+                        self.check_values(tenant, &spec.dataset, move |bytes| {
+                            jobs::score::validate_values(&model, &dataset, bytes, &limits)
+                        })
+                        .await?;
+                    }
                 }
                 let log_z_job = spec.score.as_ref().map(|s| s.log_z_job.as_str()).unwrap_or("");
                 if kind == "score" && !log_z_job.is_empty() {
@@ -192,6 +187,29 @@ impl JobApi {
 }
 
 impl JobApi {
+    /// Reads the values of data set `id` (bounded by the upload limit) and runs `check` on
+    /// its stored bytes on a blocking thread: for submissions whose data set's value kind
+    /// leaves open whether the values suit the model, so that they are refused now rather
+    /// than failing after queueing.
+    async fn check_values(
+        &self,
+        tenant: &str,
+        id: &str,
+        check: impl FnOnce(&[u8]) -> Result<(), EngineError> + Send + 'static,
+    ) -> Result<(), Status> {
+        let bytes = self
+            .state
+            .store
+            .dataset_bytes(tenant, id)
+            .await
+            .map_err(store_status)?
+            .ok_or_else(|| Status::not_found(format!("data set {id} not found")))?;
+        tokio::task::spawn_blocking(move || check(&bytes))
+            .await
+            .map_err(|e| Status::internal(format!("checking the data failed: {e}")))?
+            .map_err(super::engine_status)
+    }
+
     /// Cancels one job (the path CancelJob and CancelSweep share).
     pub(crate) async fn cancel(
         &self,

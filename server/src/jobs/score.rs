@@ -2,9 +2,12 @@
 //! log-likelihoods when ln Z is known: artifact `scores.csv`) and the `scan` job (the energy
 //! change of every single mutant of a reference state: artifact `scan.npy` [sites, states]).
 use super::estimate::{engine_failure, parse_job_dataset};
+use super::train::parse_limits;
 use super::{JobContext, Outcome, Report};
-use crate::store::{JobRecord, ModelRecord};
+use crate::config::Limits;
+use crate::store::{DatasetRecord, JobRecord, ModelRecord};
 use ebm_api::v1;
+use ebm_engine::data::{parse_dataset, DataFormat};
 use ebm_engine::error::EngineError;
 use ebm_engine::score::{scan, score_rows, LogZ};
 
@@ -92,6 +95,53 @@ pub fn validate(spec: &v1::JobSpec, model: &ModelRecord) -> Result<(), EngineErr
             }
             Ok(())
         }
+    }
+}
+
+/// Whether a score submission's data set must be read to check it: Potts rows must be
+/// integer states below the model's q and lattice rows spins (-1/+1, or 0 for -1), which
+/// binary data always are and other data may not be. RBM rows are always scorable
+/// (Bernoulli units read x >= 1/2 as on, Gaussian units any real value).
+pub fn needs_values(model: &ModelRecord, dataset: &DatasetRecord) -> bool {
+    matches!(model.model_type.as_str(), "potts" | "lattice_ising") && dataset.value_kind != "binary"
+}
+
+/// Refuses a score submission whose data set holds a value that is not a state of the
+/// model, naming the first such row and column (before the job is queued; the job would
+/// fail on it).
+pub fn validate_values(
+    model: &ModelRecord,
+    dataset: &DatasetRecord,
+    bytes: &[u8],
+    limits: &Limits,
+) -> Result<(), EngineError> {
+    let data = parse_dataset(
+        DataFormat::from_name(&dataset.format)?,
+        bytes,
+        &parse_limits(limits),
+    )?;
+    let q = model.dims.get("q").copied().unwrap_or(0);
+    let (ok, allowed): (Box<dyn Fn(f32) -> bool>, String) = match model.model_type.as_str() {
+        "potts" => (
+            Box::new(move |x| x >= 0.0 && x < q as f32 && x.fract() == 0.0),
+            format!("a state 0..{} (q = {q})", q.saturating_sub(1)),
+        ),
+        _ => (
+            Box::new(|x| x == -1.0 || x == 1.0 || x == 0.0),
+            "a spin: -1 or +1 (0 reads as -1)".into(),
+        ),
+    };
+    let cols = data.cols.max(1);
+    match data.values.iter().position(|&x| !ok(x)) {
+        None => Ok(()),
+        Some(i) => Err(EngineError::invalid(format!(
+            "data set {} row {} column {} is {}, but each unit of this {} model must be {allowed}",
+            dataset.id,
+            i / cols,
+            i % cols,
+            data.values[i],
+            model.model_type
+        ))),
     }
 }
 

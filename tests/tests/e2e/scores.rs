@@ -232,6 +232,20 @@ async fn potts_scores_and_scans_match_brute_force() {
         "spec.dataset",
     )
     .await;
+    // a row that is not a state of the model (q = 3): refused at submission, naming it
+    let mut outside = data.clone();
+    outside.values[2 * 6 + 4] = 3.0;
+    let outside = upload(client, "outside", &outside).await;
+    assert_refused(
+        client,
+        "a value outside the states",
+        parse(&format!(
+            "kind = \"score\"\nmodel = \"{}\"\ndataset = \"{}\"\n",
+            model.id, outside.id
+        )),
+        "row 2 column 4 is 3, but each unit of this potts model must be a state 0..2 (q = 3)",
+    )
+    .await;
 
     // scan of a reference state
     let reference = &rows[3];
