@@ -13,6 +13,7 @@ pub mod estimate;
 pub mod family;
 pub mod lattice;
 pub mod model_file;
+pub mod model_import;
 pub mod observe;
 pub mod potts;
 pub mod rbm;

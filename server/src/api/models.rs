@@ -5,7 +5,7 @@ use super::{check_id, check_len, chunked, model_message, page_size, store_status
 use crate::auth::tenant;
 use crate::store::{new_id, now_ms, ModelRecord};
 use ebm_api::v1::{self, import_model_request::Part, model_service_server::ModelService};
-use ebm_engine::model_file::inspect_model_as;
+use ebm_engine::model_import::import_model;
 use std::pin::Pin;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
@@ -113,13 +113,12 @@ impl ModelService for ModelApi {
         )
         .await?;
         let expected = header.r#type.clone();
-        let (data, info) = tokio::task::spawn_blocking(move || {
-            let info = inspect_model_as(&data, &expected);
-            (data, info)
-        })
-        .await
-        .map_err(|e| Status::internal(format!("inspecting the model failed: {e}")))?;
-        let info = info.map_err(super::engine_status)?;
+        // Converting float64/16 tensors and checking every value is CPU work on a large file.
+        let imported = tokio::task::spawn_blocking(move || import_model(data, &expected))
+            .await
+            .map_err(|e| Status::internal(format!("inspecting the model failed: {e}")))?
+            .map_err(super::engine_status)?;
+        let (data, info) = (imported.bytes, imported.info);
         let id = new_id("mdl");
         let record = ModelRecord {
             name: if header.name.is_empty() {

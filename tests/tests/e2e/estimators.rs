@@ -48,7 +48,7 @@ fn independent_rbm(visible: usize, hidden: usize, p_on: f64) -> Vec<u8> {
 }
 
 /// ln Z of the periodic L x L Ising model with field, by brute force in f64.
-fn lattice_log_z(l: usize, k: f64, h: f64) -> f64 {
+pub(crate) fn lattice_log_z(l: usize, k: f64, h: f64) -> f64 {
     let n = l * l;
     let terms: Vec<f64> = (0u64..1 << n)
         .map(|bits| {

@@ -12,6 +12,7 @@ mod dca;
 mod estimators;
 mod fairness;
 mod idempotency;
+mod imports;
 mod models;
 mod restart;
 mod roles;
