@@ -38,6 +38,8 @@ pub struct Scores {
     pub log_z: Option<(f64, f64, &'static str)>,
     /// Per row, when ln Z is known.
     pub log_likelihood: Option<Vec<f64>>,
+    /// What the scoring assumed (e.g. unknown residues read as gaps), for the job's log.
+    pub notes: Vec<String>,
 }
 
 impl Scores {
@@ -78,6 +80,14 @@ pub fn score_rows(
     let model = load_model(model_file)?;
     let chains = model.chains(1, None)?;
     let states = model.data_states(data, chains.as_ref())?;
+    let mut notes = Vec::new();
+    let unknown = model.unknown_residues(data);
+    if unknown > 0 {
+        notes.push(format!(
+            "{unknown} unknown residues (letters outside the alphabet) scored as the gap state, \
+             as training reads them by default"
+        ));
+    }
     let log_z = match log_z {
         LogZ::Given { value, stderr } => {
             if !(value.is_finite() && stderr.is_finite() && *stderr >= 0.0) {
@@ -130,6 +140,7 @@ pub fn score_rows(
         values,
         log_z,
         log_likelihood,
+        notes,
     })
 }
 

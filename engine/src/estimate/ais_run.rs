@@ -65,6 +65,13 @@ pub fn run_ais(
     match ctx.data {
         Some(d) => {
             let states = ctx.model.data_states(d, chains.as_ref())?;
+            let unknown = ctx.model.unknown_residues(d);
+            if unknown > 0 {
+                notes.push(format!(
+                    "{unknown} unknown residues in the data read as the gap state for the \
+                     reverse-AIS start"
+                ));
+            }
             let start: Vec<f32> = (0..plan.chains)
                 .flat_map(|c| states[c % states.len()].iter().copied())
                 .collect();

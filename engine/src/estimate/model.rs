@@ -191,6 +191,9 @@ impl LoadedModel {
             match self {
                 LoadedModel::BernoulliRbm(_) => (x >= 0.5) as u8 as f32,
                 LoadedModel::LatticeIsing(_) if x == 0.0 => -1.0,
+                // An unknown residue of a FASTA upload (NaN): the gap state, as training's
+                // default `unknown_residues = "gap"` reads it (see `unknown_residues`).
+                LoadedModel::Potts(_) if x.is_nan() => 0.0,
                 _ => x,
             }
         };
@@ -202,6 +205,15 @@ impl LoadedModel {
                 Ok(state)
             })
             .collect()
+    }
+
+    /// How many values of `data` are unknown residues that `data_states` reads as the gap
+    /// state (potts only; 0 for other models).
+    pub fn unknown_residues(&self, data: &Dataset) -> usize {
+        match self {
+            LoadedModel::Potts(_) => data.values.iter().filter(|x| x.is_nan()).count(),
+            _ => 0,
+        }
     }
 
     /// Refuses an exact request that is too large, before any work.

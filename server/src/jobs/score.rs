@@ -115,13 +115,16 @@ pub fn validate_values(
     bytes: &[u8],
     limits: &Limits,
 ) -> Result<(), EngineError> {
-    let data = parse_dataset(
-        DataFormat::from_name(&dataset.format)?,
-        bytes,
-        &parse_limits(limits),
-    )?;
+    let format = DataFormat::from_name(&dataset.format)?;
+    let data = parse_dataset(format, bytes, &parse_limits(limits))?;
     let q = model.dims.get("q").copied().unwrap_or(0);
     let (ok, allowed): (Box<dyn Fn(f32) -> bool>, String) = match model.model_type.as_str() {
+        // NaN marks an unknown residue of a FASTA upload: scored as the gap state, as
+        // training reads it by default (the job's log says how many).
+        "potts" if format == DataFormat::Fasta => (
+            Box::new(move |x| x.is_nan() || (x >= 0.0 && x < q as f32 && x.fract() == 0.0)),
+            format!("a state 0..{} (q = {q})", q.saturating_sub(1)),
+        ),
         "potts" => (
             Box::new(move |x| x >= 0.0 && x < q as f32 && x.fract() == 0.0),
             format!("a state 0..{} (q = {q})", q.saturating_sub(1)),
@@ -225,6 +228,9 @@ fn run_score(ctx: &mut JobContext) -> Result<Outcome, EngineError> {
         let mut progress = |fraction: f64| ctx.progress(fraction, 0, 0);
         score_rows(&model, &data, &log_z, &should_stop, &mut progress)?
     };
+    for note in &scores.notes {
+        ctx.report(Report::Log(note.clone()));
+    }
     if scores.log_z.is_none() && log_z == LogZ::ExactIfEnumerable {
         ctx.report(Report::Log(
             "the model is too large for exact ln Z: no log-likelihoods; give score.log_z or \

@@ -3,13 +3,14 @@
 use super::dca::{parse, png_size, run_job};
 use ebm_client::npy::{self, Matrix};
 use ebm_client::v1::Job;
-use ebm_client::Client;
+use ebm_client::{Client, DatasetFormat};
 use ebm_e2e::process::{cli_json, ebm_cli};
-use ebm_e2e::{assert_refused, upload, StoreKind, TestServer};
+use ebm_e2e::{assert_refused, events_to_end, upload, StoreKind, TestServer};
 use ebm_engine::backend::VisibleUnits;
 use ebm_engine::potts::PottsModel;
 use ebm_engine::rbm::RbmModel;
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 /// A deterministic pseudo-random number in [-1, 1) (a hash of k).
 fn noise(k: usize) -> f64 {
@@ -107,6 +108,37 @@ async fn scores(client: &Client, job: &Job) -> (Vec<String>, Vec<Vec<f64>>) {
 
 fn close(a: f64, b: f64, tol: f64) -> bool {
     (a - b).abs() <= tol * (1.0 + b.abs())
+}
+
+/// A FASTA alignment with an unknown residue (X) scores it as the gap state, as training
+/// reads it by default, and the job's log says so: row 0 (`CX-`) scores as row 1 (`C--`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fasta_unknown_residues_score_as_gaps() {
+    let server = TestServer::start(StoreKind::Sqlite).await;
+    let client = &server.client;
+    let truth = Potts::random(3, 21);
+    let model = client
+        .import_model("potts", "q21", truth.file())
+        .await
+        .unwrap();
+    let alignment = client
+        .upload_dataset_bytes("x", DatasetFormat::Fasta, b">a\nCX-\n>b\nC--\n".to_vec())
+        .await
+        .unwrap();
+    let spec = parse(&format!(
+        "kind = \"score\"\nmodel = \"{}\"\ndataset = \"{}\"\n[score]\nlog_likelihood = false\n",
+        model.id, alignment.id
+    ));
+    let job = run_job(client, "score fasta", spec).await;
+    let (_, table) = scores(client, &job).await;
+    let gapped = truth.energy(&[2, 0, 0]); // C is state 2 of "-ACDE..."
+    assert!(close(table[0][1], gapped, 1e-9), "{table:?} vs {gapped}");
+    assert!(close(table[1][1], gapped, 1e-9), "{table:?} vs {gapped}");
+    let events = events_to_end(client, &job.id, Duration::from_secs(60)).await;
+    let logged = events
+        .iter()
+        .any(|e| e.message.contains("1 unknown residues"));
+    assert!(logged, "{events:?}");
 }
 
 /// Potts: per-row energies equal brute force; log-likelihoods use the exact ln Z
