@@ -1,13 +1,14 @@
 """Boltzmann-machine DCA on the bundled PF00014 alignment (Kunitz/BPTI): train a Potts
-model, download its couplings J [L, q, L, q], and compute the contact map in NumPy.
+model, then read its contact map and a mutational scan from the server.
 
     python python/examples/dca_pf00014.py [--server URL] [--epochs N]
 
-The contact score is the usual one: each coupling block J_ij moved to the zero-sum gauge,
-its Frobenius norm without the gap state, then the average-product correction (APC). The
-server has no contact-map call yet (`ebm models contacts` is planned), so this is computed
-here from the downloaded model. Prints the top pairs and saves pf00014_contacts.npy (and a
-PNG when matplotlib is installed). A real DCA run trains for hundreds of epochs; the default
+The contact score is the usual one (`client.contacts`, computed on the server as
+`ebm models contacts` does): each coupling block J_ij moved to the zero-sum gauge, its
+Frobenius norm, then the average-product correction (APC). Prints the top pairs, the
+single-mutant scan of the first sequence (`client.scan`: the energy change of every mutant,
+the deep-mutational-scan prediction) and the energies of a few sequences (`client.score`);
+saves pf00014_contacts.npy (and a PNG when matplotlib is installed). A real DCA run trains for hundreds of epochs; the default
 here is short so that the example runs in a minute or two.
 """
 import argparse
@@ -38,22 +39,17 @@ for event in job.watch():
     if event.kind == "metrics" and (event.epoch % 5 == 0 or event.epoch == event.epochs):
         pearson = event.metrics.get("pearson", float("nan"))
         print(f"epoch {event.epoch}/{event.epochs}: pearson of connected correlations {pearson:.3f}")
-J = job.wait().model.arrays()["J"].astype(np.float64)  # [L, q, L, q]
-L, q = J.shape[0], J.shape[1]
+model = job.wait().model
+L = model.dims["sites"]
 
-# %% contact map: zero-sum gauge, Frobenius norm without the gap state (index 0), APC
-J = J - J.mean(axis=1, keepdims=True) - J.mean(axis=3, keepdims=True) + J.mean(axis=(1, 3), keepdims=True)
-frobenius = np.sqrt((J[:, 1:, :, 1:] ** 2).sum(axis=(1, 3)))
-np.fill_diagonal(frobenius, 0.0)
-mean_row = frobenius.sum(axis=1) / (L - 1)
-apc = frobenius - np.outer(mean_row, mean_row) / (frobenius.sum() / (L * (L - 1)))
-np.fill_diagonal(apc, 0.0)
+# %% contact map: zero-sum gauge, Frobenius norm, APC (on the server)
+contacts = client.contacts(model, top=10, min_separation=5, matrix=True)
+apc = contacts.matrix                                  # [L, L] APC scores
 np.save("pf00014_contacts.npy", apc)
-
-pairs = [(apc[i, j], i, j) for i in range(L) for j in range(i + 5, L)]
 print("top 10 pairs (|i - j| > 4), sites counted from 1:")
-for score, i, j in sorted(pairs, reverse=True)[:10]:
-    print(f"  {i + 1:3d} {j + 1:3d}  {score:.3f}")
+for p in contacts.pairs:
+    print(f"  {p['i'] + 1:3d} {p['j'] + 1:3d}  {p['score']:.3f}")
+pairs = [(apc[i, j], i, j) for i in range(L) for j in range(i + 5, L)]
 top = sorted(pairs, reverse=True)[: 2 * L]
 grid = [["."] * L for _ in range(L)]
 for _, i, j in top:
@@ -71,3 +67,21 @@ try:
     print("saved pf00014_contacts.png")
 except ImportError:
     pass
+
+# %% mutational scan of the first sequence, and per-sequence energies
+# The server encodes FASTA as gap = 0, then the 20 amino acids in one-letter order (1..20);
+# lower-case letters (insertions) are not alignment columns. (A letter outside the alphabet,
+# e.g. X, is read as a gap by default; map it to "-" here to match.)
+ALPHABET = "-ACDEFGHIKLMNPQRSTVWY"
+text = (REPO / "data" / "msa" / "PF00014.fasta").read_text()
+first = "".join(text.split(">")[1].splitlines()[1:])
+first = [c if c in ALPHABET else "-" for c in first if not c.islower() and c != "."]
+reference = [ALPHABET.index(c) for c in first]
+scan = client.scan(model, reference)                     # [L, q]: E(mutant) - E(reference)
+best = np.unravel_index(np.argmin(scan), scan.shape)
+print(f"scan of the first sequence: most favourable single mutant {first[best[0]]}{best[0] + 1}"
+      f"{ALPHABET[best[1]]} (dE = {scan[best]:.2f}); mean dE {scan.mean():.2f}")
+scores = client.score(model, alignment, log_likelihood=False)
+print(f"energies of the {len(scores['energy'])} aligned sequences: mean {scores['energy'].mean():.2f},"
+      f" range {scores['energy'].min():.2f} .. {scores['energy'].max():.2f}")
+

@@ -7,7 +7,7 @@
 >>> for event in job.watch(): print(event.epoch, event.metrics)
 >>> W = job.wait().model.arrays()["W"]
 """
-from .client import Client, Dataset, Model, Sweep
+from .client import Client, Contacts, Dataset, Model, Scores, Sweep
 from .errors import (
     AlreadyExistsError,
     EbmError,
@@ -24,7 +24,7 @@ from .errors import (
 from .jobs import Job, JobEvent, JobResult
 
 __all__ = [
-    "Client", "Dataset", "Model", "Sweep", "Job", "JobEvent", "JobResult", "EbmError", "SpecError",
+    "Client", "Contacts", "Dataset", "Model", "Scores", "Sweep", "Job", "JobEvent", "JobResult", "EbmError", "SpecError",
     "InvalidArgumentError", "NotFoundError", "AlreadyExistsError", "UnauthenticatedError",
     "PermissionDeniedError", "ResourceExhaustedError", "FailedPreconditionError",
     "UnavailableError", "JobFailedError",

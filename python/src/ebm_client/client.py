@@ -1,6 +1,7 @@
 """The :class:`Client`: a gRPC channel to an ``ebm-server`` and one method per task: upload
-data, submit jobs, fetch models as NumPy arrays, and the one-call queries ``log_z``,
-``sample`` and ``observe`` (each submits a job, waits for it and returns its result).
+data, submit jobs, fetch models as NumPy arrays, contact maps (``contacts``), and the
+one-call queries ``log_z``, ``sample``, ``observe``, ``score`` and ``scan`` (each submits a
+job, waits for it and returns its result).
 
 Every call carries the bearer token as ``authorization`` metadata; uploads stream in
 ``CHUNK_BYTES`` pieces (well under gRPC's 4 MiB message limit); downloads join the server's
@@ -313,14 +314,18 @@ class Client:
         return [Model(self, m) for m in self._pages(self._models.ListModels, models_pb2.ListModelsRequest, "models")]
 
     def import_model(self, arrays: Mapping[str, np.ndarray] | bytes, type: str, name: str = "", metadata: Mapping[str, str] | None = None) -> Model:
-        """Imports a model from arrays (written as float32 safetensors, with ``type`` and
-        ``metadata`` in the header, e.g. a lattice's ``size``) or a file's bytes."""
+        """Imports a model from arrays (written as safetensors in their float dtype, other
+        dtypes as float32, with ``type`` and ``metadata`` in the header, e.g. a lattice's
+        ``size``) or a file's bytes. float64 and float16 tensors are stored as float32 and
+        the model's ``metadata["import_notes"]`` says so; non-finite values are refused."""
         if isinstance(arrays, (bytes, bytearray)):
             data = bytes(arrays)
         else:
             # The server's jobs read the model's type from the file's metadata.
+            # Float arrays travel in their own dtype: the server converts float64/float16 to
+            # float32 once and records it in the model's metadata (``import_notes``).
             header = {"type": type, **(metadata or {})}
-            data = tensors.dump({k: np.asarray(v, dtype=np.float32) for k, v in arrays.items()}, header)
+            data = tensors.dump({k: _float_array(v) for k, v in arrays.items()}, header)
         header = models_pb2.ImportModelHeader(type=type, name=name, size_bytes=len(data))
 
         def parts():
@@ -331,8 +336,42 @@ class Client:
         return Model(self, self._call(self._models.ImportModel, parts()))
 
     # ---- one-call queries (submit, wait, return the result) ----
-    def _run(self, kind: str, model: str | Model, section: str, options: dict, seed: int | None, backend: str | None) -> Job:
-        spec: dict[str, Any] = {"kind": kind, "model": model.id if isinstance(model, Model) else model}
+    def contacts(self, model: str | Model, top: int = 0, min_separation: int = 1, matrix: bool = False) -> "Contacts":
+        """Contact prediction from a potts model (DCA): couplings in the zero-sum gauge,
+        Frobenius norm per site pair, average product correction. ``top`` pairs, best first
+        (0: every pair, up to the server's limit), only pairs with ``j - i >= min_separation``;
+        ``matrix=True`` also fetches the sites x sites APC scores for a contact map."""
+        request = models_pb2.GetContactsRequest(
+            id=model.id if isinstance(model, Model) else model, top=top, min_separation=min_separation, include_matrix=matrix
+        )
+        return Contacts._from(self._call(self._models.GetContacts, request))
+
+    def score(self, model: str | Model, data: "Dataset | str | np.ndarray", *, log_z: float | None = None, log_z_stderr: float | None = None, log_z_job: "str | Job | None" = None, log_likelihood: bool | None = None, seed: int | None = None) -> "Scores":
+        """Scores every row of ``data`` (a Dataset, its id, or a 2-D array to upload) under the
+        model: the energy (potts, lattice_ising) or free energy (RBMs) and, when ln Z is given,
+        taken from ``log_z_job`` or exact for a small model, the log-likelihood per row."""
+        if isinstance(data, Dataset):
+            dataset = data.id
+        elif isinstance(data, str):
+            dataset = data
+        else:
+            dataset = self.upload(data, name="score-rows.npy").id
+        if isinstance(log_z_job, Job):
+            log_z_job = log_z_job.id
+        options = dict(log_z=log_z, log_z_stderr=log_z_stderr, log_z_job=log_z_job, log_likelihood=log_likelihood)
+        job = self._run("score", model, "score", options, seed, None, dataset=dataset)
+        return Scores._from(job.result, job.artifact(job.result.artifact))
+
+    def scan(self, model: str | Model, reference: np.ndarray | list, *, seed: int | None = None) -> np.ndarray:
+        """The single-mutant scan of ``reference`` (one state per site): an array [sites,
+        states] whose entry (i, a) is E(x with x_i = a) - E(x) (RBMs: the free energy), 0 at
+        the reference's own states. The reference's energy is the job's ``reference_energy``."""
+        reference = np.asarray(reference).ravel().tolist()
+        job = self._run("scan", model, "scan", dict(reference=reference), seed, None)
+        return np.load(io.BytesIO(job.artifact(job.result.artifact)), allow_pickle=False)
+
+    def _run(self, kind: str, model: str | Model, section: str, options: dict, seed: int | None, backend: str | None, **top_level) -> Job:
+        spec: dict[str, Any] = {"kind": kind, "model": model.id if isinstance(model, Model) else model, **top_level}
         if seed is not None:
             spec["seed"] = seed
         if backend:
@@ -367,6 +406,49 @@ class Client:
         options.update(statistic=statistic, samples=samples, burn_in=burn_in, chains=chains, bins=bins)
         options = {k: (np.asarray(v).tolist() if isinstance(v, np.ndarray) else v) for k, v in options.items()}
         return self._run("observe", model, "observe", options, seed, backend).result
+
+
+@dataclass(frozen=True)
+class Contacts:
+    """Ranked contact predictions of a potts model. ``pairs`` is a structured array with
+    fields ``i``, ``j`` (0-based sites, i < j), ``score`` (APC-corrected Frobenius norm, the
+    ranking key) and ``frobenius``, best first; ``matrix`` the sites x sites APC scores when
+    asked for (zero diagonal), else None."""
+
+    model_id: str
+    sites: int
+    q: int
+    total_pairs: int
+    pairs: np.ndarray
+    matrix: np.ndarray | None
+
+    @classmethod
+    def _from(cls, c: models_pb2.Contacts) -> "Contacts":
+        dtype = [("i", np.int64), ("j", np.int64), ("score", np.float64), ("frobenius", np.float64)]
+        pairs = np.array([(p.i, p.j, p.score, p.frobenius) for p in c.pairs], dtype=dtype)
+        matrix = np.array(c.matrix, dtype=np.float32).reshape(c.sites, c.sites) if len(c.matrix) else None
+        return cls(c.model_id, c.sites, c.q, c.total_pairs, pairs, matrix)
+
+
+@dataclass(frozen=True)
+class Scores:
+    """A score job's rows (``scores.csv``) as arrays: ``columns["energy"]`` (or
+    ``"free_energy"``) and, when ln Z was known, ``columns["log_likelihood"]``, one entry per
+    row in the data set's order; ``result`` has ``log_z``, ``log_z_source`` and the means."""
+
+    result: JobResult
+    columns: dict[str, np.ndarray]
+
+    def __getitem__(self, column: str) -> np.ndarray:
+        return self.columns[column]
+
+    @classmethod
+    def _from(cls, result: JobResult, csv: bytes) -> "Scores":
+        lines = csv.decode().strip().splitlines()
+        names = lines[0].split(",")
+        values = np.array([[float(x) for x in line.split(",")] for line in lines[1:]], dtype=np.float64).reshape(-1, len(names))
+        columns = {name: values[:, k] for k, name in enumerate(names) if name != "row"}
+        return cls(result, columns)
 
 
 class Sweep:
@@ -423,6 +505,11 @@ def _grid_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+def _float_array(value: Any) -> np.ndarray:
+    array = np.asarray(value)
+    return array if array.dtype in (np.float64, np.float32, np.float16) else array.astype(np.float32)
 
 
 def _pem(value: str | os.PathLike | bytes | None) -> bytes | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import grpc
 import numpy as np
@@ -36,6 +36,15 @@ def state_name(value: int) -> str:
 
 def _optional(message, name: str):
     return getattr(message, name) if message.HasField(name) else None
+
+
+def _message_dict(message) -> dict[str, Any]:
+    """Every field of a flat message by name, defaults included."""
+    return {f.name: getattr(message, f.name) for f in message.DESCRIPTOR.fields}
+
+
+def _fields(message, name: str) -> dict[str, Any] | None:
+    return _message_dict(getattr(message, name)) if message.HasField(name) else None
 
 
 @dataclass(frozen=True)
@@ -106,6 +115,22 @@ class JobResult:
     quantiles: dict[float, float] = field(default_factory=dict)
     r_hat: float | None = None
     map_statistic: float | None = None
+    # estimate_log_z: how far to trust it (docs/estimators.md), the sandwich bracket, the plan
+    warnings: list[str] = field(default_factory=list)
+    forward_diagnostics: dict[str, float] | None = None
+    reverse_diagnostics: dict[str, float] | None = None
+    log_z_lower_bound: float | None = None
+    log_z_upper_bound: float | None = None
+    log_z_reverse_stderr: float | None = None
+    precision: dict[str, Any] | None = None
+    # score / scan
+    log_z_source: str = ""
+    mean_log_likelihood: float | None = None
+    score_column: str = ""
+    reference_energy: float | None = None
+    # observe over temperatures: one dict per point (beta, coupling, field, mean, variance,
+    # per_site, binder and their *_stderr, r_hat)
+    points: list[dict[str, float]] = field(default_factory=list)
 
     @classmethod
     def _from(cls, r: jobs_pb2.JobResult) -> "JobResult":
@@ -133,6 +158,18 @@ class JobResult:
             quantiles={q.q: q.value for q in r.quantiles},
             r_hat=_optional(r, "r_hat"),
             map_statistic=_optional(r, "map_statistic"),
+            warnings=list(r.warnings),
+            forward_diagnostics=_fields(r, "forward_diagnostics"),
+            reverse_diagnostics=_fields(r, "reverse_diagnostics"),
+            log_z_lower_bound=_optional(r, "log_z_lower_bound"),
+            log_z_upper_bound=_optional(r, "log_z_upper_bound"),
+            log_z_reverse_stderr=_optional(r, "log_z_reverse_stderr"),
+            precision=_fields(r, "precision"),
+            log_z_source=r.log_z_source,
+            mean_log_likelihood=_optional(r, "mean_log_likelihood"),
+            score_column=r.score_column,
+            reference_energy=_optional(r, "reference_energy"),
+            points=[_message_dict(p) for p in r.points],
         )
 
 

@@ -21,7 +21,7 @@ from google.protobuf.descriptor import FieldDescriptor
 from ._proto import jobs_pb2
 from .errors import SpecError
 
-KINDS = ("train", "estimate_log_z", "sample", "observe")
+KINDS = ("train", "estimate_log_z", "sample", "observe", "score", "scan")
 
 _INTS = {
     FieldDescriptor.TYPE_UINT32: (0, 2**32 - 1),
