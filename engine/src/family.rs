@@ -10,6 +10,7 @@ use crate::backend::BackendKind;
 use crate::data::{Dataset, ValueKind};
 use crate::error::Result;
 use crate::spec::{DataShape, ModelSpec, ModelType, TrainSettings, TrainSpec};
+use crate::tensors::TensorReader;
 use std::collections::BTreeMap;
 
 /// What one finished epoch reports: `epoch` counts from 1.
@@ -58,8 +59,17 @@ pub struct TrainRequest<'a> {
 /// A family's trainer, as the facade holds it.
 pub type BoxedTrainer = Box<dyn FamilyTrainer>;
 
-/// One model family: its training-request checks and its trainers on every backend.
+/// One model family: its model files, its training-request checks and its trainers on
+/// every backend.
 pub trait Family: Sync {
+    /// Reads a model file of `model_type` (names, shapes, finite values: the checks of an
+    /// import) and returns its dimensions for listings (e.g. `visible`, `hidden`).
+    fn describe_file(
+        &self,
+        model_type: ModelType,
+        file: &TensorReader,
+    ) -> Result<BTreeMap<String, u64>>;
+
     /// The family's checks of a training request, after the common ones
     /// ([`crate::spec::validate_common`]): options it does not use are refused here,
     /// naming the field.

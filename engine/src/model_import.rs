@@ -146,7 +146,7 @@ fn index_text(flat: usize, shape: &[usize]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model_file::rbm_from_bytes;
+    use crate::rbm::file::rbm_from_bytes;
     use safetensors::tensor::TensorView;
     use std::collections::HashMap;
 

@@ -215,7 +215,7 @@ impl Trainer {
         };
         if let Some(ais) = &self.ais {
             if ais.is_due(report.epoch, self.inner.epochs_total()) {
-                let model = crate::model_file::rbm_from_bytes(&self.inner.model_file()?)?;
+                let model = crate::rbm::file::rbm_from_bytes(&self.inner.model_file()?)?;
                 ais.evaluate(&model, report.epoch, should_stop, &mut report.metrics)?;
             }
         }

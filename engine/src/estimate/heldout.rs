@@ -359,7 +359,7 @@ pub(crate) mod tests {
     }
 
     fn params(t: &Trainer) -> crate::rbm::RbmModel {
-        crate::model_file::rbm_from_bytes(&t.model_file().unwrap()).unwrap()
+        crate::rbm::file::rbm_from_bytes(&t.model_file().unwrap()).unwrap()
     }
 
     /// AIS metrics leave training untouched: 10 epochs straight equal 4 + a stop in the

@@ -15,7 +15,7 @@ use super::kaufman::lattice_ising_log_z;
 use crate::backend::VisibleUnits;
 use crate::data::Dataset;
 use crate::error::EngineError;
-use crate::model_file::rbm_from_bytes;
+use crate::rbm::file::rbm_from_bytes;
 use crate::tensors::TensorReader;
 
 /// Upper bound on the parameters of a Potts model the estimators load (L q)^2.

@@ -8,7 +8,9 @@ use crate::backend::{on_backend, BackendKind};
 use crate::data::Dataset;
 use crate::error::Result;
 use crate::family::{BoxedTrainer, Family, Start, TrainRequest};
-use crate::spec::DataShape;
+use crate::spec::{DataShape, ModelType};
+use crate::tensors::TensorReader;
+use std::collections::BTreeMap;
 
 pub struct LatticeFamily;
 
@@ -21,6 +23,15 @@ fn sampler(backend: BackendKind) -> Result<Box<dyn LatticeSampler>> {
 }
 
 impl Family for LatticeFamily {
+    fn describe_file(
+        &self,
+        _model_type: ModelType,
+        file: &TensorReader,
+    ) -> Result<BTreeMap<String, u64>> {
+        let model = super::file::from_reader(file)?;
+        Ok(BTreeMap::from([("size".into(), model.size as u64)]))
+    }
+
     fn validate(&self, request: &TrainRequest, data: &DataShape) -> Result<()> {
         options::validate(request.model, request.train, data)
     }

@@ -9,7 +9,9 @@ use crate::backend::{on_backend, BackendKind};
 use crate::data::Dataset;
 use crate::error::Result;
 use crate::family::{BoxedTrainer, Family, Start, TrainRequest};
-use crate::spec::DataShape;
+use crate::spec::{DataShape, ModelType};
+use crate::tensors::TensorReader;
+use std::collections::BTreeMap;
 
 pub struct PottsFamily;
 
@@ -22,6 +24,18 @@ fn sampler(backend: BackendKind) -> Result<Box<dyn PottsSampler>> {
 }
 
 impl Family for PottsFamily {
+    fn describe_file(
+        &self,
+        _model_type: ModelType,
+        file: &TensorReader,
+    ) -> Result<BTreeMap<String, u64>> {
+        let model = super::file::from_reader(file)?;
+        Ok(BTreeMap::from([
+            ("sites".into(), model.sites as u64),
+            ("q".into(), model.q as u64),
+        ]))
+    }
+
     fn validate(&self, request: &TrainRequest, data: &DataShape) -> Result<()> {
         options::validate(request.model, request.train, data)
     }

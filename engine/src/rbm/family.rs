@@ -9,6 +9,8 @@ use crate::data::{Dataset, ValueKind};
 use crate::error::Result;
 use crate::family::{BoxedTrainer, Family, Start, TrainRequest};
 use crate::spec::{DataShape, ModelType};
+use crate::tensors::TensorReader;
+use std::collections::BTreeMap;
 
 pub struct RbmFamily;
 
@@ -29,6 +31,18 @@ fn start_on<B: Backend>(
 }
 
 impl Family for RbmFamily {
+    fn describe_file(
+        &self,
+        model_type: ModelType,
+        file: &TensorReader,
+    ) -> Result<BTreeMap<String, u64>> {
+        let model = super::file::rbm_from_reader_typed(file, model_type)?;
+        Ok(BTreeMap::from([
+            ("visible".into(), model.visible as u64),
+            ("hidden".into(), model.hidden as u64),
+        ]))
+    }
+
     fn validate(&self, request: &TrainRequest, data: &DataShape) -> Result<()> {
         let r = request;
         super::validate(r.model_type, r.model, r.train, r.settings, data)

@@ -6,6 +6,7 @@
 pub mod checkpoint;
 pub mod exact;
 pub mod family;
+pub mod file;
 pub mod trainer;
 
 use crate::backend::cpu::elementwise::{fast_softplus, softplus_change};

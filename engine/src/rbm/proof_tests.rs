@@ -316,7 +316,7 @@ fn gaussian_rbm_trains_and_saves_its_transform() {
                 "learn_sigma {learn_sigma}: {first} -> {last}"
             );
         }
-        let m = crate::model_file::rbm_from_bytes(&t.model_file().unwrap()).unwrap();
+        let m = crate::rbm::file::rbm_from_bytes(&t.model_file().unwrap()).unwrap();
         let tr = m.transform.expect("standardization stored");
         assert!((tr.mean[0] - 101.0).abs() < 0.5, "{:?}", tr.mean);
         let sigma = m.sigma.unwrap();

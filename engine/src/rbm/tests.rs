@@ -345,7 +345,7 @@ fn run(trainer: &mut Trainer, epochs: usize) -> Vec<crate::train::EpochReport> {
 }
 
 fn params(trainer: &Trainer) -> RbmModel {
-    crate::model_file::rbm_from_bytes(&trainer.model_file().unwrap()).unwrap()
+    crate::rbm::file::rbm_from_bytes(&trainer.model_file().unwrap()).unwrap()
 }
 
 /// `train.visible_bias_init`: "data" (the default) starts the visible biases at the

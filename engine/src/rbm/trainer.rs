@@ -306,7 +306,7 @@ impl<B: Backend> RbmTrainer<B> {
     /// Gaussian models must agree on standardization (both off, or the file's transform
     /// is used for the data in place of the one fitted here).
     pub fn initialize_from(&mut self, model_bytes: &[u8]) -> Result<()> {
-        let init = crate::model_file::rbm_from_bytes(model_bytes)?;
+        let init = crate::rbm::file::rbm_from_bytes(model_bytes)?;
         if init.model_type() != self.model_type {
             return Err(EngineError::invalid(format!(
                 "init_model is a {}, but the job trains a {}",
@@ -780,7 +780,7 @@ impl<B: Backend> EpochSteps for RbmTrainer<B> {
             &self.train_spec,
             self.backend.kind().name(),
         );
-        crate::model_file::rbm_to_bytes(&model, &meta)
+        crate::rbm::file::rbm_to_bytes(&model, &meta)
     }
 }
 
