@@ -24,7 +24,6 @@ use crate::training::checkpoint::{
 use crate::training::epoch::EpochSteps;
 use crate::training::metadata::training_metadata;
 use crate::training::{optimizer_slots, uniform_rows};
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 const PLL_ROWS: usize = 200;
@@ -314,17 +313,7 @@ impl TemperedChains for Replicas<'_> {
     }
 }
 
-#[derive(Serialize, Deserialize)]
-struct State {
-    #[serde(flatten)]
-    run: RunIdentity,
-    epoch: usize,
-    updates: u64,
-    rng_sweep: u64,
-    rng_swap: u64,
-    #[serde(flatten)]
-    tempering: TemperingCounters,
-}
+use crate::training::checkpoint::SweepTrainerState as State;
 
 impl EpochSteps for LatticeTrainer {
     const DIVERGENCE_HINT: &'static str = "lower the learning rate or add l2";

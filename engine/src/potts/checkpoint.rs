@@ -12,21 +12,10 @@ use crate::tensors::{TensorReader, TensorWriter};
 use crate::training::checkpoint::{
     fingerprint, read_state, write_state, RunIdentity, TemperingCounters,
 };
-use serde::{Deserialize, Serialize};
 
 const FORMAT: &str = "ebm-potts-checkpoint/1";
 
-#[derive(Serialize, Deserialize)]
-struct State {
-    #[serde(flatten)]
-    run: RunIdentity,
-    epoch: usize,
-    updates: u64,
-    rng_sweep: u64,
-    rng_swap: u64,
-    #[serde(flatten)]
-    tempering: TemperingCounters,
-}
+use crate::training::checkpoint::SweepTrainerState as State;
 
 fn identity(
     model_spec: &ModelSpec,

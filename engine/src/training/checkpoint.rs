@@ -49,6 +49,20 @@ impl RunIdentity {
     }
 }
 
+/// The checkpoint state of a full-batch sweep trainer (potts, lattice): the run, where it
+/// is, and the counters of its two random streams (sweeps, tempering swaps).
+#[derive(Serialize, Deserialize)]
+pub(crate) struct SweepTrainerState {
+    #[serde(flatten)]
+    pub run: RunIdentity,
+    pub epoch: usize,
+    pub updates: u64,
+    pub rng_sweep: u64,
+    pub rng_swap: u64,
+    #[serde(flatten)]
+    pub tempering: TemperingCounters,
+}
+
 /// Swap statistics of parallel tempering (empty without a ladder).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct TemperingCounters {
