@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 pub use ebm_client;
 
+pub mod private_postgres;
 pub mod process;
 pub mod tls;
 

@@ -25,7 +25,7 @@ pub fn workspace_binary(name: &str) -> PathBuf {
 }
 
 /// A free loopback port (bound and released; the server binds it again at once).
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -125,6 +125,11 @@ impl ServerProcess {
 }
 
 impl ServerProcess {
+    /// True while the process has not exited.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// SIGKILL (`kill -9`: no shutdown, no checkpoint, no lease release) and reap.
     pub fn kill_9(mut self) {
         let _ = self.child.kill();

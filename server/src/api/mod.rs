@@ -32,6 +32,12 @@ pub fn store_status(error: StoreError) -> Status {
     if let StoreError::QuotaExceeded(message) = error {
         return Status::resource_exhausted(message);
     }
+    if error.is_unreachable() {
+        tracing::warn!(error = %error, "database unreachable");
+        return Status::unavailable(format!(
+            "the server's database is unreachable ({error}); retry shortly"
+        ));
+    }
     tracing::error!(error = %error, "store error");
     Status::internal(format!("the server's database failed: {error}"))
 }

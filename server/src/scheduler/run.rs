@@ -6,6 +6,7 @@ use crate::jobs::{self, Inputs, JobContext, Outcome, Report, StopReason, StopSig
 use crate::metrics as names;
 use crate::store::{new_id, now_ms, ClaimedJob, Finish, Lease, ModelRecord, StoreError};
 use ebm_api::v1::{self, JobEvent, JobState};
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 /// Reports a compute thread may queue before it waits for the store to catch up.
@@ -138,15 +139,16 @@ async fn compute(
     // that queued up while the store was busy are written together.
     let mut batch = Vec::new();
     while reports.recv_many(&mut batch, REPORT_QUEUE).await > 0 {
-        if stop.reason() == Some(StopReason::LeaseLost) {
-            batch.clear();
-            continue;
+        if stop.reason() != Some(StopReason::LeaseLost) {
+            let stored = retry_while_unreachable(stop, "storing job reports", || {
+                store_reports(shared, lease, stop, &batch)
+            })
+            .await;
+            if let Err(StoreError::LeaseLost) = stored {
+                stop.request(StopReason::LeaseLost);
+            }
         }
-        if let Err(StoreError::LeaseLost) =
-            store_reports(shared, lease, stop, batch.drain(..)).await
-        {
-            stop.request(StopReason::LeaseLost);
-        }
+        batch.clear();
     }
     finished
         .await
@@ -160,7 +162,7 @@ async fn store_reports(
     shared: &Shared,
     lease: &Lease,
     stop: &StopSignal,
-    reports: impl Iterator<Item = Report>,
+    reports: &[Report],
 ) -> Result<(), StoreError> {
     let mut events = Vec::new();
     let mut last_progress: Option<(f64, JobEvent)> = None;
@@ -168,7 +170,7 @@ async fn store_reports(
     let mut fraction = None;
     for report in reports {
         match report {
-            Report::Progress {
+            &Report::Progress {
                 fraction: f,
                 epoch,
                 epochs,
@@ -188,6 +190,7 @@ async fn store_reports(
                 epochs,
                 metrics,
             } => {
+                let (epoch, epochs) = (*epoch, *epochs);
                 ::metrics::counter!(names::EPOCHS).increment(1);
                 if let Some(rate) = metrics.get("samples_per_second") {
                     ::metrics::gauge!(names::SAMPLER_THROUGHPUT).set(*rate);
@@ -205,16 +208,16 @@ async fn store_reports(
                     progress: f,
                     epoch,
                     epochs,
-                    metrics: metrics.into_iter().collect(),
+                    metrics: metrics.clone().into_iter().collect(),
                     ..Default::default()
                 });
             }
             Report::Log(message) => events.push(JobEvent {
                 kind: "log".into(),
-                message,
+                message: message.clone(),
                 ..Default::default()
             }),
-            Report::Checkpoint { epoch, data } => checkpoint = Some((epoch, data)),
+            Report::Checkpoint { epoch, data } => checkpoint = Some((*epoch, data)),
         }
     }
     events.extend(last_progress.map(|(_, event)| event));
@@ -225,7 +228,7 @@ async fn store_reports(
         }
         match checkpoint {
             Some(_) if stop.reason() == Some(StopReason::Cancel) => Ok(()),
-            Some((epoch, data)) => store.save_checkpoint(lease, epoch, &data).await,
+            Some((epoch, data)) => store.save_checkpoint(lease, epoch, data).await,
             None => Ok(()),
         }
     }
@@ -310,7 +313,11 @@ async fn record_outcome(
         },
     };
     let state = finish.state.unwrap_or(JobState::Failed);
-    match store.finish_job(lease, finish).await {
+    let stored = retry_while_unreachable(stop, "storing the outcome", || {
+        store.finish_job(lease, &finish)
+    })
+    .await;
+    match stored {
         Ok(()) => {
             ::metrics::counter!(names::JOBS_FINISHED, "kind" => kind.to_string(), "state" => state.name())
                 .increment(1);
@@ -320,5 +327,48 @@ async fn record_outcome(
             tracing::warn!(job = %lease.job_id, "lease lost before the outcome was stored")
         }
         Err(e) => tracing::error!(job = %lease.job_id, error = %e, "storing the outcome failed"),
+    }
+}
+
+/// How long a worker keeps retrying a write while the database is unreachable (a Postgres
+/// restart or failover) before it gives up on that write.
+const STORE_OUTAGE_LIMIT: Duration = Duration::from_secs(300);
+
+/// Runs `write` until it succeeds or fails for a reason other than the database being
+/// unreachable, waiting 0.2 s, doubling to 5 s, between tries, for at most
+/// [`STORE_OUTAGE_LIMIT`]. Without this, a job's metrics, checkpoint or outcome written
+/// during a database restart would be lost although the job itself keeps running. The
+/// lease decides meanwhile: once the database is back, a lease that expired during the
+/// outage makes the next fenced write fail with `LeaseLost`, and this attempt stops. (A
+/// write whose commit went through but whose answer was lost with the connection is
+/// repeated: for events that is a duplicate event, for an outcome the fence refuses the
+/// second one.)
+async fn retry_while_unreachable<F, Fut>(
+    stop: &StopSignal,
+    what: &str,
+    mut write: F,
+) -> Result<(), StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), StoreError>>,
+{
+    let started = Instant::now();
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match write().await {
+            Err(e)
+                if e.is_unreachable()
+                    && started.elapsed() < STORE_OUTAGE_LIMIT
+                    && !matches!(
+                        stop.reason(),
+                        Some(StopReason::LeaseLost | StopReason::Shutdown)
+                    ) =>
+            {
+                tracing::warn!(error = %e, "{what} failed; retrying in {delay:?}");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            other => return other,
+        }
     }
 }

@@ -265,7 +265,7 @@ impl Store {
     }
 
     /// Ends the leased attempt as succeeded, failed or cancelled, storing its outputs.
-    pub async fn finish_job(&self, lease: &Lease, finish: Finish) -> Result<()> {
+    pub async fn finish_job(&self, lease: &Lease, finish: &Finish) -> Result<()> {
         let now = now_ms();
         let state = finish.state.unwrap_or(JobState::Failed);
         let mut tx = self.pool.begin().await?;

@@ -50,6 +50,28 @@ pub enum StoreError {
     QuotaExceeded(String),
 }
 
+impl StoreError {
+    /// True when the database could not be reached or cut the session (a restart, a
+    /// failover, the network): the request was fine and is worth repeating shortly.
+    /// SQLSTATE classes 08 (connection exception) and 57P (operator intervention: shutdown,
+    /// "the database system is starting up").
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            StoreError::Database(
+                sqlx::Error::Io(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::Protocol(_)
+                | sqlx::Error::WorkerCrashed,
+            ) => true,
+            StoreError::Database(sqlx::Error::Database(e)) => e
+                .code()
+                .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
+            _ => false,
+        }
+    }
+}
+
 impl From<serde_json::Error> for StoreError {
     fn from(e: serde_json::Error) -> Self {
         StoreError::Corrupt(e.to_string())

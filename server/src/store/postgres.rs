@@ -18,6 +18,9 @@ pub(super) const EVENTS_CHANNEL: &str = "ebm_job_events";
 pub(super) async fn connect(url: &str) -> anyhow::Result<AnyPool> {
     AnyPoolOptions::new()
         .max_connections(16)
+        // While the database is down (a restart, a failover) a call waits this long for a
+        // connection, then answers UNAVAILABLE, instead of sqlx's default 30 s.
+        .acquire_timeout(std::time::Duration::from_secs(5))
         .connect(url)
         .await
         .map_err(|e| anyhow::anyhow!("cannot connect to Postgres: {e}"))

@@ -138,7 +138,7 @@ async fn stale_attempt_cannot_write(store: Store) {
         state: Some(JobState::Succeeded),
         ..Default::default()
     };
-    assert!(lost(store.finish_job(&stale.lease, finish).await));
+    assert!(lost(store.finish_job(&stale.lease, &finish).await));
     assert!(lost(store.requeue_job(&stale.lease, "x").await));
 
     // The current attempt's writes apply.
@@ -246,7 +246,7 @@ async fn events_are_sequenced_and_replayable(store: Store) {
         result: Some("{}".into()),
         ..Default::default()
     };
-    store.finish_job(&claimed.lease, finish).await.unwrap();
+    store.finish_job(&claimed.lease, &finish).await.unwrap();
     let events = store.events_after(&job.id, 0, 100).await.unwrap();
     let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
     assert_eq!(
@@ -420,7 +420,7 @@ async fn claim_shares_fairly_between_tenants(store: Store) {
                 state: Some(JobState::Succeeded),
                 ..Default::default()
             };
-            store.finish_job(&lease, finish).await.unwrap();
+            store.finish_job(&lease, &finish).await.unwrap();
         }
         assert!(round < 3);
     }

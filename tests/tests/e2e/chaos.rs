@@ -8,6 +8,7 @@ use ebm_client::v1::JobState;
 use ebm_e2e::process::ServerProcess;
 use ebm_e2e::*;
 use ebm_server::config::{Config, Role};
+use futures_util::StreamExt;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -47,7 +48,7 @@ fn hidden_of(i: u32) -> u32 {
 
 /// Every tensor of a safetensors file: name, dtype, shape and raw bytes. (The file's
 /// `__metadata__` names the job that trained it, so whole files of two jobs differ there.)
-fn tensors(file: &[u8]) -> Vec<(String, String, Vec<usize>, Vec<u8>)> {
+pub(crate) fn tensors(file: &[u8]) -> Vec<(String, String, Vec<usize>, Vec<u8>)> {
     let file = safetensors::SafeTensors::deserialize(file).expect("a safetensors file");
     let mut all: Vec<_> = file
         .tensors()
@@ -163,4 +164,121 @@ async fn kill_9_in_a_loop_loses_and_duplicates_nothing() {
         );
     }
     quiet.stop().await;
+}
+
+/// A job that takes its worker down with it every time it runs, as one that exhausts its
+/// node's memory does (here: the worker process is killed with SIGKILL as soon as the job
+/// is running, long before its first epoch could end), fails after
+/// `retries.max_stalled_attempts` attempts without progress, with an error that says so,
+/// having waited a backoff before each new attempt; a healthy job queued behind it on the
+/// same single worker still runs. What must hold: the poison job ends `failed` after exactly
+/// the limit of attempts and leaves no model; the healthy one succeeds exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_that_kills_its_worker_every_time_fails_after_the_limit() {
+    if !postgres_available("chaos::a_job_that_kills_its_worker_every_time_fails_after_the_limit") {
+        return;
+    }
+    const LIMIT: u32 = 3;
+    let limit = LIMIT.to_string();
+    let settings = [
+        ("EBM__LEASE_SECONDS", "1.5"),
+        ("EBM__REAP_SECONDS", "0.3"),
+        ("EBM__RETRIES__MAX_STALLED_ATTEMPTS", limit.as_str()),
+        ("EBM__RETRIES__BACKOFF_BASE_SECONDS", "0.5"),
+        ("EBM__RETRIES__BACKOFF_MAX_SECONDS", "2"),
+    ];
+    // Every process reaps expired leases with its own [retries] policy: the API server's
+    // must be the workers' (docs/server.md says to keep them equal across replicas).
+    let api = TestServer::start_with(StoreKind::Postgres, |c| {
+        c.role = Role::Api;
+        c.lease_seconds = 1.5;
+        c.reap_seconds = 0.3;
+        c.retries.max_stalled_attempts = LIMIT;
+        c.retries.backoff_base_seconds = 0.5;
+        c.retries.backoff_max_seconds = 2.0;
+    })
+    .await;
+    let client = api.client.clone();
+    let database_url = api.config.database_url.clone().expect("a Postgres URL");
+    let (train, _) = digits_split();
+    let dataset = upload(&client, "digits", &train).await;
+    // 75 minibatches of 2,000 Gibbs steps for 50 chains of a 64 x 64 RBM: the first epoch
+    // takes seconds, the kill comes within milliseconds of the job starting.
+    let poison = ebm_client::spec::parse_spec(
+        &format!(
+            r#"kind = "train"
+dataset = "{}"
+seed = 3
+[model]
+type = "bernoulli_rbm"
+hidden = 64
+[train]
+method = "pcd"
+k = 2000
+chains = 50
+epochs = 2
+batch_size = 20
+"#,
+            dataset.id
+        ),
+        &[],
+    )
+    .expect("a valid spec")
+    .spec;
+    let poison = client.submit(poison, None).await.expect("submit").id;
+    let healthy = client
+        .submit(train_spec(&dataset.id, 8, 3), None)
+        .await
+        .expect("submit")
+        .id;
+
+    let mut worker = Some(
+        ServerProcess::start_with_env(&database_url, 1, &settings)
+            .await
+            .0,
+    );
+    let mut events = Vec::new();
+    let mut stream = client.watch(&poison, 0);
+    let follow = async {
+        while let Some(event) = stream.next().await {
+            let event = event.expect("a job event");
+            if event.kind == "state" && event.state() == JobState::Running {
+                worker.take().expect("a worker").kill_9();
+                let (restarted, _) =
+                    ServerProcess::start_with_env(&database_url, 1, &settings).await;
+                worker = Some(restarted);
+            }
+            events.push(event);
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(120), follow)
+        .await
+        .expect("the poison job ended within 120 s");
+
+    let job = client.get_job(&poison).await.expect("get");
+    let history: Vec<String> = events
+        .iter()
+        .filter(|e| e.kind != "progress")
+        .map(|e| format!("{} {} {:?} {}", e.attempt, e.kind, e.state(), e.message))
+        .collect();
+    assert_eq!(job.state(), JobState::Failed, "poison job: {history:#?}");
+    assert_eq!(job.attempt, LIMIT, "attempts of the poison job: {history:#?}");
+    let expected = format!("{LIMIT} attempts in a row without progress (attempts 1 to {LIMIT}");
+    assert!(job.error.contains(&expected), "error: {}", job.error);
+    let backoffs = events
+        .iter()
+        .filter(|e| e.kind == "state" && e.message.contains("backoff"))
+        .count();
+    assert_eq!(backoffs, LIMIT as usize - 1, "a backoff before each retry");
+    let healthy_events = events_to_end(&client, &healthy, Duration::from_secs(120)).await;
+    let successes = healthy_events
+        .iter()
+        .filter(|e| e.kind == "state" && e.state() == JobState::Succeeded)
+        .count();
+    assert_eq!(successes, 1, "the healthy job succeeded once");
+    let models = client.list_models().await.expect("list models");
+    assert_eq!(models.len(), 1, "only the healthy job's model: {models:?}");
+    assert_eq!(models[0].job_id, healthy);
+    drop(worker);
+    api.stop().await;
 }

@@ -14,6 +14,7 @@ mod fairness;
 mod idempotency;
 mod imports;
 mod models;
+mod postgres_restart;
 mod restart;
 mod roles;
 mod scores;
