@@ -121,8 +121,8 @@ impl Server {
         // applies only to `serve`, not to `serve_with_incoming`, so without this Nagle's
         // algorithm held a stream's small DATA frames until the client's delayed ACK, ~40 ms:
         // every WatchJob stream's first event came 40 ms late (bench/load_bench.sh).
-        let incoming = tonic::transport::server::TcpIncoming::from(grpc_listener)
-            .with_nodelay(Some(true));
+        let incoming =
+            tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
         let grpc = tokio::spawn(
             router.serve_with_incoming_shutdown(incoming, serve_shutdown.clone().cancelled_owned()),
         );

@@ -394,7 +394,7 @@ async fn main() -> anyhow::Result<()> {
                 if let Some((_, rss)) = memory_kib(pid) {
                     peak_rss.fetch_max(rss, Ordering::Relaxed);
                 }
-                if n % 10 == 0 {
+                if n.is_multiple_of(10) {
                     let mut m = max_load.lock().unwrap();
                     *m = m.max(one_minute_load());
                 }
