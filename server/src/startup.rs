@@ -117,7 +117,12 @@ impl Server {
                 })))
                 .add_service(auth.layer(SweepServiceServer::new(SweepApi { state })));
         }
-        let incoming = tonic::transport::server::TcpIncoming::from(grpc_listener);
+        // TCP_NODELAY on every accepted connection: `Server::tcp_nodelay` (on by default)
+        // applies only to `serve`, not to `serve_with_incoming`, so without this Nagle's
+        // algorithm held a stream's small DATA frames until the client's delayed ACK, ~40 ms:
+        // every WatchJob stream's first event came 40 ms late (bench/load_bench.sh).
+        let incoming =
+            tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
         let grpc = tokio::spawn(
             router.serve_with_incoming_shutdown(incoming, serve_shutdown.clone().cancelled_owned()),
         );

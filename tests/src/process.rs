@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 /// Path of a binary of this workspace, built by cargo into the test binary's target dir.
 pub fn workspace_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("the test binary's path");
-    // target/<profile>/deps/e2e-<hash> -> target/<profile>/<name>
+    // target/<profile>/deps/e2e-<hash> (a test) or target/<profile>/examples/<name> (an
+    // example, e.g. the load benchmark) -> target/<profile>/<name>
     let dir = exe
         .parent()
         .and_then(|deps| deps.parent())
@@ -65,6 +66,18 @@ impl ServerProcess {
         env: &[(&str, &str)],
     ) -> (ServerProcess, Client) {
         ServerProcess::launch(database_url, workers, "", env).await
+    }
+
+    /// [`ServerProcess::start_configured`] and [`ServerProcess::start_with_env`] together:
+    /// a configuration file and extra `EBM__...` settings (which override the test defaults
+    /// set here, e.g. `("EBM__POLL_SECONDS", "1")` for the production default).
+    pub async fn start_configured_with_env(
+        database_url: &str,
+        workers: u32,
+        config_toml: &str,
+        env: &[(&str, &str)],
+    ) -> (ServerProcess, Client) {
+        ServerProcess::launch(database_url, workers, config_toml, env).await
     }
 
     async fn launch(
@@ -128,6 +141,11 @@ impl ServerProcess {
     /// True while the process has not exited.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// The server's process id (e.g. to read `/proc/PID/status`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// SIGKILL (`kill -9`: no shutdown, no checkpoint, no lease release) and reap.
