@@ -9,15 +9,14 @@
 //! States are exchanged in data space (the transform undone), so samples, statistics and
 //! reverse-AIS start states read like the data; ln Z is that of the model-space density.
 
-use rayon::prelude::*;
 
 use super::rbm::RbmParams;
-use super::{min_chains_per_task, Encoding, ModelChains};
+use super::{team_gibbs, Encoding, ModelChains};
 use crate::backend::cpu::gemm::{matmul, View};
 use crate::error::EngineError;
 use crate::estimate::ais::{AnnealingPath, Hooks};
 use crate::rng::{RngKey, RngStream};
-use crate::stats::logspace::{sigmoid_f32, softplus, LogSumExp};
+use crate::stats::logspace::{softplus, LogSumExp};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct GaussianRbmParams {
@@ -181,27 +180,16 @@ impl GaussianRbmChains {
             1.0,
             false,
         );
-        self.pre_hidden
-            .par_chunks_mut(nh)
-            .zip(self.hidden_states.par_chunks_mut(nh))
-            .zip(weights.par_iter_mut())
-            .enumerate()
-            .with_min_len(min_chains_per_task(4 * nh))
-            .for_each(|(c, ((pre, h), w))| {
-                for (x, &cj) in pre.iter_mut().zip(&p.hidden_bias) {
-                    *x += cj;
-                }
-                if let Some((from, to)) = increment {
-                    *w += pre
-                        .iter()
-                        .map(|&x| softplus(to * x as f64) - softplus(from * x as f64))
-                        .sum::<f64>();
-                }
-                for (j, hj) in h.iter_mut().enumerate() {
-                    *hj = (key_h.uniform((c * nh + j) as u32) < sigmoid_f32(hidden_scale * pre[j]))
-                        as u8 as f32;
-                }
-            });
+        team_gibbs::hidden_half(
+            &mut self.pre_hidden,
+            &mut self.hidden_states,
+            weights,
+            &p.hidden_bias,
+            hidden_scale,
+            &key_h,
+            increment,
+            &|_| 0.0,
+        );
         matmul(
             &mut self.pre_visible,
             View::new(&self.hidden_states, n, nh),
@@ -209,17 +197,17 @@ impl GaussianRbmChains {
             1.0,
             false,
         );
-        self.visible_states
-            .par_chunks_mut(nv)
-            .zip(self.pre_visible.par_chunks(nv))
-            .enumerate()
-            .with_min_len(min_chains_per_task(4 * nv))
-            .for_each(|(c, (v, pre))| {
+        team_gibbs::visible_half(
+            &mut self.pre_visible,
+            &mut self.visible_states,
+            nv,
+            &|c, pre, v| {
                 for (i, vi) in v.iter_mut().enumerate() {
                     let mean = p.visible_bias[i] + sigma[i] * mean_scale * pre[i];
                     *vi = mean + sigma[i] * sd_scale * key_v.normal((c * nv + i) as u32);
                 }
-            });
+            },
+        );
     }
 }
 

@@ -13,6 +13,7 @@ pub mod gaussian;
 pub mod lattice;
 pub mod potts;
 pub mod rbm;
+mod team_gibbs;
 
 use crate::error::EngineError;
 use crate::estimate::ais::AnnealingPath;

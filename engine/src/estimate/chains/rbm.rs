@@ -11,7 +11,8 @@
 
 use rayon::prelude::*;
 
-use super::{min_chains_per_task, Encoding, ModelChains};
+use super::{team_gibbs, Encoding, ModelChains};
+use crate::backend::cpu::elementwise::bernoulli_rows;
 use crate::backend::cpu::gemm::{matmul, View};
 use crate::error::EngineError;
 use crate::estimate::ais::AnnealingPath;
@@ -113,6 +114,11 @@ pub struct RbmChains {
     /// Scratch: pre-activations of all chains (GEMM outputs).
     pre_hidden: Vec<f32>,
     pre_visible: Vec<f32>,
+    /// Zeros (length visible): the visible logits are complete before the sigmoid.
+    zero_visible_bias: Vec<f32>,
+    /// Log-weights that plain transitions (no AIS step) write nowhere: kept, not
+    /// allocated per step.
+    unused_weights: Vec<f64>,
 }
 
 impl RbmChains {
@@ -130,6 +136,8 @@ impl RbmChains {
             hidden_states: vec![0.0; chains * params.hidden],
             pre_hidden: vec![0.0; chains * params.hidden],
             pre_visible: vec![0.0; chains * params.visible],
+            zero_visible_bias: vec![0.0; params.visible],
+            unused_weights: vec![0.0; chains],
             params,
             base_bias,
             chains,
@@ -164,36 +172,25 @@ impl RbmChains {
             1.0,
             false,
         );
-        self.pre_hidden
-            .par_chunks_mut(nh)
-            .zip(self.hidden_states.par_chunks_mut(nh))
-            .zip(self.visible_states.par_chunks(nv))
-            .zip(weights.par_iter_mut())
-            .enumerate()
-            .with_min_len(min_chains_per_task(4 * (nv + nh)))
-            .for_each(|(c, (((pre, h), v), w))| {
-                for (x, &cj) in pre.iter_mut().zip(&p.hidden_bias) {
-                    *x += cj;
-                }
-                if let Some((from, to)) = increment {
-                    let linear: f64 = v
-                        .iter()
-                        .zip(&p.visible_bias)
-                        .zip(a)
-                        .map(|((&x, &b), &a)| x as f64 * (b as f64 - a as f64))
-                        .sum();
-                    let hidden: f64 = pre
-                        .iter()
-                        .map(|&x| softplus(to * x as f64) - softplus(from * x as f64))
-                        .sum();
-                    *w += (to - from) * linear + hidden;
-                }
-                let base_h = (c * nh) as u32;
-                for (j, hj) in h.iter_mut().enumerate() {
-                    *hj = (key_h.uniform(base_h + j as u32) < sigmoid_f32(target_scale * pre[j]))
-                        as u8 as f32;
-                }
-            });
+        let visible = &self.visible_states;
+        let linear = |c: usize| -> f64 {
+            let v = &visible[c * nv..(c + 1) * nv];
+            v.iter()
+                .zip(&p.visible_bias)
+                .zip(a)
+                .map(|((&x, &b), &a)| x as f64 * (b as f64 - a as f64))
+                .sum()
+        };
+        team_gibbs::hidden_half(
+            &mut self.pre_hidden,
+            &mut self.hidden_states,
+            weights,
+            &p.hidden_bias,
+            target_scale,
+            &key_h,
+            increment,
+            &linear,
+        );
         matmul(
             &mut self.pre_visible,
             View::new(&self.hidden_states, n, nh),
@@ -201,18 +198,18 @@ impl RbmChains {
             1.0,
             false,
         );
-        self.visible_states
-            .par_chunks_mut(nv)
-            .zip(self.pre_visible.par_chunks(nv))
-            .enumerate()
-            .with_min_len(min_chains_per_task(4 * nv))
-            .for_each(|(c, (v, pre))| {
-                let base_v = (c * nv) as u32;
-                for (i, vi) in v.iter_mut().enumerate() {
-                    let logit = base_scale * a[i] + target_scale * (p.visible_bias[i] + pre[i]);
-                    *vi = (key_v.uniform(base_v + i as u32) < sigmoid_f32(logit)) as u8 as f32;
+        let zero_bias = &self.zero_visible_bias;
+        team_gibbs::visible_half(
+            &mut self.pre_visible,
+            &mut self.visible_states,
+            nv,
+            &|c, pre, v| {
+                for ((x, &a), &b) in pre.iter_mut().zip(a).zip(&p.visible_bias) {
+                    *x = base_scale * a + target_scale * (b + *x);
                 }
-            });
+                bernoulli_rows(pre, zero_bias, 1.0, &key_v, (c * nv) as u32, Some(v));
+            },
+        );
     }
 }
 
@@ -253,8 +250,9 @@ impl AnnealingPath for RbmChains {
     }
 
     fn transition(&mut self, beta: f64, rng: &mut RngStream) {
-        let mut unused = vec![0.0; self.chains];
+        let mut unused = std::mem::take(&mut self.unused_weights);
         self.gibbs((1.0 - beta) as f32, beta as f32, rng, &mut unused, None);
+        self.unused_weights = unused;
     }
 }
 
@@ -278,8 +276,9 @@ impl ModelChains for RbmChains {
     }
 
     fn sweep(&mut self, tau: f64, rng: &mut RngStream) {
-        let mut unused = vec![0.0; self.chains];
+        let mut unused = std::mem::take(&mut self.unused_weights);
         self.gibbs(0.0, tau as f32, rng, &mut unused, None);
+        self.unused_weights = unused;
     }
 
     fn log_target(&self, state: &[f32]) -> f64 {
