@@ -262,7 +262,10 @@ batch_size = 20
         .map(|e| format!("{} {} {:?} {}", e.attempt, e.kind, e.state(), e.message))
         .collect();
     assert_eq!(job.state(), JobState::Failed, "poison job: {history:#?}");
-    assert_eq!(job.attempt, LIMIT, "attempts of the poison job: {history:#?}");
+    assert_eq!(
+        job.attempt, LIMIT,
+        "attempts of the poison job: {history:#?}"
+    );
     let expected = format!("{LIMIT} attempts in a row without progress (attempts 1 to {LIMIT}");
     assert!(job.error.contains(&expected), "error: {}", job.error);
     let backoffs = events

@@ -9,7 +9,6 @@
 //! States are exchanged in data space (the transform undone), so samples, statistics and
 //! reverse-AIS start states read like the data; ln Z is that of the model-space density.
 
-
 use super::rbm::RbmParams;
 use super::{team_gibbs, Encoding, ModelChains};
 use crate::backend::cpu::gemm::{matmul, View};

@@ -48,14 +48,12 @@ pub(super) fn hidden_half(
     });
 }
 
+/// Draws one chain's visible row: (chain, pre-activations, state).
+pub(super) type DrawRow<'a> = dyn Fn(usize, &mut [f32], &mut [f32]) + Sync + 'a;
+
 /// The visible layer of a step: `draw(chain, pre_row, state_row)` for every chain, rows of
 /// `units` values, spread over the team.
-pub(super) fn visible_half(
-    pre: &mut [f32],
-    states: &mut [f32],
-    units: usize,
-    draw: &(dyn Fn(usize, &mut [f32], &mut [f32]) + Sync),
-) {
+pub(super) fn visible_half(pre: &mut [f32], states: &mut [f32], units: usize, draw: &DrawRow) {
     let pre_blocks = row_blocks(pre, units);
     let state_blocks = row_blocks(states, units);
     team::split(pre_blocks.len(), &|part| {
