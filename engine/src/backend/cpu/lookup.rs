@@ -769,3 +769,86 @@ mod tests {
         );
     }
 }
+
+/// `dst = A B` for A (`rows` x k, row-major) and B = `w` (k x n, row-major) or, with
+/// `transposed`, B = w^T for w (n x k): by table lookup when every entry of A is 0 or 1
+/// (sampled Bernoulli states) and the product is large enough for the tables to pay, else
+/// by dense GEMM. For chains that multiply their states by the weights every step.
+pub fn product_of_states(
+    dst: &mut [f32],
+    a: &[f32],
+    rows: usize,
+    w: &[f32],
+    (k, n): (usize, usize),
+    transposed: bool,
+) {
+    let dense = |dst: &mut [f32]| {
+        let b = if transposed {
+            super::gemm::View::new(w, n, k).t()
+        } else {
+            super::gemm::View::new(w, k, n)
+        };
+        super::gemm::matmul(dst, super::gemm::View::new(a, rows, k), b, 1.0, false);
+    };
+    if !enabled() || rows < MIN_ROWS || n < MIN_COLUMNS {
+        return dense(dst);
+    }
+    let mut codes = take();
+    if codes.of_rows(a, rows, k) {
+        let target = Target { codes: &codes, dst };
+        let parts = [(w, 1.0)];
+        let factor = if transposed {
+            Factor::Transposed { w, k, n }
+        } else {
+            Factor::Rows { parts: &parts, n }
+        };
+        multiply(&mut [target], &factor, false);
+    } else {
+        dense(dst);
+    }
+    give_back(codes);
+}
+
+#[cfg(test)]
+mod product_of_states_tests {
+    use super::*;
+    use crate::backend::cpu::gemm::{matmul, View};
+
+    /// Against dense GEMM, to f32 rounding: binary states (the lookup path) and states with a
+    /// 0.5 in them (the dense fallback), W and W^T, a shape past MIN_ROWS and MIN_COLUMNS.
+    #[test]
+    fn matches_dense_products() {
+        let (rows, k, n) = (40, 37, 45);
+        let w: Vec<f32> = (0..k * n)
+            .map(|i| ((i * 7919) % 113) as f32 / 113.0 - 0.5)
+            .collect();
+        for half in [false, true] {
+            let mut a: Vec<f32> = (0..rows * k)
+                .map(|i| ((i * 31) % 7 < 3) as u8 as f32)
+                .collect();
+            if half {
+                a[5] = 0.5;
+            }
+            for transposed in [false, true] {
+                let (kk, nn) = if transposed { (n, k) } else { (k, n) };
+                let a = &a[..rows * kk.min(k)];
+                let a: Vec<f32> = (0..rows * kk).map(|i| a[i % a.len()]).collect();
+                let b = if transposed {
+                    View::new(&w, k, n).t()
+                } else {
+                    View::new(&w, k, n)
+                };
+                let mut want = vec![0.0; rows * nn];
+                matmul(&mut want, View::new(&a, rows, kk), b, 1.0, false);
+                let mut got = vec![f32::NAN; rows * nn];
+                product_of_states(&mut got, &a, rows, &w, (kk, nn), transposed);
+                for (g, w) in got.iter().zip(&want) {
+                    assert!(
+                        (g - w).abs() <= 1e-5,
+                        "half {half}, transposed {transposed}"
+                    );
+                }
+            }
+        }
+    }
+}

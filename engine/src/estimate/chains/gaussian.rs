@@ -12,6 +12,7 @@
 use super::rbm::RbmParams;
 use super::{team_gibbs, Encoding, ModelChains};
 use crate::backend::cpu::gemm::{matmul, View};
+use crate::backend::cpu::lookup::product_of_states;
 use crate::error::EngineError;
 use crate::estimate::ais::{AnnealingPath, Hooks};
 use crate::rng::{RngKey, RngStream};
@@ -189,12 +190,13 @@ impl GaussianRbmChains {
             increment,
             &|_| 0.0,
         );
-        matmul(
+        product_of_states(
             &mut self.pre_visible,
-            View::new(&self.hidden_states, n, nh),
-            View::new(&p.weights, nv, nh).t(),
-            1.0,
-            false,
+            &self.hidden_states,
+            n,
+            &p.weights,
+            (nh, nv),
+            true,
         );
         team_gibbs::visible_half(
             &mut self.pre_visible,

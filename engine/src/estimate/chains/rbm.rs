@@ -13,7 +13,7 @@ use rayon::prelude::*;
 
 use super::{team_gibbs, Encoding, ModelChains};
 use crate::backend::cpu::elementwise::bernoulli_rows;
-use crate::backend::cpu::gemm::{matmul, View};
+use crate::backend::cpu::lookup::product_of_states;
 use crate::error::EngineError;
 use crate::estimate::ais::AnnealingPath;
 use crate::rng::{RngKey, RngStream};
@@ -165,11 +165,12 @@ impl RbmChains {
         let key_v = rng.next_key();
         let p = &self.params;
         let a = &self.base_bias;
-        matmul(
+        product_of_states(
             &mut self.pre_hidden,
-            View::new(&self.visible_states, n, nv),
-            View::new(&p.weights, nv, nh),
-            1.0,
+            &self.visible_states,
+            n,
+            &p.weights,
+            (nv, nh),
             false,
         );
         let visible = &self.visible_states;
@@ -191,12 +192,13 @@ impl RbmChains {
             increment,
             &linear,
         );
-        matmul(
+        product_of_states(
             &mut self.pre_visible,
-            View::new(&self.hidden_states, n, nh),
-            View::new(&p.weights, nv, nh).t(),
-            1.0,
-            false,
+            &self.hidden_states,
+            n,
+            &p.weights,
+            (nh, nv),
+            true,
         );
         let zero_bias = &self.zero_visible_bias;
         team_gibbs::visible_half(
