@@ -1,18 +1,22 @@
 //! AIS throughput of the estimator chains (`estimate_log_z`'s hot loop) per backend:
 //! chain-transitions per second = chains x annealing steps / wall time of `forward_ais`,
-//! for a Bernoulli RBM, a lattice Ising model and a Potts model. The CPU rows use the
-//! CPU chains (`estimate::chains::*`, rayon over chains); the wgpu/cuda rows the device
+//! for a Bernoulli and a Gaussian RBM, a lattice Ising model and a Potts model (PF00014's
+//! size: 53 sites, q = 21). The CPU rows use the CPU chains (`estimate::chains::*`); the
+//! wgpu/cuda rows the device
 //! chains (`backend::cube::chains::*`), whose log-weights stay on the device between the
 //! driver's ~200 checks.
 //!
-//! Usage: estimator_bench [--backends cpu,wgpu,cuda] [--small] [--out FILE]
-//! `--small` uses fewer steps (software renderers such as lavapipe). Prints a Markdown
-//! table. Numbers taken on a shared or loaded machine say so in their caption.
+//! Usage: estimator_bench [--backends cpu,wgpu,cuda] [--small] [--gemm GFLOPS] [--out FILE]
+//! `--small` uses fewer steps (software renderers such as lavapipe). `--gemm`: the machine's
+//! measured GEMM rate, for the RBM rows' share of it (two visible x hidden products per
+//! chain-transition, counted as dense FLOPs). Prints a Markdown table. Numbers taken on a
+//! shared or loaded machine say so in their caption.
 
 use std::time::Instant;
 
 use ebm_engine::error::EngineError;
 use ebm_engine::estimate::ais::{forward_ais, AnnealingPath, Hooks};
+use ebm_engine::estimate::chains::gaussian::{GaussianRbmChains, GaussianRbmParams};
 use ebm_engine::estimate::chains::lattice::{LatticeChains, LatticeParams};
 use ebm_engine::estimate::chains::potts::{PottsChains, PottsParams};
 use ebm_engine::estimate::chains::rbm::{RbmChains, RbmParams};
@@ -34,6 +38,14 @@ fn rbm(visible: usize, hidden: usize) -> RbmParams {
     }
 }
 
+fn gaussian(visible: usize, hidden: usize) -> GaussianRbmParams {
+    GaussianRbmParams {
+        rbm: rbm(visible, hidden),
+        sigma: vec![1.0; visible],
+        transform: None,
+    }
+}
+
 fn potts(sites: usize, q: usize) -> PottsParams {
     let lq = sites * q;
     PottsParams {
@@ -48,6 +60,7 @@ fn potts(sites: usize, q: usize) -> PottsParams {
 #[derive(Clone, Copy)]
 enum Case {
     Rbm(usize, usize),
+    Gaussian(usize, usize),
     Lattice(usize),
     Potts(usize, usize),
 }
@@ -56,8 +69,17 @@ impl Case {
     fn describe(&self) -> (String, String) {
         match *self {
             Case::Rbm(v, h) => ("bernoulli_rbm AIS".into(), format!("{v}x{h}")),
+            Case::Gaussian(v, h) => ("gaussian_rbm AIS".into(), format!("{v}x{h}")),
             Case::Lattice(l) => ("lattice_ising AIS".into(), format!("L={l}")),
             Case::Potts(l, q) => ("potts AIS".into(), format!("L={l}, q={q}")),
+        }
+    }
+
+    /// Dense FLOPs of one chain-transition where it is two products (RBMs).
+    fn flops(&self) -> Option<f64> {
+        match *self {
+            Case::Rbm(v, h) | Case::Gaussian(v, h) => Some(4.0 * (v * h) as f64),
+            _ => None,
         }
     }
 }
@@ -89,6 +111,7 @@ fn cpu_path(case: Case, chains: usize) -> Result<Box<dyn AnnealingPath>, EngineE
             let base = p.visible_bias.clone();
             Box::new(RbmChains::new(p, base, chains)?)
         }
+        Case::Gaussian(v, h) => Box::new(GaussianRbmChains::new(gaussian(v, h), chains)?),
         Case::Lattice(l) => Box::new(LatticeChains::new(
             LatticeParams {
                 size: l,
@@ -107,6 +130,7 @@ fn device_path<R: ebm_engine::backend::cube::CubeRuntime>(
     chains: usize,
 ) -> Result<Box<dyn AnnealingPath>, EngineError> {
     use ebm_engine::backend::cube::chains::{CubeLatticeChains, CubePottsChains, CubeRbmChains};
+    use ebm_engine::backend::cube::gaussian_chains::CubeGaussianRbmChains;
     let client = R::shared_client()?;
     Ok(match case {
         Case::Rbm(v, h) => {
@@ -114,6 +138,11 @@ fn device_path<R: ebm_engine::backend::cube::CubeRuntime>(
             let base = p.visible_bias.clone();
             Box::new(CubeRbmChains::<R>::new(client, p, base, chains)?)
         }
+        Case::Gaussian(v, h) => Box::new(CubeGaussianRbmChains::<R>::new(
+            client,
+            gaussian(v, h),
+            chains,
+        )?),
         Case::Lattice(l) => Box::new(CubeLatticeChains::<R>::new(
             client,
             LatticeParams {
@@ -148,6 +177,7 @@ fn main() {
     let mut backends = vec!["cpu".to_string()];
     let mut small = false;
     let mut out: Option<String> = None;
+    let mut gemm: Option<f64> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -161,8 +191,11 @@ fn main() {
             }
             "--small" => small = true,
             "--out" => out = args.next(),
+            "--gemm" => gemm = args.next().and_then(|g| g.parse().ok()),
             "-h" | "--help" => {
-                println!("estimator_bench [--backends cpu,wgpu,cuda] [--small] [--out FILE]");
+                println!(
+                    "estimator_bench [--backends cpu,wgpu,cuda] [--small] [--gemm GFLOPS] [--out FILE]"
+                );
                 return;
             }
             other => {
@@ -176,22 +209,26 @@ fn main() {
         vec![
             (Case::Rbm(784, 500), 100, 20),
             (Case::Rbm(784, 500), 1000, 5),
+            (Case::Gaussian(784, 500), 100, 20),
             (Case::Lattice(32), 100, 50),
-            (Case::Lattice(32), 1000, 20),
-            (Case::Potts(50, 21), 100, 3),
+            (Case::Lattice(64), 1000, 10),
+            (Case::Potts(53, 21), 100, 3),
         ]
     } else {
         vec![
             (Case::Rbm(784, 500), 100, 200),
             (Case::Rbm(784, 500), 1000, 50),
             (Case::Rbm(784, 500), 10_000, 10),
+            (Case::Gaussian(784, 500), 100, 200),
+            (Case::Gaussian(784, 500), 1000, 50),
             (Case::Lattice(32), 1000, 200),
+            (Case::Lattice(64), 1000, 100),
             (Case::Lattice(128), 1000, 50),
-            (Case::Potts(50, 21), 1000, 20),
+            (Case::Potts(53, 21), 1000, 20),
         ]
     };
     let mut table = String::from(
-        "| backend | estimator | size | chains | steps | chain-transitions/s |\n|---|---|---|---|---|---|\n",
+        "| backend | estimator | size | chains | steps | chain-transitions/s | dense GFLOP/s (share of GEMM rate) |\n|---|---|---|---|---|---|---|\n",
     );
     let mut failed = false;
     for backend in &backends {
@@ -199,8 +236,16 @@ fn main() {
             let (what, size) = case.describe();
             match make_path(backend, case, chains).and_then(|mut p| rate(p.as_mut(), steps)) {
                 Ok(r) => {
-                    let row =
-                        format!("| {backend} | {what} | {size} | {chains} | {steps} | {r:.0} |\n");
+                    let share = match (case.flops(), gemm) {
+                        (Some(f), Some(g)) => {
+                            format!("{:.1} ({:.0}%)", r * f / 1e9, 100.0 * r * f / 1e9 / g)
+                        }
+                        (Some(f), None) => format!("{:.1}", r * f / 1e9),
+                        (None, _) => "not GEMM-shaped".into(),
+                    };
+                    let row = format!(
+                        "| {backend} | {what} | {size} | {chains} | {steps} | {r:.0} | {share} |\n"
+                    );
                     eprint!("{row}");
                     table += &row;
                 }
