@@ -140,12 +140,12 @@ async fn compute(
     let mut batch = Vec::new();
     while reports.recv_many(&mut batch, REPORT_QUEUE).await > 0 {
         if stop.reason() != Some(StopReason::LeaseLost) {
-            let stored = retry_while_unreachable(stop, "storing job reports", || {
-                store_reports(shared, lease, stop, &batch)
-            })
-            .await;
-            if let Err(StoreError::LeaseLost) = stored {
-                stop.request(StopReason::LeaseLost);
+            match store_reports(shared, lease, stop, &batch).await {
+                Ok(()) => {}
+                Err(StoreError::LeaseLost) => stop.request(StopReason::LeaseLost),
+                Err(e) => {
+                    tracing::warn!(job = %lease.job_id, error = %e, "storing job reports failed")
+                }
             }
         }
         batch.clear();
@@ -157,7 +157,9 @@ async fn compute(
 
 /// Stores a batch of reports: every metrics and log event, the latest progress, and the
 /// latest checkpoint (an older one in the same batch is superseded; a cancelled job needs
-/// none).
+/// none). The events are built (and counted in the process metrics) once; the two writes
+/// are retried separately while the database is unreachable, so that a checkpoint that
+/// fails after its events were stored does not store them twice.
 async fn store_reports(
     shared: &Shared,
     lease: &Lease,
@@ -222,21 +224,22 @@ async fn store_reports(
     }
     events.extend(last_progress.map(|(_, event)| event));
     let store = &shared.store;
-    let result = async {
-        if !events.is_empty() {
-            store.append_events(lease, events, fraction).await?;
-        }
-        match checkpoint {
-            Some(_) if stop.reason() == Some(StopReason::Cancel) => Ok(()),
-            Some((epoch, data)) => store.save_checkpoint(lease, epoch, data).await,
-            None => Ok(()),
-        }
+    if !events.is_empty() {
+        retry_while_unreachable(lease, stop, "storing job events", || {
+            store.append_events(lease, events.clone(), fraction)
+        })
+        .await?;
     }
-    .await;
-    if let Err(e) = &result {
-        tracing::warn!(job = %lease.job_id, error = %e, "storing job reports failed");
+    match checkpoint {
+        Some(_) if stop.reason() == Some(StopReason::Cancel) => Ok(()),
+        Some((epoch, data)) => {
+            retry_while_unreachable(lease, stop, "storing a checkpoint", || {
+                store.save_checkpoint(lease, epoch, data)
+            })
+            .await
+        }
+        None => Ok(()),
     }
-    result
 }
 
 /// Stores how the job ended (fenced by its lease).
@@ -313,7 +316,7 @@ async fn record_outcome(
         },
     };
     let state = finish.state.unwrap_or(JobState::Failed);
-    let stored = retry_while_unreachable(stop, "storing the outcome", || {
+    let stored = retry_while_unreachable(lease, stop, "storing the outcome", || {
         store.finish_job(lease, &finish)
     })
     .await;
@@ -343,14 +346,15 @@ const STORE_OUTAGE_LIMIT: Duration = Duration::from_secs(300);
 /// write whose commit went through but whose answer was lost with the connection is
 /// repeated: for events that is a duplicate event, for an outcome the fence refuses the
 /// second one.)
-async fn retry_while_unreachable<F, Fut>(
+async fn retry_while_unreachable<T, F, Fut>(
+    lease: &Lease,
     stop: &StopSignal,
     what: &str,
     mut write: F,
-) -> Result<(), StoreError>
+) -> Result<T, StoreError>
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<(), StoreError>>,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
 {
     let started = Instant::now();
     let mut delay = Duration::from_millis(200);
@@ -364,7 +368,7 @@ where
                         Some(StopReason::LeaseLost | StopReason::Shutdown)
                     ) =>
             {
-                tracing::warn!(error = %e, "{what} failed; retrying in {delay:?}");
+                tracing::warn!(job = %lease.job_id, error = %e, "{what} failed; retrying in {delay:?}");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(5));
             }
