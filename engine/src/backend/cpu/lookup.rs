@@ -582,6 +582,45 @@ unsafe fn add_lookups<const W: usize, const FULL: bool>(
     }
 }
 
+/// `dst = A B` for A (`rows` x k, row-major) and B = `w` (k x n, row-major) or, with
+/// `transposed`, B = w^T for w (n x k): by table lookup when every entry of A is 0 or 1
+/// (sampled Bernoulli states) and the product is large enough for the tables to pay, else
+/// by dense GEMM. For chains that multiply their states by the weights every step.
+pub fn product_of_states(
+    dst: &mut [f32],
+    a: &[f32],
+    rows: usize,
+    w: &[f32],
+    (k, n): (usize, usize),
+    transposed: bool,
+) {
+    let dense = |dst: &mut [f32]| {
+        let b = if transposed {
+            super::gemm::View::new(w, n, k).t()
+        } else {
+            super::gemm::View::new(w, k, n)
+        };
+        super::gemm::matmul(dst, super::gemm::View::new(a, rows, k), b, 1.0, false);
+    };
+    if !enabled() || rows < MIN_ROWS || n < MIN_COLUMNS {
+        return dense(dst);
+    }
+    let mut codes = take();
+    if codes.of_rows(a, rows, k) {
+        let target = Target { codes: &codes, dst };
+        let parts = [(w, 1.0)];
+        let factor = if transposed {
+            Factor::Transposed { w, k, n }
+        } else {
+            Factor::Rows { parts: &parts, n }
+        };
+        multiply(&mut [target], &factor, false);
+    } else {
+        dense(dst);
+    }
+    give_back(codes);
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::gemm::tests::naive as dense;
@@ -770,45 +809,6 @@ mod tests {
     }
 }
 
-/// `dst = A B` for A (`rows` x k, row-major) and B = `w` (k x n, row-major) or, with
-/// `transposed`, B = w^T for w (n x k): by table lookup when every entry of A is 0 or 1
-/// (sampled Bernoulli states) and the product is large enough for the tables to pay, else
-/// by dense GEMM. For chains that multiply their states by the weights every step.
-pub fn product_of_states(
-    dst: &mut [f32],
-    a: &[f32],
-    rows: usize,
-    w: &[f32],
-    (k, n): (usize, usize),
-    transposed: bool,
-) {
-    let dense = |dst: &mut [f32]| {
-        let b = if transposed {
-            super::gemm::View::new(w, n, k).t()
-        } else {
-            super::gemm::View::new(w, k, n)
-        };
-        super::gemm::matmul(dst, super::gemm::View::new(a, rows, k), b, 1.0, false);
-    };
-    if !enabled() || rows < MIN_ROWS || n < MIN_COLUMNS {
-        return dense(dst);
-    }
-    let mut codes = take();
-    if codes.of_rows(a, rows, k) {
-        let target = Target { codes: &codes, dst };
-        let parts = [(w, 1.0)];
-        let factor = if transposed {
-            Factor::Transposed { w, k, n }
-        } else {
-            Factor::Rows { parts: &parts, n }
-        };
-        multiply(&mut [target], &factor, false);
-    } else {
-        dense(dst);
-    }
-    give_back(codes);
-}
-
 #[cfg(test)]
 mod product_of_states_tests {
     use super::*;
@@ -816,6 +816,8 @@ mod product_of_states_tests {
 
     /// Against dense GEMM, to f32 rounding: binary states (the lookup path) and states with a
     /// 0.5 in them (the dense fallback), W and W^T, a shape past MIN_ROWS and MIN_COLUMNS.
+    /// Tolerance: two f32 sums, in different orders, of at most `kk` terms |a w| <= 0.5
+    /// each differ by at most 2 kk eps sum |a w| <= kk^2 eps.
     #[test]
     fn matches_dense_products() {
         let (rows, k, n) = (40, 37, 45);

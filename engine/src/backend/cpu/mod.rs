@@ -11,7 +11,7 @@ pub mod team;
 
 mod columns;
 mod hidden;
-mod parallel;
+pub(crate) mod parallel;
 
 use self::columns::*;
 use self::gemm::{matmul, View};

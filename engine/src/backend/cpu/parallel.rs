@@ -13,7 +13,7 @@ pub(super) fn rows_per_task(cols: usize) -> usize {
 /// microseconds of work: less than handing it over costs).
 pub(super) const PARALLEL_ELEMENTS: usize = 1 << 13;
 
-pub(super) fn parallel(elements: usize) -> bool {
+pub(crate) fn parallel(elements: usize) -> bool {
     parallel_from(PARALLEL_ELEMENTS, elements)
 }
 
@@ -58,7 +58,7 @@ pub(crate) fn vectorised<R>(f: impl FnOnce() -> R) -> R {
 
 /// `f(first_row, a_rows, b_rows)` over blocks of whole rows of two matrices with `cols`
 /// columns (the same rows of each), one block per team member when the work pays.
-pub(super) fn for_row_block_pairs(
+pub(crate) fn for_row_block_pairs(
     a: &mut [f32],
     b: &mut [f32],
     cols: usize,
