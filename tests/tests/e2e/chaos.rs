@@ -179,23 +179,28 @@ async fn a_job_that_kills_its_worker_every_time_fails_after_the_limit() {
         return;
     }
     const LIMIT: u32 = 3;
-    let limit = LIMIT.to_string();
-    let settings = [
-        ("EBM__LEASE_SECONDS", "1.5"),
-        ("EBM__REAP_SECONDS", "0.3"),
-        ("EBM__RETRIES__MAX_STALLED_ATTEMPTS", limit.as_str()),
-        ("EBM__RETRIES__BACKOFF_BASE_SECONDS", "0.5"),
-        ("EBM__RETRIES__BACKOFF_MAX_SECONDS", "2"),
+    let (lease, reap, backoff_base, backoff_max) = (1.5, 0.3, 0.5, 2.0);
+    let values = [lease, reap, f64::from(LIMIT), backoff_base, backoff_max].map(|v| v.to_string());
+    let names = [
+        "EBM__LEASE_SECONDS",
+        "EBM__REAP_SECONDS",
+        "EBM__RETRIES__MAX_STALLED_ATTEMPTS",
+        "EBM__RETRIES__BACKOFF_BASE_SECONDS",
+        "EBM__RETRIES__BACKOFF_MAX_SECONDS",
     ];
+    let settings: Vec<(&str, &str)> = names
+        .into_iter()
+        .zip(values.iter().map(String::as_str))
+        .collect();
     // Every process reaps expired leases with its own [retries] policy: the API server's
-    // must be the workers' (docs/server.md says to keep them equal across replicas).
+    // is the workers' (docs/server.md says to keep them equal across replicas).
     let api = TestServer::start_with(StoreKind::Postgres, |c| {
         c.role = Role::Api;
-        c.lease_seconds = 1.5;
-        c.reap_seconds = 0.3;
+        c.lease_seconds = lease;
+        c.reap_seconds = reap;
         c.retries.max_stalled_attempts = LIMIT;
-        c.retries.backoff_base_seconds = 0.5;
-        c.retries.backoff_max_seconds = 2.0;
+        c.retries.backoff_base_seconds = backoff_base;
+        c.retries.backoff_max_seconds = backoff_max;
     })
     .await;
     let client = api.client.clone();
